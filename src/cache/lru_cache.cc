@@ -1,0 +1,222 @@
+#include "cache/lru_cache.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common/hash.h"
+
+namespace nexus {
+
+KeyRef MakeKeyRef(std::string_view key) { return {key, HashBytes(key)}; }
+
+CacheStats& CacheStats::operator+=(const CacheStats& o) {
+  hits += o.hits;
+  misses += o.misses;
+  evictions += o.evictions;
+  expirations += o.expirations;
+  items += o.items;
+  bytes += o.bytes;
+  return *this;
+}
+
+namespace {
+
+constexpr size_t kHeaderSize = 32;
+
+// glibc malloc: a chunk holds the request plus an 8-byte size word, rounded up to 16 bytes,
+// and is never smaller than 32 bytes.
+size_t ChunkSize(size_t request) {
+  const size_t chunk = (request + 8 + 15) & ~size_t{15};
+  return chunk < 32 ? 32 : chunk;
+}
+
+}  // namespace
+
+size_t LruCache::ChargeFor(size_t key_size, size_t value_size) {
+  return ChunkSize(kHeaderSize + key_size + value_size);
+}
+
+size_t LruCache::IndexBytes() const {
+  const size_t cap = index_.capacity();
+  if (cap == 0) return 0;
+  // One pointer slot per bucket, one control byte per bucket plus a group's worth of clones,
+  // and the allocation's own chunk rounding.
+  return ChunkSize(cap * sizeof(Entry*) + cap + 1 + 16);
+}
+
+LruCache::LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on_remove)
+    : capacity_(capacity_bytes), clock_(clock), on_remove_(std::move(on_remove)) {
+  static_assert(sizeof(Entry) == kHeaderSize);
+  head_ = static_cast<Entry*>(std::malloc(sizeof(Entry)));
+  if (head_ == nullptr) throw std::bad_alloc();
+  head_->prev = head_->next = head_;
+  cursor_ = head_;
+}
+
+LruCache::~LruCache() {
+  Clear();
+  std::free(head_);
+}
+
+void LruCache::Clear() {
+  for (Entry* e = head_->next; e != head_;) {
+    Entry* next = e->next;
+    std::free(e);
+    e = next;
+  }
+  head_->prev = head_->next = head_;
+  cursor_ = head_;
+  index_.clear();
+  entry_bytes_ = 0;
+}
+
+void LruCache::Unlink(Entry* e) {
+  // The cursor walks from the LRU end toward the MRU end (following prev).
+  if (cursor_ == e) cursor_ = e->prev;
+  e->prev->next = e->next;
+  e->next->prev = e->prev;
+}
+
+void LruCache::PushFront(Entry* e) {
+  e->next = head_->next;
+  e->prev = head_;
+  head_->next->prev = e;
+  head_->next = e;
+}
+
+void LruCache::Remove(Entry* e, Index::iterator it) {
+  Unlink(e);
+  index_.erase(it);
+  entry_bytes_ -= ChargeFor(e->key_size, e->value_size);
+  std::free(e);
+}
+
+void LruCache::Drop(Entry* e, RemovalReason reason) {
+  if (reason == RemovalReason::kExpired) {
+    ++expirations_;
+  } else {
+    ++evictions_;
+  }
+  if (on_remove_) on_remove_(e->key(), e->value(), reason);
+  Remove(e, index_.find(e));
+}
+
+void LruCache::EvictToFit() {
+  const UnixMillis now = clock_->NowMillis();
+  while (bytes() > capacity_ && head_->prev != head_) {
+    Entry* victim = head_->prev;
+    Drop(victim, now >= victim->deadline ? RemovalReason::kExpired : RemovalReason::kEvicted);
+  }
+}
+
+bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
+  auto it = index_.find(key);
+  if (it == index_.end()) {
+    ++misses_;
+    return false;
+  }
+  Entry* e = *it;
+  if (clock_->NowMillis() >= e->deadline) {
+    ++misses_;
+    ++expirations_;
+    if (on_remove_) on_remove_(e->key(), e->value(), RemovalReason::kExpired);
+    Remove(e, it);
+    return false;
+  }
+  ++hits_;
+  if (head_->next != e) {
+    Unlink(e);
+    PushFront(e);
+  }
+  if (value != nullptr) value->assign(e->value());
+  if (deadline != nullptr) *deadline = e->deadline;
+  return true;
+}
+
+bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
+  const size_t charge = ChargeFor(key.key.size(), value.size());
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    Entry* old = *it;
+    if (ChargeFor(old->key_size, old->value_size) == charge && charge <= capacity_) {
+      // Same chunk size: rewrite in place, no allocation.
+      std::memcpy(old->data() + old->key_size, value.data(), value.size());
+      old->value_size = static_cast<uint32_t>(value.size());
+      old->deadline = deadline;
+      if (head_->next != old) {
+        Unlink(old);
+        PushFront(old);
+      }
+      return true;
+    }
+    Remove(old, it);
+  }
+  if (charge > capacity_ || key.key.size() > UINT32_MAX || value.size() > UINT32_MAX) {
+    return false;
+  }
+  auto* e = static_cast<Entry*>(std::malloc(kHeaderSize + key.key.size() + value.size()));
+  if (e == nullptr) throw std::bad_alloc();
+  e->deadline = deadline;
+  e->key_size = static_cast<uint32_t>(key.key.size());
+  e->value_size = static_cast<uint32_t>(value.size());
+  std::memcpy(e->data(), key.key.data(), key.key.size());
+  std::memcpy(e->data() + key.key.size(), value.data(), value.size());
+  index_.insert(e);
+  PushFront(e);
+  entry_bytes_ += charge;
+  EvictToFit();
+  return index_.contains(key);
+}
+
+bool LruCache::SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
+                           std::string* existing, UnixMillis* existing_deadline) {
+  auto it = index_.find(key);
+  if (it != index_.end() && clock_->NowMillis() < (*it)->deadline) {
+    Entry* e = *it;
+    if (existing != nullptr) existing->assign(e->value());
+    if (existing_deadline != nullptr) *existing_deadline = e->deadline;
+    return false;
+  }
+  Set(key, value, deadline);
+  return true;
+}
+
+bool LruCache::Erase(KeyRef key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return false;
+  Remove(*it, it);
+  return true;
+}
+
+SweepResult LruCache::SweepExpired(size_t max_entries) {
+  SweepResult result;
+  if (head_->next == head_) return result;
+  const UnixMillis now = clock_->NowMillis();
+  const size_t limit = std::min(max_entries, index_.size());
+  while (result.examined < limit && head_->next != head_) {
+    if (cursor_ == head_) cursor_ = head_->prev;  // wrap around to the LRU end
+    Entry* e = cursor_;
+    cursor_ = e->prev;
+    ++result.examined;
+    if (now >= e->deadline) {
+      ++result.expired;
+      Drop(e, RemovalReason::kExpired);
+    }
+  }
+  return result;
+}
+
+CacheStats LruCache::stats() const {
+  CacheStats s;
+  s.hits = hits_;
+  s.misses = misses_;
+  s.evictions = evictions_;
+  s.expirations = expirations_;
+  s.items = items();
+  s.bytes = bytes();
+  return s;
+}
+
+}  // namespace nexus

@@ -1,0 +1,154 @@
+// LruCache: a single-threaded, byte-bounded LRU map from key to value with absolute deadlines.
+//
+// What it is for: the storage core of one cache shard. ShardedCache adds the locking.
+//
+// Memory: each entry is one malloc'd block (32-byte header + key + value). `bytes()` charges
+// what the process really pays: every block at glibc's chunk size (request + 8, rounded up to
+// 16, at least 32) plus the hash index's slot and control bytes. When `bytes()` exceeds
+// `capacity()` the least recently used entries are dropped until it fits again.
+//
+// Expiry: deadlines are absolute (`UnixMillis`) and never extended by reads (no sliding
+// expiry). An expired entry is dropped when it is next looked up (lazy expiry, like
+// memcached's items.c) and also by `SweepExpired`, which examines a bounded number of entries
+// per call from a cursor that cycles through the whole list, so entries nobody reads are
+// reclaimed too (memcached's crawler, Redis's sampled active expiry).
+//
+// Removal callback: called for entries dropped by eviction or expiry (not for Erase or
+// overwrite), before the memory is freed. It must not call back into the cache.
+//
+// Thread-safety: none. One thread at a time (ShardedCache holds a mutex per LruCache).
+// Invariants: bytes() == sum of ChargeFor(entry) + index bytes; bytes() <= capacity() after
+// every mutating call unless the index alone exceeds the capacity (then the cache is empty).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_set.h"
+#include "common/clock.h"
+#include "common/hash.h"
+
+namespace nexus {
+
+// A key with its precomputed 64-bit hash (nexus::HashBytes), so the sharded wrapper hashes a
+// key once for both shard selection and the shard's index.
+struct KeyRef {
+  std::string_view key;
+  uint64_t hash;
+};
+
+KeyRef MakeKeyRef(std::string_view key);
+
+enum class RemovalReason { kEvicted, kExpired };
+
+using RemovalCallback =
+    std::function<void(std::string_view key, std::string_view value, RemovalReason reason)>;
+
+struct CacheStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;       // includes lookups that found only an expired entry
+  uint64_t evictions = 0;    // dropped to make room (LRU)
+  uint64_t expirations = 0;  // dropped because the deadline passed (lazily, swept or evicted)
+  uint64_t items = 0;
+  uint64_t bytes = 0;
+
+  CacheStats& operator+=(const CacheStats& o);
+};
+
+struct SweepResult {
+  size_t examined = 0;
+  size_t expired = 0;
+};
+
+class LruCache {
+ public:
+  LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on_remove = nullptr);
+  ~LruCache();
+  LruCache(const LruCache&) = delete;
+  LruCache& operator=(const LruCache&) = delete;
+
+  // On a live hit copies the value (and deadline, if asked) out, marks the entry most recently
+  // used and returns true. An expired entry is dropped and counts as a miss.
+  bool Get(KeyRef key, std::string* value, UnixMillis* deadline = nullptr);
+
+  // Inserts or replaces. Returns false, storing nothing (and dropping any old value of the key),
+  // when the entry alone cannot fit in the capacity.
+  bool Set(KeyRef key, std::string_view value, UnixMillis deadline);
+
+  // Inserts only if the key has no live entry; otherwise leaves it alone, copies the live
+  // value (and deadline) out like Get and returns false. For read-through loads, so a value
+  // loaded from the origin never overwrites one a client set while the load was running.
+  bool SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
+                   std::string* existing, UnixMillis* existing_deadline = nullptr);
+
+  // Removes the key; true if it was present (expired or not).
+  bool Erase(KeyRef key);
+
+  // Examines at most `max_entries` entries from the sweep cursor and drops the expired ones.
+  SweepResult SweepExpired(size_t max_entries);
+
+  void Clear();
+
+  size_t capacity() const { return capacity_; }
+  size_t bytes() const { return entry_bytes_ + IndexBytes(); }
+  size_t items() const { return index_.size(); }
+  CacheStats stats() const;
+
+  // Bytes charged for one entry with these key and value sizes (its malloc chunk).
+  static size_t ChargeFor(size_t key_size, size_t value_size);
+  // Bytes the hash index occupies now (slots + control bytes); grows with rehashes.
+  size_t IndexBytes() const;
+
+ private:
+  // Header of one malloc'd block; the key bytes and then the value bytes follow it.
+  struct Entry {
+    Entry* prev;
+    Entry* next;
+    UnixMillis deadline;
+    uint32_t key_size;
+    uint32_t value_size;
+
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+    std::string_view key() { return {data(), key_size}; }
+    std::string_view value() { return {data() + key_size, value_size}; }
+  };
+  // The index stores entry pointers but is probed with a KeyRef whose hash is precomputed.
+  struct EntryHash {
+    using is_transparent = void;
+    size_t operator()(const KeyRef& k) const { return k.hash; }
+    size_t operator()(Entry* e) const { return HashBytes(e->key()); }
+  };
+  struct EntryEq {
+    using is_transparent = void;
+    bool operator()(Entry* a, Entry* b) const { return a == b; }
+    bool operator()(Entry* a, const KeyRef& k) const { return a->key() == k.key; }
+    bool operator()(const KeyRef& k, Entry* a) const { return a->key() == k.key; }
+  };
+  using Index = absl::flat_hash_set<Entry*, EntryHash, EntryEq>;
+
+  void Unlink(Entry* e);
+  void PushFront(Entry* e);
+  // Unlinks, unindexes and frees `e`, keeping the sweep cursor valid.
+  void Remove(Entry* e, Index::iterator it);
+  void Drop(Entry* e, RemovalReason reason);
+  void EvictToFit();
+
+  const size_t capacity_;
+  const Clock* const clock_;
+  const RemovalCallback on_remove_;
+
+  Index index_;
+  Entry* head_;        // sentinel: head_->next is the MRU entry, head_->prev the LRU entry
+  Entry* cursor_;      // next entry SweepExpired examines (head_ = restart at the LRU end)
+  size_t entry_bytes_ = 0;
+
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  uint64_t evictions_ = 0;
+  uint64_t expirations_ = 0;
+};
+
+}  // namespace nexus

@@ -1,0 +1,240 @@
+#include "cache/lru_cache.h"
+
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <string>
+#include <vector>
+
+namespace nexus {
+namespace {
+
+std::string Val(char c, size_t n = 1000) { return std::string(n, c); }
+
+bool Has(LruCache& c, std::string_view key, std::string* out = nullptr) {
+  std::string v;
+  return c.Get(MakeKeyRef(key), out ? out : &v);
+}
+
+class LruCacheTest : public ::testing::Test {
+ protected:
+  FakeClock clock_{1'000'000};
+};
+
+TEST_F(LruCacheTest, GetReturnsWhatSetStored) {
+  LruCache c(1 << 20, &clock_);
+  EXPECT_TRUE(c.Set(MakeKeyRef("Tom"), "630", kNoDeadline));
+  std::string v;
+  EXPECT_TRUE(c.Get(MakeKeyRef("Tom"), &v));
+  EXPECT_EQ(v, "630");
+  EXPECT_FALSE(c.Get(MakeKeyRef("Jack"), &v));
+  EXPECT_EQ(c.items(), 1u);
+}
+
+TEST_F(LruCacheTest, EvictsLeastRecentlyUsedAndGetRefreshesRecency) {
+  LruCache probe(1 << 20, &clock_);
+  for (const char* k : {"a", "b", "c"}) probe.Set(MakeKeyRef(k), Val('x'), kNoDeadline);
+  // Room for a, b, c plus slack smaller than one more entry (covers index growth).
+  LruCache c(probe.bytes() + 200, &clock_);
+  for (const char* k : {"a", "b", "c"}) ASSERT_TRUE(c.Set(MakeKeyRef(k), Val('x'), kNoDeadline));
+  ASSERT_TRUE(Has(c, "a"));  // a becomes most recent; b is now the LRU entry
+  ASSERT_TRUE(c.Set(MakeKeyRef("d"), Val('y'), kNoDeadline));
+  EXPECT_FALSE(Has(c, "b"));
+  EXPECT_TRUE(Has(c, "a"));
+  EXPECT_TRUE(Has(c, "c"));
+  EXPECT_TRUE(Has(c, "d"));
+  EXPECT_EQ(c.stats().evictions, 1u);
+  EXPECT_LE(c.bytes(), c.capacity());
+}
+
+TEST_F(LruCacheTest, OverwriteRefreshesRecency) {
+  LruCache probe(1 << 20, &clock_);
+  for (const char* k : {"a", "b", "c"}) probe.Set(MakeKeyRef(k), Val('x'), kNoDeadline);
+  LruCache c(probe.bytes() + 200, &clock_);
+  for (const char* k : {"a", "b", "c"}) c.Set(MakeKeyRef(k), Val('x'), kNoDeadline);
+  c.Set(MakeKeyRef("a"), Val('z'), kNoDeadline);  // same size: rewritten in place
+  c.Set(MakeKeyRef("d"), Val('y'), kNoDeadline);
+  std::string v;
+  EXPECT_TRUE(Has(c, "a", &v));
+  EXPECT_EQ(v, Val('z'));
+  EXPECT_FALSE(Has(c, "b"));
+}
+
+TEST_F(LruCacheTest, BytesChargeKeyValueAndOverheadExactly) {
+  LruCache c(1 << 20, &clock_);
+  EXPECT_EQ(c.bytes(), 0u);
+  size_t entries = 0;
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "key" + std::to_string(i);
+    const std::string value(i * 7, 'v');
+    c.Set(MakeKeyRef(key), value, kNoDeadline);
+    entries += LruCache::ChargeFor(key.size(), value.size());
+    ASSERT_EQ(c.bytes(), entries + c.IndexBytes());
+  }
+  // Overwrite with a different size, then erase.
+  c.Set(MakeKeyRef("key5"), std::string(500, 'w'), kNoDeadline);
+  entries += LruCache::ChargeFor(4, 500) - LruCache::ChargeFor(4, 35);
+  EXPECT_EQ(c.bytes(), entries + c.IndexBytes());
+  EXPECT_TRUE(c.Erase(MakeKeyRef("key5")));
+  entries -= LruCache::ChargeFor(4, 500);
+  EXPECT_EQ(c.bytes(), entries + c.IndexBytes());
+  EXPECT_EQ(c.stats().bytes, c.bytes());
+  // The charge is never less than key + value, and covers a real header.
+  EXPECT_GE(LruCache::ChargeFor(16, 100), 16u + 100u + 32u);
+  EXPECT_LE(LruCache::ChargeFor(16, 100), 16u + 100u + 48u);
+  c.Clear();
+  EXPECT_EQ(c.items(), 0u);
+}
+
+#if !defined(__SANITIZE_ADDRESS__)
+TEST_F(LruCacheTest, BytesTrackRealHeapUsage) {
+  // The charge should match what malloc actually hands out: glibc's in-use heap bytes plus its
+  // mmapped blocks (where the large index lives).
+  auto in_use = [] {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  const size_t before = in_use();
+  auto c = std::make_unique<LruCache>(size_t{1} << 30, &clock_);
+  for (int i = 0; i < 100'000; ++i) {
+    char key[17];
+    snprintf(key, sizeof key, "key-%012d", i);
+    c->Set(MakeKeyRef(key), std::string(100, 'v'), kNoDeadline);
+  }
+  const double heap = static_cast<double>(in_use() - before);
+  const double charged = static_cast<double>(c->bytes());
+  EXPECT_NEAR(charged / heap, 1.0, 0.03) << "charged " << charged << " heap " << heap;
+}
+#endif
+
+TEST_F(LruCacheTest, DeadlineIsAbsoluteAndReadsDoNotExtendIt) {
+  LruCache c(1 << 20, &clock_);
+  const UnixMillis deadline = clock_.NowMillis() + 1000;
+  c.Set(MakeKeyRef("k"), "v", deadline);
+  for (int i = 0; i < 9; ++i) {
+    clock_.Advance(111);  // reads at 111 ms intervals would keep a sliding TTL alive forever
+    UnixMillis got = 0;
+    std::string v;
+    ASSERT_TRUE(c.Get(MakeKeyRef("k"), &v, &got));
+    EXPECT_EQ(got, deadline);
+  }
+  clock_.Set(deadline - 1);
+  EXPECT_TRUE(Has(c, "k"));
+  clock_.Set(deadline);
+  EXPECT_FALSE(Has(c, "k"));
+  EXPECT_EQ(c.items(), 0u);
+  EXPECT_EQ(c.stats().expirations, 1u);
+  EXPECT_EQ(c.bytes(), c.IndexBytes());
+}
+
+TEST_F(LruCacheTest, SetIfAbsentKeepsALiveEntryButReplacesAnExpiredOne) {
+  LruCache c(1 << 20, &clock_);
+  std::string existing;
+  UnixMillis existing_deadline = 0;
+  EXPECT_TRUE(c.SetIfAbsent(MakeKeyRef("k"), "first", clock_.NowMillis() + 10, &existing));
+  EXPECT_FALSE(c.SetIfAbsent(MakeKeyRef("k"), "second", kNoDeadline, &existing,
+                             &existing_deadline));
+  EXPECT_EQ(existing, "first");
+  EXPECT_EQ(existing_deadline, clock_.NowMillis() + 10);
+  clock_.Advance(10);
+  EXPECT_TRUE(c.SetIfAbsent(MakeKeyRef("k"), "third", kNoDeadline, &existing));
+  std::string v;
+  EXPECT_TRUE(Has(c, "k", &v));
+  EXPECT_EQ(v, "third");
+}
+
+TEST_F(LruCacheTest, StatsCountHitsAndMisses) {
+  LruCache c(1 << 20, &clock_);
+  c.Set(MakeKeyRef("a"), "1", kNoDeadline);
+  Has(c, "a");
+  Has(c, "a");
+  Has(c, "b");
+  const CacheStats s = c.stats();
+  EXPECT_EQ(s.hits, 2u);
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.items, 1u);
+}
+
+TEST_F(LruCacheTest, CallbackSeesEvictedAndExpiredEntriesButNotErased) {
+  std::vector<std::pair<std::string, RemovalReason>> removed;
+  LruCache probe(1 << 20, &clock_);
+  probe.Set(MakeKeyRef("a"), Val('a'), kNoDeadline);
+  probe.Set(MakeKeyRef("b"), Val('b'), kNoDeadline);
+  LruCache c(probe.bytes() + 200, &clock_, [&](std::string_view k, std::string_view v,
+                                               RemovalReason r) {
+    EXPECT_EQ(v, Val(k[0]));
+    removed.emplace_back(std::string(k), r);
+  });
+  c.Set(MakeKeyRef("a"), Val('a'), clock_.NowMillis() + 10);
+  c.Set(MakeKeyRef("b"), Val('b'), kNoDeadline);
+  c.Set(MakeKeyRef("c"), Val('c'), kNoDeadline);  // evicts a, which is not expired yet
+  clock_.Advance(10);
+  c.Set(MakeKeyRef("d"), Val('d'), clock_.NowMillis() + 5);  // evicts b
+  clock_.Advance(5);
+  Has(c, "d");  // expired on access
+  c.Erase(MakeKeyRef("c"));
+  ASSERT_EQ(removed.size(), 3u);
+  EXPECT_EQ(removed[0], std::make_pair(std::string("a"), RemovalReason::kEvicted));
+  EXPECT_EQ(removed[1], std::make_pair(std::string("b"), RemovalReason::kEvicted));
+  EXPECT_EQ(removed[2], std::make_pair(std::string("d"), RemovalReason::kExpired));
+}
+
+TEST_F(LruCacheTest, EvictingAnExpiredEntryCountsAsExpiration) {
+  LruCache probe(1 << 20, &clock_);
+  probe.Set(MakeKeyRef("a"), Val('a'), kNoDeadline);
+  LruCache c(probe.bytes() + 200, &clock_);
+  c.Set(MakeKeyRef("a"), Val('a'), clock_.NowMillis() + 1);
+  clock_.Advance(1);
+  c.Set(MakeKeyRef("b"), Val('b'), kNoDeadline);
+  EXPECT_EQ(c.stats().expirations, 1u);
+  EXPECT_EQ(c.stats().evictions, 0u);
+}
+
+TEST_F(LruCacheTest, EntryLargerThanCapacityIsRefusedAndOldValueDropped) {
+  LruCache c(4096, &clock_);
+  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "small", kNoDeadline));
+  EXPECT_FALSE(c.Set(MakeKeyRef("k"), std::string(5000, 'x'), kNoDeadline));
+  EXPECT_FALSE(Has(c, "k"));
+  EXPECT_LE(c.bytes(), c.capacity());
+}
+
+TEST_F(LruCacheTest, ActiveSweepReclaimsUnreadExpiredEntriesWithBoundedWork) {
+  std::vector<std::string> expired_keys;
+  LruCache c(64 << 20, &clock_, [&](std::string_view k, std::string_view, RemovalReason r) {
+    EXPECT_EQ(r, RemovalReason::kExpired);
+    expired_keys.emplace_back(k);
+  });
+  const UnixMillis soon = clock_.NowMillis() + 10;
+  for (int i = 0; i < 1000; ++i) {
+    c.Set(MakeKeyRef("short" + std::to_string(i)), "v", soon);
+    c.Set(MakeKeyRef("long" + std::to_string(i)), "v", kNoDeadline);
+  }
+  EXPECT_EQ(c.SweepExpired(100).expired, 0u);  // nothing expired yet
+  clock_.Advance(10);
+  size_t calls = 0;
+  while (c.items() > 1000) {
+    const SweepResult r = c.SweepExpired(100);
+    ASSERT_LE(r.examined, 100u);
+    ++calls;
+    ASSERT_LE(calls, 25u) << "sweep does not make progress";
+    // Reads in between move entries to the front; the cursor must survive that.
+    Has(c, "long" + std::to_string(calls));
+  }
+  EXPECT_EQ(expired_keys.size(), 1000u);
+  EXPECT_EQ(c.stats().expirations, 1000u);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(Has(c, "long" + std::to_string(i)));
+}
+
+TEST_F(LruCacheTest, SweepOnEmptyAndFullyExpiredCacheIsSafe) {
+  LruCache c(1 << 20, &clock_);
+  EXPECT_EQ(c.SweepExpired(10).examined, 0u);
+  for (int i = 0; i < 5; ++i) c.Set(MakeKeyRef(std::to_string(i)), "v", clock_.NowMillis() + 1);
+  clock_.Advance(1);
+  const SweepResult r = c.SweepExpired(100);
+  EXPECT_EQ(r.expired, 5u);
+  EXPECT_EQ(c.items(), 0u);
+  EXPECT_EQ(c.SweepExpired(100).examined, 0u);
+}
+
+}  // namespace
+}  // namespace nexus

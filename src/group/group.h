@@ -1,0 +1,119 @@
+// Group: a named cache namespace (the seed's group, e.g. "scores"). It owns a main cache for
+// the keys this node owns, a separate hot cache (its own byte budget) for replicated hot keys,
+// an optional loader for misses, and a PeerPicker that says which node owns a key.
+//
+// Get:    main cache -> hot cache -> (singleflight per key) owner peer, or the loader when this
+//         node owns the key. Inside the flight the main cache is checked again, so a value that
+//         landed while the caller waited is not loaded twice (groupcache's load()).
+//         Loaded values expire at now + default TTL + jitter. A miss everywhere is NotFound.
+// Set:    forwarded to the owner; on the owner the deadline is now + ttl + jitter, the jitter
+//         drawn once here and stored, never re-drawn on reads. hot=true stores the entry in the
+//         hot cache instead of the main cache (replication to other nodes is the peer layer's
+//         job); either way a key lives in exactly one of the two caches of a node.
+// Delete: forwarded to the owner; removes the key from both local caches.
+//
+// Errors: InvalidArgument for an empty key or ttl <= 0, NotFound for a miss, ResourceExhausted
+// for a value larger than a cache shard, and whatever the loader or peer reported.
+//
+// Thread-safety: every method may be called concurrently. Callbacks may run on the caller's
+// thread or on the thread that completed a load or peer call. The Group must outlive every
+// operation it started (the node drains requests before destroying groups).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cache/sharded_cache.h"
+#include "common/clock.h"
+#include "common/jitter.h"
+#include "flight/flight.h"
+#include "group/loader.h"
+#include "group/peers.h"
+#include "group/value.h"
+
+namespace nexus {
+
+struct GroupOptions {
+  std::string name = "scores";
+  // Byte budgets (entries + index, as LruCache charges them).
+  size_t cache_bytes = 64 << 20;
+  size_t hot_cache_bytes = 16 << 20;
+  int shard_bits = 4;
+  // TTL given to values the loader returns.
+  int64_t default_ttl_ms = 60 * 60 * 1000;
+  JitterOptions jitter;
+  // Seed of the jitter RNG; unset = random. Tests set it.
+  std::optional<uint64_t> jitter_seed;
+};
+
+struct GroupStats {
+  CacheStats main;
+  CacheStats hot;
+  uint64_t loads = 0;          // loader calls made by this node
+  uint64_t load_errors = 0;    // loader calls that failed (NotFound excluded)
+  uint64_t deduplicated = 0;   // Gets that joined a load already in flight
+  uint64_t peer_gets = 0;      // Gets forwarded to the owner
+  uint64_t peer_errors = 0;    // forwarded Gets that failed (NotFound excluded)
+};
+
+class Group {
+ public:
+  // `loader` may be null (misses are then NotFound); `peers` null means NoPeers.
+  Group(GroupOptions options, std::shared_ptr<Loader> loader, std::shared_ptr<PeerPicker> peers,
+        const Clock* clock);
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  const std::string& name() const { return options_.name; }
+  const GroupOptions& options() const { return options_; }
+
+  void Get(std::string_view key, ValueCallback done);
+  void Set(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+           StatusCallback done);
+  void Delete(std::string_view key, StatusCallback done);
+
+  // Owner-side operations: what a peer's forwarded request runs here. They never forward.
+  void GetLocal(std::string_view key, ValueCallback done);
+  absl::Status SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot);
+  // Stores with a deadline already drawn (by the owner); for replicas of hot keys.
+  absl::Status StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline,
+                          bool hot);
+  void DeleteLocal(std::string_view key);
+
+  // Blocking conveniences (tests, tools). Never call them on an event-loop thread.
+  absl::StatusOr<CachedValue> GetSync(std::string_view key);
+  absl::Status SetSync(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot);
+  absl::Status DeleteSync(std::string_view key);
+
+  GroupStats stats() const;
+  ShardedCache& main_cache() { return main_; }
+  ShardedCache& hot_cache() { return hot_; }
+
+ private:
+  // Looks in the main then the hot cache.
+  bool LookupLocal(std::string_view key, CachedValue* out);
+  // Runs the load (peer or loader) for `key` under singleflight.
+  void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
+  void LoadFromLoader(const std::string& key, Flight<CachedValue>::Done done);
+
+  const GroupOptions options_;
+  const Clock* const clock_;
+  const std::shared_ptr<Loader> loader_;
+  const std::shared_ptr<PeerPicker> peers_;
+  Jitter jitter_;
+  ShardedCache main_;
+  ShardedCache hot_;
+  Flight<CachedValue> flight_;
+
+  std::atomic<uint64_t> loads_{0};
+  std::atomic<uint64_t> load_errors_{0};
+  std::atomic<uint64_t> deduplicated_{0};
+  std::atomic<uint64_t> peer_gets_{0};
+  std::atomic<uint64_t> peer_errors_{0};
+};
+
+}  // namespace nexus

@@ -1,0 +1,283 @@
+#include "group/group.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace nexus {
+namespace {
+
+constexpr int64_t kMinute = 60'000;
+
+// An origin whose answers the test releases by hand, to hold loads in flight.
+class ManualLoader final : public Loader {
+ public:
+  void Load(std::string_view key, LoadCallback done) override {
+    keys.emplace_back(key);
+    pending.push_back(std::move(done));
+  }
+  void Complete(absl::StatusOr<std::string> r) {
+    LoadCallback cb = std::move(pending.front());
+    pending.pop_front();
+    cb(std::move(r));
+  }
+  std::vector<std::string> keys;
+  std::deque<LoadCallback> pending;
+};
+
+// A remote owner that records what it was asked and answers at once.
+class FakePeer final : public Peer {
+ public:
+  void Get(std::string_view group, std::string_view key, ValueCallback done) override {
+    calls.push_back("get " + std::string(group) + " " + std::string(key));
+    if (error) return done(*error);
+    done(CachedValue{.data = "remote:" + std::string(key), .deadline = 42});
+  }
+  void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
+           bool hot, StatusCallback done) override {
+    calls.push_back("set " + std::string(group) + " " + std::string(key) + "=" +
+                    std::string(value) + " ttl=" + std::to_string(ttl_ms) + (hot ? " hot" : ""));
+    done(absl::OkStatus());
+  }
+  void Delete(std::string_view group, std::string_view key, StatusCallback done) override {
+    calls.push_back("delete " + std::string(group) + " " + std::string(key));
+    done(absl::OkStatus());
+  }
+  std::vector<std::string> calls;
+  std::optional<absl::Status> error;
+};
+
+// Keys starting with "r" belong to the fake peer; the rest to this node.
+class PrefixPicker final : public PeerPicker {
+ public:
+  explicit PrefixPicker(std::shared_ptr<FakePeer> peer) : peer_(std::move(peer)) {}
+  std::shared_ptr<Peer> PickPeer(std::string_view key) override {
+    return key.starts_with("r") ? peer_ : nullptr;
+  }
+
+ private:
+  std::shared_ptr<FakePeer> peer_;
+};
+
+std::shared_ptr<Loader> MapLoader(std::map<std::string, std::string> data, int* calls) {
+  return std::make_shared<FunctionLoader>(
+      [data = std::move(data), calls](std::string_view key) -> absl::StatusOr<std::string> {
+        ++*calls;
+        auto it = data.find(std::string(key));
+        if (it == data.end()) return absl::NotFoundError("no such key");
+        return it->second;
+      });
+}
+
+class GroupTest : public ::testing::Test {
+ protected:
+  GroupOptions Options() {
+    GroupOptions o;
+    o.name = "scores";
+    o.cache_bytes = 1 << 20;
+    o.hot_cache_bytes = 256 << 10;
+    o.default_ttl_ms = 10 * kMinute;
+    o.jitter_seed = 1234;
+    return o;
+  }
+  FakeClock clock_{1'700'000'000'000};
+};
+
+TEST_F(GroupTest, MissGoesToLoaderOnceThenServesFromCacheWithDefaultTtl) {
+  int calls = 0;
+  Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), nullptr, &clock_);
+  const UnixMillis now = clock_.NowMillis();
+  auto v = g.GetSync("Tom");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "630");
+  EXPECT_GE(v->deadline, now + 10 * kMinute);
+  EXPECT_LE(v->deadline, now + 11 * kMinute);  // 10% jitter
+  auto again = g.GetSync("Tom");
+  EXPECT_EQ(*again, *v);  // same deadline: no sliding, no re-drawn jitter
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(g.stats().loads, 1u);
+  EXPECT_EQ(g.stats().main.hits, 1u);
+  // After the deadline the loader is asked again.
+  clock_.Set(v->deadline);
+  ASSERT_TRUE(g.GetSync("Tom").ok());
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(GroupTest, MissEverywhereIsNotFoundNotAnError) {
+  int calls = 0;
+  Group with_loader(Options(), MapLoader({}, &calls), nullptr, &clock_);
+  EXPECT_TRUE(absl::IsNotFound(with_loader.GetSync("nobody").status()));
+  EXPECT_EQ(with_loader.stats().load_errors, 0u);
+  Group without_loader(Options(), nullptr, nullptr, &clock_);
+  EXPECT_TRUE(absl::IsNotFound(without_loader.GetSync("nobody").status()));
+}
+
+TEST_F(GroupTest, LoaderErrorsReachTheCallerAndAreNotCached) {
+  int calls = 0;
+  auto failing = std::make_shared<FunctionLoader>([&](std::string_view) -> absl::StatusOr<std::string> {
+    ++calls;
+    return absl::UnavailableError("origin down");
+  });
+  Group g(Options(), failing, nullptr, &clock_);
+  EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(g.stats().load_errors, 2u);
+}
+
+TEST_F(GroupTest, ConcurrentMissesShareOneLoad) {
+  auto loader = std::make_shared<ManualLoader>();
+  Group g(Options(), loader, nullptr, &clock_);
+  std::vector<absl::StatusOr<CachedValue>> results;
+  for (int i = 0; i < 50; ++i) {
+    g.Get("cold", [&](absl::StatusOr<CachedValue> r) { results.push_back(std::move(r)); });
+  }
+  ASSERT_EQ(loader->keys.size(), 1u);
+  EXPECT_TRUE(results.empty());
+  loader->Complete(std::string("v"));
+  ASSERT_EQ(results.size(), 50u);
+  for (const auto& r : results) EXPECT_EQ(r->data, "v");
+  EXPECT_EQ(g.stats().deduplicated, 49u);
+  EXPECT_EQ(g.stats().loads, 1u);
+  // Different keys load independently.
+  g.Get("a", [](auto) {});
+  g.Get("b", [](auto) {});
+  EXPECT_EQ(loader->keys.size(), 3u);
+  loader->Complete(std::string("1"));
+  loader->Complete(std::string("2"));
+}
+
+TEST_F(GroupTest, ValueSetDuringALoadWinsOverTheLoadedValue) {
+  auto loader = std::make_shared<ManualLoader>();
+  Group g(Options(), loader, nullptr, &clock_);
+  absl::StatusOr<CachedValue> during;
+  g.Get("k", [&](absl::StatusOr<CachedValue> r) { during = std::move(r); });
+  ASSERT_TRUE(g.SetSync("k", "fresh", kMinute, false).ok());
+  loader->Complete(std::string("stale-from-origin"));
+  // The client's write wins over the load that was already running...
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during->data, "fresh");
+  auto after = g.GetSync("k");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->data, "fresh");
+  // ...and the cached value is served without another load.
+  EXPECT_EQ(loader->keys.size(), 1u);
+}
+
+TEST_F(GroupTest, SetDrawsJitterOnceAndValidatesInput) {
+  Group g(Options(), nullptr, nullptr, &clock_);
+  const UnixMillis now = clock_.NowMillis();
+  std::set<UnixMillis> deadlines;
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_TRUE(g.SetSync(key, "v", 10 * kMinute, false).ok());
+    auto v = g.GetSync(key);
+    ASSERT_TRUE(v.ok());
+    EXPECT_GE(v->deadline, now + 10 * kMinute);
+    EXPECT_LE(v->deadline, now + 11 * kMinute);
+    deadlines.insert(v->deadline);
+    clock_.Advance(1);
+    EXPECT_EQ(g.GetSync(key)->deadline, v->deadline);  // never re-drawn on reads
+    clock_.Advance(-1);
+  }
+  EXPECT_GT(deadlines.size(), 90u);  // keys written together do not expire together
+  EXPECT_EQ(g.SetSync("k", "v", 0, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(g.SetSync("", "v", kMinute, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(g.GetSync("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(GroupTest, JitterCapAndSeedAreConfigurable) {
+  GroupOptions o = Options();
+  o.jitter = {.fraction = 0.5, .cap_ms = 2 * kMinute};
+  Group g(o, nullptr, nullptr, &clock_);
+  const UnixMillis now = clock_.NowMillis();
+  UnixMillis max_seen = 0;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(g.SetSync("k", "v", 60 * kMinute, false).ok());
+    max_seen = std::max(max_seen, g.GetSync("k")->deadline);
+  }
+  EXPECT_LE(max_seen, now + 62 * kMinute);
+  EXPECT_GT(max_seen, now + 61 * kMinute);
+  // Same seed, same deadlines.
+  Group a(Options(), nullptr, nullptr, &clock_), b(Options(), nullptr, nullptr, &clock_);
+  ASSERT_TRUE(a.SetSync("k", "v", 30 * kMinute, false).ok());
+  ASSERT_TRUE(b.SetSync("k", "v", 30 * kMinute, false).ok());
+  EXPECT_EQ(a.GetSync("k")->deadline, b.GetSync("k")->deadline);
+}
+
+TEST_F(GroupTest, HotKeysLiveInTheHotCacheWithItsOwnBudget) {
+  Group g(Options(), nullptr, nullptr, &clock_);
+  ASSERT_TRUE(g.SetSync("hotkey", "h", kMinute, true).ok());
+  EXPECT_EQ(g.hot_cache().items(), 1u);
+  EXPECT_EQ(g.main_cache().items(), 0u);
+  EXPECT_EQ(g.GetSync("hotkey")->data, "h");
+  // Re-set as a normal key: it moves, it is never in both caches.
+  ASSERT_TRUE(g.SetSync("hotkey", "n", kMinute, false).ok());
+  EXPECT_EQ(g.hot_cache().items(), 0u);
+  EXPECT_EQ(g.GetSync("hotkey")->data, "n");
+  // The hot budget is separate: filling it does not evict main entries.
+  for (int i = 0; i < 5000; ++i) g.SetSync("h" + std::to_string(i), std::string(100, 'x'), kMinute, true).IgnoreError();
+  EXPECT_LE(g.hot_cache().bytes(), 256u << 10);
+  EXPECT_EQ(g.GetSync("hotkey")->data, "n");
+}
+
+TEST_F(GroupTest, OversizedValueIsRefusedClearly) {
+  Group g(Options(), nullptr, nullptr, &clock_);
+  const absl::Status s = g.SetSync("big", std::string(2 << 20, 'x'), kMinute, false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("big").status()));
+}
+
+TEST_F(GroupTest, DeleteRemovesFromBothCaches) {
+  Group g(Options(), nullptr, nullptr, &clock_);
+  ASSERT_TRUE(g.SetSync("a", "1", kMinute, false).ok());
+  ASSERT_TRUE(g.SetSync("b", "2", kMinute, true).ok());
+  ASSERT_TRUE(g.DeleteSync("a").ok());
+  ASSERT_TRUE(g.DeleteSync("b").ok());
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("a").status()));
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("b").status()));
+  EXPECT_TRUE(g.DeleteSync("never-there").ok());
+}
+
+TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
+  auto peer = std::make_shared<FakePeer>();
+  int calls = 0;
+  Group g(Options(), MapLoader({{"remote1", "x"}, {"local", "y"}}, &calls),
+          std::make_shared<PrefixPicker>(peer), &clock_);
+  auto v = g.GetSync("remote1");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->data, "remote:remote1");
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(g.GetSync("local")->data, "y");
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(g.SetSync("r2", "val", 5 * kMinute, true).ok());
+  ASSERT_TRUE(g.DeleteSync("r3").ok());
+  EXPECT_EQ(peer->calls, (std::vector<std::string>{"get scores remote1",
+                                                   "set scores r2=val ttl=300000 hot",
+                                                   "delete scores r3"}));
+  EXPECT_EQ(g.stats().peer_gets, 1u);
+  // Owner-side calls never forward.
+  ASSERT_TRUE(g.SetLocal("r9", "mine", kMinute, false).ok());
+  EXPECT_EQ(g.GetSync("r9")->data, "mine");
+  EXPECT_EQ(peer->calls.size(), 3u);
+}
+
+TEST_F(GroupTest, PeerErrorsPropagateAndAreCounted) {
+  auto peer = std::make_shared<FakePeer>();
+  peer->error = absl::UnavailableError("peer svc2 unreachable");
+  Group g(Options(), nullptr, std::make_shared<PrefixPicker>(peer), &clock_);
+  const auto r = g.GetSync("remote");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(g.stats().peer_errors, 1u);
+  peer->error = absl::NotFoundError("key not found");
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("remote").status()));
+  EXPECT_EQ(g.stats().peer_errors, 1u);
+}
+
+}  // namespace
+}  // namespace nexus

@@ -1,0 +1,25 @@
+// Value types and callbacks shared by Group, its loaders and its peers.
+#pragma once
+
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+
+namespace nexus {
+
+// A value as the cache holds it: the bytes and the absolute deadline they expire at.
+struct CachedValue {
+  std::string data;
+  UnixMillis deadline = kNoDeadline;
+
+  friend bool operator==(const CachedValue&, const CachedValue&) = default;
+};
+
+// Completion callbacks. Each is called exactly once, possibly on another thread.
+using ValueCallback = absl::AnyInvocable<void(absl::StatusOr<CachedValue>)>;
+using StatusCallback = absl::AnyInvocable<void(absl::Status)>;
+
+}  // namespace nexus

@@ -49,25 +49,22 @@ size_t LruCache::IndexBytes() const {
 LruCache::LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on_remove)
     : capacity_(capacity_bytes), clock_(clock), on_remove_(std::move(on_remove)) {
   static_assert(sizeof(Entry) == kHeaderSize);
-  head_ = static_cast<Entry*>(std::malloc(sizeof(Entry)));
-  if (head_ == nullptr) throw std::bad_alloc();
-  head_->prev = head_->next = head_;
-  cursor_ = head_;
+  sentinel_.prev = sentinel_.next = head();
+  sentinel_.deadline = kNoDeadline;
+  sentinel_.key_size = sentinel_.value_size = 0;
+  cursor_ = head();
 }
 
-LruCache::~LruCache() {
-  Clear();
-  std::free(head_);
-}
+LruCache::~LruCache() { Clear(); }
 
 void LruCache::Clear() {
-  for (Entry* e = head_->next; e != head_;) {
+  for (Entry* e = head()->next; e != head();) {
     Entry* next = e->next;
     std::free(e);
     e = next;
   }
-  head_->prev = head_->next = head_;
-  cursor_ = head_;
+  head()->prev = head()->next = head();
+  cursor_ = head();
   index_.clear();
   entry_bytes_ = 0;
 }
@@ -80,10 +77,10 @@ void LruCache::Unlink(Entry* e) {
 }
 
 void LruCache::PushFront(Entry* e) {
-  e->next = head_->next;
-  e->prev = head_;
-  head_->next->prev = e;
-  head_->next = e;
+  e->next = head()->next;
+  e->prev = head();
+  head()->next->prev = e;
+  head()->next = e;
 }
 
 void LruCache::Remove(Entry* e, Index::iterator it) {
@@ -105,8 +102,8 @@ void LruCache::Drop(Entry* e, RemovalReason reason) {
 
 void LruCache::EvictToFit() {
   const UnixMillis now = clock_->NowMillis();
-  while (bytes() > capacity_ && head_->prev != head_) {
-    Entry* victim = head_->prev;
+  while (bytes() > capacity_ && head()->prev != head()) {
+    Entry* victim = head()->prev;
     Drop(victim, now >= victim->deadline ? RemovalReason::kExpired : RemovalReason::kEvicted);
   }
 }
@@ -126,7 +123,7 @@ bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
     return false;
   }
   ++hits_;
-  if (head_->next != e) {
+  if (head()->next != e) {
     Unlink(e);
     PushFront(e);
   }
@@ -145,7 +142,7 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
       std::memcpy(old->data() + old->key_size, value.data(), value.size());
       old->value_size = static_cast<uint32_t>(value.size());
       old->deadline = deadline;
-      if (head_->next != old) {
+      if (head()->next != old) {
         Unlink(old);
         PushFront(old);
       }
@@ -192,11 +189,11 @@ bool LruCache::Erase(KeyRef key) {
 
 SweepResult LruCache::SweepExpired(size_t max_entries) {
   SweepResult result;
-  if (head_->next == head_) return result;
+  if (head()->next == head()) return result;
   const UnixMillis now = clock_->NowMillis();
   const size_t limit = std::min(max_entries, index_.size());
-  while (result.examined < limit && head_->next != head_) {
-    if (cursor_ == head_) cursor_ = head_->prev;  // wrap around to the LRU end
+  while (result.examined < limit && head()->next != head()) {
+    if (cursor_ == head()) cursor_ = head()->prev;  // wrap around to the LRU end
     Entry* e = cursor_;
     cursor_ = e->prev;
     ++result.examined;

@@ -136,19 +136,25 @@ class LruCache {
   void Drop(Entry* e, RemovalReason reason);
   void EvictToFit();
 
+  Entry* head() { return &sentinel_; }
+
+  // Member order is cache-line layout. ShardedCache puts its mutex right before this object;
+  // the fields written by every Get (the list head and the hit/miss counters) share that
+  // mutex's cache line, and the read-mostly index header and configuration sit on their own
+  // line, so a Get on another core does not have to re-fetch them.
+  Entry sentinel_;  // sentinel_.next is the MRU entry, sentinel_.prev the LRU entry
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+
+  Entry* cursor_;  // next entry SweepExpired examines (head() = restart at the LRU end)
+  size_t entry_bytes_ = 0;
+  uint64_t evictions_ = 0;
+  uint64_t expirations_ = 0;
+
+  alignas(64) Index index_;
   const size_t capacity_;
   const Clock* const clock_;
   const RemovalCallback on_remove_;
-
-  Index index_;
-  Entry* head_;        // sentinel: head_->next is the MRU entry, head_->prev the LRU entry
-  Entry* cursor_;      // next entry SweepExpired examines (head_ = restart at the LRU end)
-  size_t entry_bytes_ = 0;
-
-  uint64_t hits_ = 0;
-  uint64_t misses_ = 0;
-  uint64_t evictions_ = 0;
-  uint64_t expirations_ = 0;
 };
 
 }  // namespace nexus

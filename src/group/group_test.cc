@@ -1,4 +1,5 @@
 #include "group/group.h"
+#include "group/registry.h"
 
 #include <gtest/gtest.h>
 
@@ -277,6 +278,20 @@ TEST_F(GroupTest, PeerErrorsPropagateAndAreCounted) {
   peer->error = absl::NotFoundError("key not found");
   EXPECT_TRUE(absl::IsNotFound(g.GetSync("remote").status()));
   EXPECT_EQ(g.stats().peer_errors, 1u);
+}
+
+TEST(GroupRegistryTest, FindsGroupsByNameAndRefusesDuplicates) {
+  FakeClock clock;
+  GroupRegistry registry;
+  GroupOptions scores;
+  scores.name = "scores";
+  ASSERT_TRUE(registry.Add(std::make_unique<Group>(scores, nullptr, nullptr, &clock)).ok());
+  EXPECT_EQ(registry.Add(std::make_unique<Group>(scores, nullptr, nullptr, &clock)).code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_NE(registry.Find("scores"), nullptr);
+  EXPECT_EQ(registry.Find("scores")->name(), "scores");
+  EXPECT_EQ(registry.Find("nope"), nullptr);
+  EXPECT_EQ(registry.All().size(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,282 @@
+#include "node/api.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace nexus {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr int64_t kMaxExpireMinutes = 4320;
+
+http::Response Text(int status, std::string body) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+http::Response Json(const nlohmann::json& j) {
+  http::Response r;
+  r.content_type = "application/json";
+  r.body = j.dump() + "\n";
+  return r;
+}
+
+http::Response ErrorResponse(const absl::Status& s) {
+  return Text(HttpStatusFor(s), std::string(s.message()) + "\n");
+}
+
+// Parses a decimal integer; false on anything else (sign allowed, no spaces).
+bool ParseInt(const std::string& text, int64_t* out) {
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  auto [ptr, ec] = std::from_chars(begin, end, *out);
+  return ec == std::errc() && ptr == end && begin != end;
+}
+
+}  // namespace
+
+int HttpStatusFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kResourceExhausted:
+      return 413;
+    case absl::StatusCode::kUnavailable:
+      return 503;  // a peer (or, later, etcd) is down: retrying elsewhere/later may work
+    default:
+      return 502;  // the origin or a peer failed or timed out
+  }
+}
+
+Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
+         metrics::Registry* metrics)
+    : config_(config), groups_(groups), picker_(picker), metrics_(metrics) {
+  requests_ = metrics_->AddCounter("nexuscache_requests_total",
+                                   "HTTP API requests by operation and outcome.", {"op", "status"});
+  duration_ = metrics_->AddHistogram("nexuscache_request_duration_seconds",
+                                     "HTTP API request latency in seconds.", {"op"},
+                                     metrics::Registry::LatencyBounds());
+  metrics_->AddGauge("nexuscache_cache_size_bytes",
+                     "Bytes held by the main and hot caches of every group.", [groups] {
+                       double total = 0;
+                       for (Group* g : groups->All()) {
+                         total += static_cast<double>(g->main_cache().bytes() +
+                                                      g->hot_cache().bytes());
+                       }
+                       return total;
+                     });
+  metrics_->AddCounterFn("nexuscache_peer_requests_total",
+                         "Requests this node sent to other nodes over gRPC.",
+                         [picker] { return static_cast<double>(picker->peer_calls()); });
+}
+
+void Api::Install(http::Router& router) {
+  auto bind = [this](void (Api::*fn)(http::Request&&, http::Responder)) {
+    return [this, fn](http::Request&& req, http::Responder respond) {
+      (this->*fn)(std::move(req), std::move(respond));
+    };
+  };
+  router.Handle("GET", "/api/get", bind(&Api::Get));
+  router.Handle("POST", "/api/set", bind(&Api::Set));
+  router.Handle("DELETE", "/api/delete", bind(&Api::Delete));
+  router.Handle("POST", "/api/delete", bind(&Api::Delete));
+  router.Handle("POST", "/setpeer", bind(&Api::SetPeer));
+  router.Handle("GET", "/api/stats", bind(&Api::Stats));
+  router.Handle("GET", "/api/ring", bind(&Api::Ring));
+  router.Handle("GET", "/metrics", bind(&Api::Metrics));
+  router.Handle("GET", "/healthz", [](http::Request&&, http::Responder respond) {
+    respond(Text(200, "ok\n"));
+  });
+}
+
+void Api::InstallMetricsOnly(http::Router& router) {
+  router.Handle("GET", "/metrics", [this](http::Request&& req, http::Responder respond) {
+    Metrics(std::move(req), std::move(respond));
+  });
+}
+
+Group* Api::GroupFor(const http::Request& req, std::string* name) {
+  const std::string* g = req.Param("group");
+  *name = (g == nullptr || g->empty()) ? config_->group : *g;
+  return groups_->Find(*name);
+}
+
+void Api::Finish(const std::string& op, const std::string& status, SteadyClock::time_point start,
+                 http::Responder& respond, http::Response response) {
+  requests_->With({op, status})->Inc();
+  duration_->With({op})->Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
+  respond(std::move(response));
+}
+
+void Api::Get(http::Request&& req, http::Responder respond) {
+  const auto start = SteadyClock::now();
+  const std::string* key = req.Param("key");
+  if (key == nullptr || key->empty()) {
+    return Finish("get", "error", start, respond, Text(400, "key is required\n"));
+  }
+  if (key->size() > config_->max_key_bytes) {
+    return Finish("get", "error", start, respond,
+                  Text(413, "key longer than " + std::to_string(config_->max_key_bytes) +
+                                " bytes\n"));
+  }
+  std::string group_name;
+  Group* group = GroupFor(req, &group_name);
+  if (group == nullptr) {
+    return Finish("get", "error", start, respond, Text(404, "no such group: " + group_name + "\n"));
+  }
+  group->Get(*key, [this, start, respond = std::move(respond)](
+                       absl::StatusOr<CachedValue> r) mutable {
+    if (r.ok()) {
+      http::Response resp = Text(200, "value=" + r->data + "\n");
+      resp.content_type = "application/octet-stream";
+      return Finish("get", "hit", start, respond, std::move(resp));
+    }
+    if (absl::IsNotFound(r.status())) {
+      return Finish("get", "miss", start, respond, Text(404, "key not found\n"));
+    }
+    Finish("get", "error", start, respond, ErrorResponse(r.status()));
+  });
+}
+
+void Api::Set(http::Request&& req, http::Responder respond) {
+  const auto start = SteadyClock::now();
+  auto bad = [&](int code, std::string body) {
+    Finish("set", "error", start, respond, Text(code, std::move(body)));
+  };
+  const std::string* expire = req.Param("expire");
+  int64_t minutes = 0;
+  if (expire == nullptr || !ParseInt(*expire, &minutes)) {
+    return bad(400, "Please set expire time correctly, unit: minutes\n");
+  }
+  if (minutes < 1 || minutes > kMaxExpireMinutes) {
+    return bad(400, "Expire time error, unit is minutes, max 4320 minutes (3 days)\n");
+  }
+  const std::string* hot_text = req.Param("hot");
+  bool hot = false;
+  if (hot_text != nullptr && !hot_text->empty()) {
+    if (*hot_text == "true") {
+      hot = true;
+    } else if (*hot_text != "false") {
+      return bad(400, "Invalid Param \"hot\"\n");
+    }
+  }
+  const std::string* key = req.Param("key");
+  if (key == nullptr || key->empty()) return bad(400, "key is required\n");
+  if (key->size() > config_->max_key_bytes) {
+    return bad(413, "key longer than " + std::to_string(config_->max_key_bytes) + " bytes\n");
+  }
+  const std::string* value = req.Param("value");
+  const std::string empty;
+  if (value == nullptr) value = &empty;
+  if (value->size() > config_->max_value_bytes) {
+    return bad(413, "value longer than " + std::to_string(config_->max_value_bytes) + " bytes\n");
+  }
+  std::string group_name;
+  Group* group = GroupFor(req, &group_name);
+  if (group == nullptr) return bad(404, "no such group: " + group_name + "\n");
+  group->Set(*key, *value, minutes * 60'000, hot,
+             [this, start, respond = std::move(respond)](absl::Status s) mutable {
+               if (s.ok()) return Finish("set", "ok", start, respond, Text(200, "done\n"));
+               Finish("set", "error", start, respond, ErrorResponse(s));
+             });
+}
+
+void Api::Delete(http::Request&& req, http::Responder respond) {
+  const auto start = SteadyClock::now();
+  const std::string* key = req.Param("key");
+  if (key == nullptr || key->empty()) {
+    return Finish("delete", "error", start, respond, Text(400, "key is required\n"));
+  }
+  std::string group_name;
+  Group* group = GroupFor(req, &group_name);
+  if (group == nullptr) {
+    return Finish("delete", "error", start, respond,
+                  Text(404, "no such group: " + group_name + "\n"));
+  }
+  group->Delete(*key, [this, start, respond = std::move(respond)](absl::Status s) mutable {
+    if (s.ok()) return Finish("delete", "ok", start, respond, Text(200, "done\n"));
+    Finish("delete", "error", start, respond, ErrorResponse(s));
+  });
+}
+
+void Api::SetPeer(http::Request&& req, http::Responder respond) {
+  const auto start = SteadyClock::now();
+  const std::string* peer = req.Param("peer");
+  if (peer == nullptr || peer->empty()) {
+    return Finish("setpeer", "error", start, respond, Text(400, "peer is not allow empty!\n"));
+  }
+  if (peer->find_first_of(",=/ ") != std::string::npos) {
+    return Finish("setpeer", "error", start, respond,
+                  Text(400, "peer must be a node name (no ',', '=', '/' or spaces)\n"));
+  }
+  // Seed: a bare name is dialed as NAME:<--port>, as inside its docker network. An explicit
+  // addr=HOST:PORT (an extension) overrides that.
+  const std::string* addr = req.Param("addr");
+  const std::string address = (addr != nullptr && !addr->empty())
+                                  ? *addr
+                                  : *peer + ":" + std::to_string(config_->grpc_port);
+  picker_->AddMember(*peer, address);
+  Finish("setpeer", "ok", start, respond, Text(200, "set peer " + *peer + " successful\n"));
+}
+
+void Api::Stats(http::Request&& req, http::Responder respond) {
+  std::string group_name;
+  Group* group = GroupFor(req, &group_name);
+  if (group == nullptr) return respond(Text(404, "no such group: " + group_name + "\n"));
+  const GroupStats s = group->stats();
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& [name, address] : picker_->Members()) members.push_back(name);
+  respond(Json({{"node", config_->name},
+                {"group", group_name},
+                {"items", s.main.items},
+                {"bytes", s.main.bytes},
+                {"hits", s.main.hits + s.hot.hits},
+                {"misses", s.main.misses},
+                {"evictions", s.main.evictions + s.hot.evictions},
+                {"expirations", s.main.expirations + s.hot.expirations},
+                {"hot_items", s.hot.items},
+                {"hot_bytes", s.hot.bytes},
+                {"loads", s.loads},
+                {"load_errors", s.load_errors},
+                {"deduplicated_loads", s.deduplicated},
+                {"peer_gets", s.peer_gets},
+                {"peer_errors", s.peer_errors},
+                {"capacity_bytes", group->main_cache().capacity()},
+                {"hot_capacity_bytes", group->hot_cache().capacity()},
+                {"members", members}}));
+}
+
+void Api::Ring(http::Request&& req, http::Responder respond) {
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& [name, address] : picker_->Members()) {
+    members.push_back({{"name", name}, {"grpc", address}});
+  }
+  nlohmann::json j = {{"self", picker_->self()},
+                      {"generation", picker_->generation()},
+                      {"vnodes", config_->vnodes},
+                      {"members", members}};
+  const std::string* key = req.Param("key");
+  if (key != nullptr && !key->empty()) {
+    auto owner = picker_->OwnerOf(*key);
+    j["key"] = *key;
+    j["owner"] = owner ? nlohmann::json(*owner) : nlohmann::json(nullptr);
+  }
+  respond(Json(j));
+}
+
+void Api::Metrics(http::Request&&, http::Responder respond) {
+  http::Response r = Text(200, metrics_->Render());
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  respond(std::move(r));
+}
+
+}  // namespace nexus

@@ -1,0 +1,188 @@
+#include "node/config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <set>
+
+namespace nexus {
+
+std::string Config::SelfGrpcAddress() const {
+  return ip_address + ":" + std::to_string(grpc_port);
+}
+
+absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
+  size_t value = 0;
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || ptr == begin) {
+    return absl::InvalidArgumentError("not a byte size: '" + std::string(text) + "'");
+  }
+  std::string unit(ptr, end);
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) {
+    return static_cast<char>(std::toupper(c));
+  });
+  size_t multiplier = 1;
+  if (unit.empty() || unit == "B") {
+    multiplier = 1;
+  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
+    multiplier = size_t{1} << 10;
+  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
+    multiplier = size_t{1} << 20;
+  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
+    multiplier = size_t{1} << 30;
+  } else {
+    return absl::InvalidArgumentError("unknown size unit in '" + std::string(text) +
+                                      "' (use K, M or G)");
+  }
+  if (value > SIZE_MAX / multiplier) {
+    return absl::InvalidArgumentError("byte size too large: '" + std::string(text) + "'");
+  }
+  return value * multiplier;
+}
+
+absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port) {
+  std::vector<PeerSpec> peers;
+  std::set<std::string> names;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view item = text.substr(start, comma - start);
+    start = comma + 1;
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front()))) item.remove_prefix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back()))) item.remove_suffix(1);
+    if (item.empty()) {
+      if (comma == text.size()) break;
+      continue;
+    }
+    PeerSpec spec;
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      spec.name = std::string(item);
+      spec.grpc_address = spec.name + ":" + std::to_string(grpc_port);
+    } else {
+      spec.name = std::string(item.substr(0, eq));
+      spec.grpc_address = std::string(item.substr(eq + 1));
+      const size_t colon = spec.grpc_address.rfind(':');
+      if (spec.name.empty() || colon == std::string::npos || colon == 0 ||
+          colon + 1 == spec.grpc_address.size()) {
+        return absl::InvalidArgumentError("--peer entry '" + std::string(item) +
+                                          "' must be NAME or NAME=HOST:PORT");
+      }
+    }
+    if (!names.insert(spec.name).second) {
+      return absl::InvalidArgumentError("--peer names '" + spec.name + "' twice");
+    }
+    peers.push_back(std::move(spec));
+  }
+  return peers;
+}
+
+ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env_ip_address) {
+  Config c;
+  std::string peers, cache_bytes = "64M", hot_cache_bytes = "16M";
+  int metrics_port = 0;
+  int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
+  int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
+  int64_t grace_ms = c.shutdown_grace.count();
+
+  CLI::App app{"nexuscache: a distributed in-memory cache node", "nexuscache"};
+  app.add_option("--name", c.name, "This node's name in the ring (e.g. svc1)")->required();
+  app.add_option("--peer", peers,
+                 "Static members: svc1,svc2,svc3 (dialed as NAME:<--port>) or "
+                 "svc1=127.0.0.1:8881,...; this node is always a member");
+  app.add_option("--port", c.grpc_port, "gRPC port for peers")->capture_default_str();
+  app.add_option("--http-port", c.http_port, "HTTP API port")->capture_default_str();
+  app.add_option("--metrics-port", metrics_port, "Extra port serving only /metrics (0 = none)");
+  app.add_option("--bind", c.bind_address, "Address to listen on")->capture_default_str();
+  app.add_option("--cache-bytes", cache_bytes, "Main cache budget (K/M/G)")->capture_default_str();
+  app.add_option("--hot-cache-bytes", hot_cache_bytes, "Hot cache budget (K/M/G)")
+      ->capture_default_str();
+  app.add_option("--vnodes", c.vnodes, "Virtual nodes per member")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--ttl-jitter", c.ttl_jitter, "Max random extra TTL, as a fraction of the TTL")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--ttl-jitter-cap", jitter_cap_seconds, "Max random extra TTL, in seconds")
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}))
+      ->capture_default_str();
+  app.add_option("--threads", c.threads, "HTTP event-loop threads (0 = number of cores)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  app.add_option("--origin", c.origin,
+                 "Read-through origin, e.g. 'http://127.0.0.1:8080/item?k={key}'");
+  app.add_flag("--demo-data", c.demo_data, "Serve the seed's demo store (Tom, Jack, Sam)");
+  app.add_option("--group", c.group, "Group served")->capture_default_str();
+  app.add_option("--default-ttl", default_ttl_minutes, "TTL of loaded values, in minutes")
+      ->check(CLI::Range(int64_t{1}, int64_t{4320}))
+      ->capture_default_str();
+  app.add_option("--max-key-bytes", c.max_key_bytes, "Largest key accepted")->capture_default_str();
+  app.add_option("--max-value-bytes", c.max_value_bytes, "Largest value accepted")
+      ->capture_default_str();
+  app.add_option("--peer-timeout-ms", peer_timeout_ms, "Deadline of every peer call")
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}))
+      ->capture_default_str();
+  app.add_option("--origin-timeout-ms", origin_timeout_ms, "Deadline of every origin fetch")
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}))
+      ->capture_default_str();
+  app.add_option("--shutdown-grace-ms", grace_ms, "How long SIGTERM waits for in-flight requests")
+      ->check(CLI::Range(int64_t{0}, int64_t{600000}))
+      ->capture_default_str();
+
+  ParseOutcome out;
+  auto fail = [&](const std::string& why) {
+    out.exit_code = 2;
+    out.message = "nexuscache: " + why + "\nusage: nexuscache --name NAME [--peer LIST] "
+                  "[--port N] [--http-port N] [options]; see nexuscache --help\n";
+    return out;
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.exit_code = 0;
+    out.message = app.help();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what());
+  }
+
+  c.metrics_port = metrics_port > 0 ? std::optional<uint16_t>(metrics_port) : std::nullopt;
+  if (metrics_port < 0 || metrics_port > 65535) return fail("--metrics-port out of range");
+  if (c.name.empty() || c.name.find_first_of(",= /") != std::string::npos) {
+    return fail("--name must be non-empty without ',', '=', '/' or spaces");
+  }
+  if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
+  for (auto [text, target] : {std::pair{&cache_bytes, &c.cache_bytes},
+                              std::pair{&hot_cache_bytes, &c.hot_cache_bytes}}) {
+    auto size = ParseByteSize(*text);
+    if (!size.ok()) return fail(std::string(size.status().message()));
+    *target = *size;
+  }
+  if (c.cache_bytes < 4096) return fail("--cache-bytes must be at least 4K");
+  if (c.hot_cache_bytes < 4096) return fail("--hot-cache-bytes must be at least 4K");
+  if (c.demo_data && !c.origin.empty()) return fail("--demo-data and --origin exclude each other");
+  if (!c.origin.empty() && c.origin.find("{key}") == std::string::npos) {
+    return fail("--origin must contain {key}");
+  }
+  c.default_ttl_ms = default_ttl_minutes * 60'000;
+  c.ttl_jitter_cap_ms = jitter_cap_seconds * 1000;
+  c.peer_timeout = std::chrono::milliseconds(peer_timeout_ms);
+  c.origin_timeout = std::chrono::milliseconds(origin_timeout_ms);
+  c.shutdown_grace = std::chrono::milliseconds(grace_ms);
+
+  auto parsed = ParsePeers(peers, c.grpc_port);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+  c.peers = std::move(*parsed);
+  const bool self_listed = std::any_of(c.peers.begin(), c.peers.end(),
+                                       [&](const PeerSpec& p) { return p.name == c.name; });
+  if (!self_listed) c.peers.push_back({c.name, c.SelfGrpcAddress()});
+  out.config = std::move(c);
+  return out;
+}
+
+}  // namespace nexus

@@ -1,0 +1,86 @@
+#include "node/config.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace nexus {
+namespace {
+
+ParseOutcome Parse(std::vector<const char*> args, const char* ip = nullptr) {
+  args.insert(args.begin(), "nexuscache");
+  return ParseCommandLine(static_cast<int>(args.size()), args.data(), ip);
+}
+
+TEST(ConfigTest, DefaultsMatchTheSeed) {
+  ParseOutcome o = Parse({"--name", "svc1"});
+  ASSERT_TRUE(o.config) << o.message;
+  const Config& c = *o.config;
+  EXPECT_EQ(c.grpc_port, 8888);
+  EXPECT_EQ(c.http_port, 9999);
+  EXPECT_FALSE(c.metrics_port.has_value());
+  EXPECT_EQ(c.vnodes, 50);
+  EXPECT_EQ(c.group, "scores");
+  EXPECT_EQ(c.ip_address, "127.0.0.1");
+  ASSERT_EQ(c.peers.size(), 1u);  // self only
+  EXPECT_EQ(c.peers[0].name, "svc1");
+  EXPECT_EQ(c.peers[0].grpc_address, "127.0.0.1:8888");
+}
+
+TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
+  ParseOutcome o = Parse({"--name", "svc1", "--peer", "svc1,svc2,svc3", "--port", "8001"}, "10.0.0.5");
+  ASSERT_TRUE(o.config) << o.message;
+  ASSERT_EQ(o.config->peers.size(), 3u);
+  EXPECT_EQ(o.config->peers[1].grpc_address, "svc2:8001");
+  EXPECT_EQ(o.config->ip_address, "10.0.0.5");
+  EXPECT_EQ(o.config->SelfGrpcAddress(), "10.0.0.5:8001");
+}
+
+TEST(ConfigTest, ExplicitAddressesAndSizes) {
+  ParseOutcome o = Parse({"--name", "a", "--peer", "a=127.0.0.1:8881,b=127.0.0.1:8882",
+                          "--cache-bytes", "128M", "--hot-cache-bytes", "64K",
+                          "--metrics-port", "9100", "--demo-data"});
+  ASSERT_TRUE(o.config) << o.message;
+  EXPECT_EQ(o.config->peers[1].grpc_address, "127.0.0.1:8882");
+  EXPECT_EQ(o.config->cache_bytes, size_t{128} << 20);
+  EXPECT_EQ(o.config->hot_cache_bytes, size_t{64} << 10);
+  EXPECT_EQ(o.config->metrics_port, 9100);
+  EXPECT_TRUE(o.config->demo_data);
+}
+
+TEST(ConfigTest, BadFlagsExitTwoWithAUsageLine) {
+  for (auto args : std::vector<std::vector<const char*>>{
+           {},                                            // --name missing
+           {"--name", "a", "--bogus"},                    // unknown flag
+           {"--name", "a", "--port", "http"},             // not a number
+           {"--name", "a", "--port", "70000"},            // out of range
+           {"--name", "a", "--cache-bytes", "12Q"},       // bad unit
+           {"--name", "a", "--peer", "b=nowhere"},        // no port
+           {"--name", "a", "--peer", "b,b"},              // duplicate
+           {"--name", "a", "--origin", "http://x/"},      // no {key}
+           {"--name", "a", "--vnodes", "0"},
+       }) {
+    ParseOutcome o = Parse(args);
+    EXPECT_FALSE(o.config.has_value());
+    EXPECT_EQ(o.exit_code, 2);
+    EXPECT_NE(o.message.find("usage: nexuscache"), std::string::npos) << o.message;
+  }
+}
+
+TEST(ConfigTest, HelpExitsZero) {
+  ParseOutcome o = Parse({"--help"});
+  EXPECT_FALSE(o.config.has_value());
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_NE(o.message.find("--http-port"), std::string::npos);
+}
+
+TEST(ConfigTest, ByteSizes) {
+  EXPECT_EQ(*ParseByteSize("4096"), 4096u);
+  EXPECT_EQ(*ParseByteSize("2k"), 2048u);
+  EXPECT_EQ(*ParseByteSize("1GiB"), size_t{1} << 30);
+  EXPECT_FALSE(ParseByteSize("").ok());
+  EXPECT_FALSE(ParseByteSize("M").ok());
+}
+
+}  // namespace
+}  // namespace nexus

@@ -1,0 +1,41 @@
+// nexuscache: one cache node. See README.md and `nexuscache --help`.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/process.h"
+#include "node/config.h"
+#include "node/node.h"
+
+int main(int argc, char** argv) {
+  nexus::ConfigureMutexesForProduction();
+  nexus::ParseOutcome outcome = nexus::ParseCommandLine(argc, argv, std::getenv("IP_ADDRESS"));
+  if (!outcome.config) {
+    std::fputs(outcome.message.c_str(), outcome.exit_code == 0 ? stdout : stderr);
+    return outcome.exit_code;
+  }
+
+  // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken by sigwait
+  // below, so shutdown runs on the main thread, not in a signal handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  nexus::Node node(std::move(*outcome.config));
+  if (absl::Status s = node.Start(); !s.ok()) {
+    spdlog::error("cannot start: {}", std::string(s.message()));
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", strsignal(sig));
+  node.Stop();
+  return 0;
+}

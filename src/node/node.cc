@@ -1,0 +1,130 @@
+#include "node/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <thread>
+
+#include "common/clock.h"
+#include "http/client.h"
+#include "node/loaders.h"
+
+namespace nexus {
+
+struct Node::OriginRuntime {
+  boost::asio::io_context ioc;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{ioc.get_executor()};
+  http::Client client{ioc};
+  std::thread thread{[this] { ioc.run(); }};
+
+  ~OriginRuntime() {
+    work.reset();
+    ioc.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+Node::Node(Config config) : config_(std::move(config)) {
+  RingPickerOptions ring_options;
+  ring_options.vnodes = config_.vnodes;
+  ring_options.peer.deadline = config_.peer_timeout;
+  picker_ = std::make_shared<RingPeerPicker>(config_.name, config_.SelfGrpcAddress(), ring_options);
+  std::map<std::string, std::string> members;
+  for (const PeerSpec& p : config_.peers) members[p.name] = p.grpc_address;
+  members[config_.name] = config_.SelfGrpcAddress();
+  picker_->SetMembers(members);
+
+  std::shared_ptr<Loader> loader;
+  if (config_.demo_data) {
+    loader = MakeDemoLoader();
+  } else if (!config_.origin.empty()) {
+    origin_ = std::make_unique<OriginRuntime>();
+    loader = std::make_shared<OriginLoader>(config_.origin, &origin_->client,
+                                            config_.origin_timeout);
+  }
+  GroupOptions group;
+  group.name = config_.group;
+  group.cache_bytes = config_.cache_bytes;
+  group.hot_cache_bytes = config_.hot_cache_bytes;
+  group.default_ttl_ms = config_.default_ttl_ms;
+  group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
+  groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
+
+  api_ = std::make_unique<Api>(&config_, &groups_, picker_.get(), &metrics_);
+}
+
+Node::~Node() { Stop(); }
+
+absl::Status Node::Start() {
+  grpc_ = std::make_unique<PeerServer>(
+      &groups_, PeerServerOptions{.address = config_.bind_address, .port = config_.grpc_port});
+  if (absl::Status s = grpc_->Start(); !s.ok()) return s;
+
+  auto router = std::make_shared<http::Router>();
+  api_->Install(*router);
+  http::ServerOptions http_options;
+  http_options.address = config_.bind_address;
+  http_options.port = config_.http_port;
+  http_options.threads = config_.threads;
+  // Room for the largest value plus the form encoding around it (up to 3 bytes per byte).
+  http_options.max_body_bytes = config_.max_value_bytes * 3 + config_.max_key_bytes * 3 + 4096;
+  http_ = std::make_unique<http::Server>(http_options, router);
+  if (absl::Status s = http_->Start(); !s.ok()) {
+    grpc_->Stop(std::chrono::milliseconds(0));
+    return s;
+  }
+
+  if (config_.metrics_port) {
+    auto metrics_router = std::make_shared<http::Router>();
+    api_->InstallMetricsOnly(*metrics_router);
+    http::ServerOptions m;
+    m.address = config_.bind_address;
+    m.port = *config_.metrics_port;
+    m.threads = 1;
+    metrics_http_ = std::make_unique<http::Server>(m, metrics_router);
+    if (absl::Status s = metrics_http_->Start(); !s.ok()) {
+      http_->Stop(std::chrono::milliseconds(0));
+      grpc_->Stop(std::chrono::milliseconds(0));
+      return s;
+    }
+  }
+
+  std::vector<ShardedCache*> caches;
+  for (Group* g : groups_.All()) {
+    caches.push_back(&g->main_cache());
+    caches.push_back(&g->hot_cache());
+  }
+  sweeper_ = std::make_unique<ExpirySweeper>(caches);
+  sweeper_->Start();
+  started_ = true;
+
+  std::string members;
+  for (const auto& [name, address] : picker_->Members()) {
+    members += (members.empty() ? "" : ", ") + name + "=" + address;
+  }
+  spdlog::info("nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}] loader {}",
+               config_.name, config_.group, http_->port(), grpc_->port(),
+               config_.metrics_port ? " metrics :" + std::to_string(*config_.metrics_port) : "",
+               members,
+               config_.demo_data ? "demo-data" : (config_.origin.empty() ? "none" : config_.origin));
+  return absl::OkStatus();
+}
+
+void Node::Stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name, config_.shutdown_grace.count());
+  if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));
+  http_->Stop(config_.shutdown_grace);
+  grpc_->Stop(std::chrono::milliseconds(1000));
+  sweeper_->Stop();
+  origin_.reset();
+  spdlog::info("nexuscache {} stopped", config_.name);
+}
+
+uint16_t Node::http_port() const { return http_ ? http_->port() : 0; }
+uint16_t Node::grpc_port() const { return grpc_ ? grpc_->port() : 0; }
+
+}  // namespace nexus

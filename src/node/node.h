@@ -1,0 +1,55 @@
+// Node: one nexuscache process. Wires the group (caches, loader, singleflight) to the ring
+// picker, the gRPC peer server, the HTTP API (and optional /metrics listener) and the
+// background expiry sweeper, and owns their lifetimes.
+//
+// Lifecycle: construct, Start() (binds every port; on error nothing keeps running), then
+// Stop() (also run by the destructor): stop accepting HTTP, let in-flight requests finish
+// within config.shutdown_grace, then stop gRPC, the sweeper and the origin client.
+// Thread-safety: Start and Stop from one thread; everything else runs on the servers' threads.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "cache/expiry_sweeper.h"
+#include "group/registry.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+#include "node/api.h"
+#include "node/config.h"
+#include "peer/grpc_server.h"
+#include "peer/ring_picker.h"
+
+namespace nexus {
+
+class Node {
+ public:
+  explicit Node(Config config);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  absl::Status Start();
+  void Stop();
+
+  uint16_t http_port() const;
+  uint16_t grpc_port() const;
+
+ private:
+  struct OriginRuntime;  // io_context + thread for origin fetches (keeps Asio out of headers)
+
+  const Config config_;
+  metrics::Registry metrics_;
+  GroupRegistry groups_;
+  std::shared_ptr<RingPeerPicker> picker_;
+  std::unique_ptr<OriginRuntime> origin_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<PeerServer> grpc_;
+  std::unique_ptr<http::Server> http_;
+  std::unique_ptr<http::Server> metrics_http_;
+  std::unique_ptr<ExpirySweeper> sweeper_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace nexus

@@ -1,0 +1,162 @@
+#include "peer/grpc_peer.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <utility>
+
+#include "peer/status_map.h"
+#include "proto/nexuscache.grpc.pb.h"
+
+namespace nexus {
+
+namespace {
+
+int ClampMs(std::chrono::milliseconds ms) {
+  return static_cast<int>(std::min<int64_t>(ms.count(), std::numeric_limits<int>::max()));
+}
+
+}  // namespace
+
+class GrpcPeer::Impl {
+ public:
+  Impl(std::string name, std::string address, GrpcPeerOptions options)
+      : name_(std::move(name)), address_(std::move(address)), options_(options) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, ClampMs(options_.keepalive_time));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ClampMs(options_.keepalive_timeout));
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampMs(options_.max_reconnect_backoff));
+    args.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+    channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+    stub_ = nexuscachepb::NexusCache::NewStub(channel_);
+  }
+
+  // One call in flight: everything gRPC needs alive until the completion callback runs, plus a
+  // reference to the Impl so the channel outlives the call even if the GrpcPeer is dropped.
+  template <typename Request, typename Response, typename Done>
+  struct Call {
+    Call(std::shared_ptr<Impl> impl, Done done) : impl(std::move(impl)), done(std::move(done)) {
+      const Impl& i = *this->impl;
+      ctx.set_deadline(std::chrono::system_clock::now() + i.options_.deadline);
+      ctx.set_wait_for_ready(false);
+    }
+    std::shared_ptr<Impl> impl;
+    grpc::ClientContext ctx;
+    Request request;
+    Response response;
+    Done done;
+  };
+
+  // Counts the call's outcome and converts its status.
+  absl::Status Finish(const grpc::Status& status) {
+    absl::Status s = FromPeerGrpcStatus(status, name_, address_, options_.deadline);
+    if (!s.ok() && !absl::IsNotFound(s)) failures_.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  static void Get(const std::shared_ptr<Impl>& self, std::string_view group, std::string_view key,
+                  ValueCallback done) {
+    using GetCall = Call<nexuscachepb::Request, nexuscachepb::Response, ValueCallback>;
+    auto* call = new GetCall(self, std::move(done));
+    call->request.set_group(std::string(group));
+    call->request.set_key(std::string(key));
+    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->stub_->async()->Get(
+        &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
+          std::unique_ptr<GetCall> owned(call);
+          absl::Status s = owned->impl->Finish(status);
+          absl::StatusOr<CachedValue> result;
+          if (s.ok()) {
+            const int64_t d = owned->response.deadline_ms();
+            result = CachedValue{.data = std::move(*owned->response.mutable_value()),
+                                 .deadline = d == 0 ? kNoDeadline : d};
+          } else {
+            result = std::move(s);
+          }
+          // Release the context and the channel reference before handing control to the user,
+          // who may destroy the last GrpcPeer from inside the callback's aftermath.
+          ValueCallback done = std::move(owned->done);
+          owned.reset();
+          done(std::move(result));
+        });
+  }
+
+  static void Set(const std::shared_ptr<Impl>& self, std::string_view group, std::string_view key,
+                  std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
+    using SetCall = Call<nexuscachepb::SetRequest, nexuscachepb::SetResponse, StatusCallback>;
+    auto* call = new SetCall(self, std::move(done));
+    call->request.set_group(std::string(group));
+    call->request.set_key(std::string(key));
+    call->request.set_value(std::string(value));
+    call->request.set_ttl_ms(ttl_ms);
+    call->request.set_ishot(hot);
+    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->stub_->async()->Set(
+        &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
+          std::unique_ptr<SetCall> owned(call);
+          absl::Status s = owned->impl->Finish(status);
+          if (s.ok() && !owned->response.ok()) {
+            owned->impl->failures_.fetch_add(1, std::memory_order_relaxed);
+            s = absl::InternalError("peer " + owned->impl->name_ + " (" + owned->impl->address_ +
+                                    ") did not store the value");
+          }
+          StatusCallback done = std::move(owned->done);
+          owned.reset();
+          done(std::move(s));
+        });
+  }
+
+  static void Delete(const std::shared_ptr<Impl>& self, std::string_view group,
+                     std::string_view key, StatusCallback done) {
+    using DeleteCall =
+        Call<nexuscachepb::DeleteRequest, nexuscachepb::DeleteResponse, StatusCallback>;
+    auto* call = new DeleteCall(self, std::move(done));
+    call->request.set_group(std::string(group));
+    call->request.set_key(std::string(key));
+    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->stub_->async()->Delete(&call->ctx, &call->request, &call->response,
+                                 [call](grpc::Status status) {
+                                   std::unique_ptr<DeleteCall> owned(call);
+                                   absl::Status s = owned->impl->Finish(status);
+                                   StatusCallback done = std::move(owned->done);
+                                   owned.reset();
+                                   done(std::move(s));
+                                 });
+  }
+
+  const std::string name_;
+  const std::string address_;
+  const GrpcPeerOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<nexuscachepb::NexusCache::Stub> stub_;
+  std::atomic<uint64_t> calls_{0};
+  std::atomic<uint64_t> failures_{0};
+};
+
+GrpcPeer::GrpcPeer(std::string name, std::string address, GrpcPeerOptions options)
+    : impl_(std::make_shared<Impl>(std::move(name), std::move(address), options)) {}
+
+GrpcPeer::~GrpcPeer() = default;
+
+void GrpcPeer::Get(std::string_view group, std::string_view key, ValueCallback done) {
+  Impl::Get(impl_, group, key, std::move(done));
+}
+
+void GrpcPeer::Set(std::string_view group, std::string_view key, std::string_view value,
+                   int64_t ttl_ms, bool hot, StatusCallback done) {
+  Impl::Set(impl_, group, key, value, ttl_ms, hot, std::move(done));
+}
+
+void GrpcPeer::Delete(std::string_view group, std::string_view key, StatusCallback done) {
+  Impl::Delete(impl_, group, key, std::move(done));
+}
+
+const std::string& GrpcPeer::name() const { return impl_->name_; }
+const std::string& GrpcPeer::address() const { return impl_->address_; }
+uint64_t GrpcPeer::calls() const { return impl_->calls_.load(std::memory_order_relaxed); }
+uint64_t GrpcPeer::failures() const { return impl_->failures_.load(std::memory_order_relaxed); }
+
+}  // namespace nexus

@@ -1,0 +1,200 @@
+#include "peer/grpc_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "peer/status_map.h"
+#include "proto/nexuscache.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace nexus {
+
+namespace {
+
+std::string HostPort(const std::string& host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+  return v6 ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
+}
+
+// A Get whose answer may come from a loader on another thread, after the handler returned.
+// Exactly one of {the load completion, OnCancel} answers the call: whoever claims `State` first.
+// The loser touches neither the reactor nor the response. The winner may: OnDone (which deletes
+// the reactor, and after which gRPC frees the response) cannot run before the winner's Finish.
+// The completion shares ownership of `State` only, so a load finishing after the call is gone
+// is harmless.
+class GetReactor final : public grpc::ServerUnaryReactor {
+ public:
+  struct State {
+    // True for whichever side gets to answer the call.
+    bool Claim() { return !answered.exchange(true, std::memory_order_acq_rel); }
+    std::atomic<bool> answered{false};
+  };
+
+  explicit GetReactor(std::atomic<uint64_t>* served)
+      : state_(std::make_shared<State>()), served_(served) {}
+
+  const std::shared_ptr<State>& state() const { return state_; }
+
+  // Only after a successful state()->Claim().
+  void Answer(grpc::Status status) {
+    served_->fetch_add(1, std::memory_order_relaxed);
+    Finish(std::move(status));
+  }
+
+  void OnCancel() override {
+    if (state_->Claim()) Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::shared_ptr<State> state_;
+  std::atomic<uint64_t>* const served_;
+};
+
+}  // namespace
+
+class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackService {
+ public:
+  Service(GroupRegistry* groups, const Clock* clock) : groups_(groups), clock_(clock) {}
+
+  uint64_t served() const { return served_.load(std::memory_order_relaxed); }
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const nexuscachepb::Request* req,
+                                nexuscachepb::Response* resp) override {
+    Group* group = groups_->Find(req->group());
+    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
+    auto* reactor = new GetReactor(&served_);
+    group->GetLocal(req->key(),
+                    [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
+                      // The loser of the race with OnCancel must not touch `reactor` or `resp`:
+                      // they may be gone.
+                      if (!state->Claim()) return;
+                      if (!r.ok()) return reactor->Answer(ToGrpcStatus(r.status()));
+                      resp->set_value(std::move(r->data));
+                      resp->set_deadline_ms(r->deadline == kNoDeadline ? 0 : r->deadline);
+                      reactor->Answer(grpc::Status::OK);
+                    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
+                                const nexuscachepb::SetRequest* req,
+                                nexuscachepb::SetResponse* resp) override {
+    Group* group = groups_->Find(req->group());
+    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
+    absl::Status s = Store(group, *req);
+    resp->set_ok(s.ok());
+    return FinishNow(ctx, ToGrpcStatus(s));
+  }
+
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
+                                   const nexuscachepb::DeleteRequest* req,
+                                   nexuscachepb::DeleteResponse* resp) override {
+    Group* group = groups_->Find(req->group());
+    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
+    if (req->key().empty()) {
+      return FinishNow(ctx,
+                       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key must not be empty"));
+    }
+    group->DeleteLocal(req->key());
+    resp->set_ok(true);
+    return FinishNow(ctx, grpc::Status::OK);
+  }
+
+ private:
+  static grpc::Status NoSuchGroup(const std::string& name) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such group: " + name);
+  }
+
+  grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, grpc::Status status) {
+    served_.fetch_add(1, std::memory_order_relaxed);
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(std::move(status));
+    return reactor;
+  }
+
+  absl::Status Store(Group* group, const nexuscachepb::SetRequest& req) {
+    if (req.ttl_ms() < 0 || req.deadline_ms() < 0 || req.expire() < 0) {
+      return absl::InvalidArgumentError("ttl_ms, deadline_ms and expire must not be negative");
+    }
+    if (req.ttl_ms() > 0) return group->SetLocal(req.key(), req.value(), req.ttl_ms(), req.ishot());
+    if (req.deadline_ms() > 0) {
+      return group->StoreLocal(req.key(), req.value(), req.deadline_ms(), req.ishot());
+    }
+    if (req.expire() > 0) {
+      if (req.expire() > std::numeric_limits<int64_t>::max() / 1000) {
+        return absl::InvalidArgumentError(absl::StrCat("expire out of range: ", req.expire()));
+      }
+      const UnixMillis deadline = req.expire() * 1000;
+      const UnixMillis now = clock_->NowMillis();
+      if (deadline <= now) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "expire ", req.expire(), " (unix seconds) is in the past (now ", now / 1000, ")"));
+      }
+      return group->StoreLocal(req.key(), req.value(), deadline, req.ishot());
+    }
+    return absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required");
+  }
+
+  GroupRegistry* const groups_;
+  const Clock* const clock_;
+  std::atomic<uint64_t> served_{0};
+};
+
+struct PeerServer::Running {
+  std::unique_ptr<grpc::Server> server;
+};
+
+PeerServer::PeerServer(GroupRegistry* groups, PeerServerOptions options)
+    : groups_(groups),
+      options_(std::move(options)),
+      service_(std::make_unique<Service>(
+          groups_, options_.clock != nullptr ? options_.clock : &SystemClock::Get())) {}
+
+PeerServer::~PeerServer() { Stop(std::chrono::milliseconds(0)); }
+
+absl::Status PeerServer::Start() {
+  if (running_ != nullptr) return absl::FailedPreconditionError("grpc: server already started");
+  const std::string where = HostPort(options_.address, options_.port);
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(where, grpc::InsecureServerCredentials(), &selected_port);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second node "bind" a port that is
+  // already in use and silently split the traffic with it.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients ping every 30 s while calls are in flight (see GrpcPeerOptions); accept that
+  // without answering GOAWAY "too_many_pings" during a long load.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || selected_port == 0) {
+    if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+    return absl::UnavailableError(
+        absl::StrCat("grpc: cannot listen on ", where, " (address in use?)"));
+  }
+  running_ = std::make_unique<Running>();
+  running_->server = std::move(server);
+  port_.store(static_cast<uint16_t>(selected_port), std::memory_order_release);
+  spdlog::info("grpc: serving nexuscachepb.NexusCache on {}",
+               HostPort(options_.address, static_cast<uint16_t>(selected_port)));
+  return absl::OkStatus();
+}
+
+void PeerServer::Stop(std::chrono::milliseconds grace) {
+  if (running_ == nullptr) return;
+  // Shutdown waits up to the deadline for in-flight calls, then cancels them; GetReactor answers
+  // a cancelled call at once, so this returns even if a loader never completes.
+  running_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  running_->server->Wait();
+  running_.reset();
+}
+
+uint64_t PeerServer::requests_served() const { return service_->served(); }
+
+}  // namespace nexus

@@ -1,0 +1,80 @@
+// PeerServer: the owner side of node-to-node traffic. Serves nexuscachepb.NexusCache (Get, Set,
+// Delete) over gRPC by running the owner-side operations of the groups in a GroupRegistry
+// (Group::GetLocal / SetLocal / StoreLocal / DeleteLocal); it never forwards.
+//
+// Requests use gRPC's callback API: a Get whose key misses runs the group's loader, which may
+// complete later on another thread; the reply is sent from that completion, so no gRPC thread
+// ever blocks on a load. If a call is cancelled (client deadline, Stop's grace expired) before
+// the load completes, the call is answered CANCELLED at once and the late load result is
+// dropped (it still lands in the cache).
+//
+// Set picks the deadline source in this order: ttl_ms > 0 (the owner draws the jitter),
+// deadline_ms > 0 (an already fixed deadline, e.g. a hot-key replica), expire > 0 (the seed's
+// absolute Unix seconds; one in the past is INVALID_ARGUMENT); none of them is
+// INVALID_ARGUMENT. Negative values are INVALID_ARGUMENT. An unknown group is NOT_FOUND
+// "no such group: X". Status codes are mapped by peer/status_map.h.
+//
+// Thread-safety: Start, Stop and the destructor must not race each other; port() and
+// requests_served() may be called from any thread at any time. The registry (and its groups)
+// must outlive the server; Stop() (or the destructor) returns only after every in-flight call
+// has been answered.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/clock.h"
+#include "group/registry.h"
+
+namespace nexus {
+
+struct PeerServerOptions {
+  // Interface to listen on. An IPv6 literal may be given with or without brackets.
+  std::string address = "0.0.0.0";
+  // TCP port; 0 picks a free one (read it back with port()).
+  uint16_t port = 8888;
+  // Clock used to reject a seed-style `expire` already in the past. Null = SystemClock.
+  // Must be the clock the groups use (tests pass their FakeClock).
+  const Clock* clock = nullptr;
+  // Largest request accepted (a Set carries a value up to --max-value-bytes, 1 MiB by default).
+  int max_receive_message_bytes = 8 << 20;
+};
+
+class PeerServer {
+ public:
+  PeerServer(GroupRegistry* groups, PeerServerOptions options);
+  ~PeerServer();  // Stop(0 ms) if still running.
+  PeerServer(const PeerServer&) = delete;
+  PeerServer& operator=(const PeerServer&) = delete;
+
+  // Binds and starts serving. Unavailable "grpc: cannot listen on 0.0.0.0:8888 (address in
+  // use?)" when the port cannot be bound; FailedPrecondition if already started. Never crashes.
+  [[nodiscard]] absl::Status Start();
+
+  // The bound port (meaningful after a successful Start; 0 before).
+  uint16_t port() const { return port_.load(std::memory_order_acquire); }
+
+  // Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels the
+  // rest. Idempotent; a no-op if not started.
+  void Stop(std::chrono::milliseconds grace);
+
+  // RPCs answered (any status) since construction.
+  uint64_t requests_served() const;
+
+ private:
+  class Service;
+
+  GroupRegistry* const groups_;
+  const PeerServerOptions options_;
+  std::atomic<uint16_t> port_{0};
+  std::unique_ptr<Service> service_;
+  // Opaque to keep gRPC headers out of this header (they are slow to compile).
+  struct Running;
+  std::unique_ptr<Running> running_;
+};
+
+}  // namespace nexus

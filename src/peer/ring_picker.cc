@@ -1,0 +1,138 @@
+#include "peer/ring_picker.h"
+
+#include <utility>
+
+#include "spdlog/spdlog.h"
+
+namespace nexus {
+
+RingPeerPicker::RingPeerPicker(std::string self_name, std::string self_address,
+                               RingPickerOptions options)
+    : self_name_(std::move(self_name)),
+      self_address_(std::move(self_address)),
+      options_(std::move(options)),
+      ring_(RingOptions{.vnodes = options_.vnodes}) {
+  absl::MutexLock lock(&mu_);
+  members_.emplace(self_name_, Member{.address = self_address_, .client = nullptr});
+  ring_.Add(self_name_);
+}
+
+std::shared_ptr<Peer> RingPeerPicker::PickPeer(std::string_view key) {
+  std::shared_ptr<const RingSnapshot> snapshot = ring_.Snapshot();
+  std::optional<std::string_view> owner = snapshot->OwnerView(key);
+  if (!owner.has_value() || *owner == self_name_) return nullptr;
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = members_.find(*owner);
+  if (it == members_.end()) {
+    // The owner left between the lock-free ring lookup and this lock. Under the lock ring and
+    // map agree, so ask the ring again.
+    snapshot = ring_.Snapshot();
+    owner = snapshot->OwnerView(key);
+    if (!owner.has_value() || *owner == self_name_) return nullptr;
+    it = members_.find(*owner);
+    if (it == members_.end()) return nullptr;  // unreachable: writers keep both in step
+  }
+  return it->second.client;
+}
+
+std::shared_ptr<GrpcPeer> RingPeerPicker::NewClient(const std::string& name,
+                                                    const std::string& address) const {
+  return std::make_shared<GrpcPeer>(name, address, options_.peer);
+}
+
+void RingPeerPicker::RetireLocked(Member& member) {
+  if (member.client == nullptr) return;
+  retired_calls_ += member.client->calls();
+  member.client.reset();
+}
+
+void RingPeerPicker::SetMembers(const std::map<std::string, std::string>& name_to_grpc_address) {
+  absl::MutexLock lock(&mu_);
+  // Order: clients of new members first, then the ring, then the clients of members that left,
+  // so that a PickPeer that read the ring without the lock finds a client (or re-checks).
+  std::vector<std::string> names;
+  names.reserve(name_to_grpc_address.size() + 1);
+  names.push_back(self_name_);
+  for (const auto& [name, address] : name_to_grpc_address) {
+    if (!name.empty() && name != self_name_) names.push_back(name);
+  }
+  for (const auto& [name, address] : name_to_grpc_address) {
+    if (name.empty() || name == self_name_) continue;
+    auto it = members_.find(name);
+    if (it == members_.end()) {
+      members_.emplace(name, Member{.address = address, .client = NewClient(name, address)});
+      spdlog::info("peer: member {} joined at {}", name, address);
+    } else if (it->second.address != address) {
+      spdlog::info("peer: member {} moved from {} to {}", name, it->second.address, address);
+      RetireLocked(it->second);
+      it->second = Member{.address = address, .client = NewClient(name, address)};
+    }
+  }
+  const bool changed = ring_.Reset(names);
+  for (auto it = members_.begin(); it != members_.end();) {
+    if (it->first != self_name_ && !name_to_grpc_address.contains(it->first)) {
+      spdlog::info("peer: member {} ({}) left", it->first, it->second.address);
+      RetireLocked(it->second);
+      it = members_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (changed) spdlog::info("peer: ring generation {}", ring_.Generation());
+}
+
+bool RingPeerPicker::AddMember(std::string name, std::string address) {
+  if (name.empty() || name == self_name_) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = members_.find(name);
+  if (it != members_.end()) {
+    if (it->second.address == address) return false;
+    spdlog::info("peer: member {} moved from {} to {}", name, it->second.address, address);
+    RetireLocked(it->second);
+    it->second.client = NewClient(name, address);
+    it->second.address = std::move(address);
+    return true;
+  }
+  std::shared_ptr<GrpcPeer> client = NewClient(name, address);
+  spdlog::info("peer: member {} joined at {}", name, address);
+  members_.emplace(name, Member{.address = std::move(address), .client = std::move(client)});
+  ring_.Add(name);
+  return true;
+}
+
+bool RingPeerPicker::RemoveMember(std::string_view name) {
+  if (name == self_name_) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = members_.find(name);
+  if (it == members_.end()) return false;
+  ring_.Remove(name);
+  spdlog::info("peer: member {} ({}) left", it->first, it->second.address);
+  RetireLocked(it->second);
+  members_.erase(it);
+  return true;
+}
+
+std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {
+  return ring_.Owner(key);
+}
+
+std::vector<std::pair<std::string, std::string>> RingPeerPicker::Members() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(members_.size());
+  for (const auto& [name, member] : members_) out.emplace_back(name, member.address);
+  return out;
+}
+
+uint64_t RingPeerPicker::generation() const { return ring_.Generation(); }
+
+uint64_t RingPeerPicker::peer_calls() const {
+  absl::ReaderMutexLock lock(&mu_);
+  uint64_t total = retired_calls_;
+  for (const auto& [name, member] : members_) {
+    if (member.client != nullptr) total += member.client->calls();
+  }
+  return total;
+}
+
+}  // namespace nexus

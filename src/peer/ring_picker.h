@@ -1,0 +1,104 @@
+// RingPeerPicker: the production PeerPicker. A consistent hash ring (ring/hash_ring.h) keyed by
+// node name says who owns a key; a GrpcPeer per other member talks to it.
+//
+// Clients are created once per member (and again only if its address changes) and reused for
+// every call; never a channel per call. A member that leaves has its client dropped here; calls
+// in flight keep it alive until they complete.
+//
+// Invariants:
+//   - this node (`self`) is always a ring member and never has a client: PickPeer returns
+//     nullptr exactly for the keys it owns;
+//   - every other ring member has exactly one client, whose address is the member's address;
+//   - generation() is the ring's: +1 per call that changed the member *set* (an address change
+//     alone moves no keys and does not bump it).
+//
+// Thread-safety: every method may be called concurrently. PickPeer, the hot path, takes no
+// writer lock: the ring lookup is lock-free (an immutable snapshot) and the client lookup takes
+// the map's reader lock. Writers change ring and map together under the writer lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "group/peers.h"
+#include "peer/grpc_peer.h"
+#include "ring/hash_ring.h"
+
+namespace nexus {
+
+struct RingPickerOptions {
+  // Virtual nodes per member; every node of a cluster must use the same value.
+  int vnodes = 50;
+  // Options of every client this picker creates.
+  GrpcPeerOptions peer;
+};
+
+class RingPeerPicker final : public PeerPicker {
+ public:
+  // `self_address` is this node's own gRPC address (reported by Members(), never dialled).
+  RingPeerPicker(std::string self_name, std::string self_address, RingPickerOptions options = {});
+  RingPeerPicker(const RingPeerPicker&) = delete;
+  RingPeerPicker& operator=(const RingPeerPicker&) = delete;
+
+  // The client of the key's owner, or nullptr when this node owns it.
+  std::shared_ptr<Peer> PickPeer(std::string_view key) override;
+
+  // Replaces the membership with `name_to_grpc_address` (+ self, always kept with its own
+  // address whatever the map says; empty names ignored) as one change: at most one generation
+  // bump. Members whose address is unchanged keep their client.
+  void SetMembers(const std::map<std::string, std::string>& name_to_grpc_address);
+
+  // Idempotent. True if something changed (new member, or a new address for a known member,
+  // whose client is then replaced). Adding self or an empty name is a no-op (false).
+  bool AddMember(std::string name, std::string address);
+
+  // True if `name` was a member. Never removes self (false).
+  bool RemoveMember(std::string_view name);
+
+  // The owner's name; nullopt only if the ring is empty, which cannot happen (self is in it).
+  std::optional<std::string> OwnerOf(std::string_view key) const;
+
+  // (name, grpc address), sorted by name, self included.
+  std::vector<std::pair<std::string, std::string>> Members() const;
+
+  uint64_t generation() const;
+
+  // Sum of GrpcPeer::calls() over current and past clients.
+  uint64_t peer_calls() const;
+
+  const std::string& self() const { return self_name_; }
+  const std::string& self_address() const { return self_address_; }
+
+ private:
+  struct Member {
+    std::string address;
+    std::shared_ptr<GrpcPeer> client;  // null for self
+  };
+
+  // Drops `member`'s client, keeping the count of the calls it made.
+  void RetireLocked(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<GrpcPeer> NewClient(const std::string& name, const std::string& address) const;
+
+  const std::string self_name_;
+  const std::string self_address_;
+  const RingPickerOptions options_;
+  // Thread-safe by itself; written only under mu_ so that it always agrees with members_ when
+  // mu_ is free.
+  HashRing ring_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Member, std::less<>> members_ ABSL_GUARDED_BY(mu_);
+  // Calls made by clients that were dropped.
+  uint64_t retired_calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace nexus

@@ -1,0 +1,51 @@
+// scripts/demo, as a new user runs it: three nodes come up, the seed's curl examples work, and
+// stopping the script stops every node.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "support/cluster.h"
+#include "support/process.h"
+
+namespace nexus::testing {
+namespace {
+
+TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
+  std::vector<uint16_t> http, grpc;
+  for (int i = 0; i < 3; ++i) {
+    http.push_back(FreePort());
+    grpc.push_back(FreePort());
+  }
+  auto join = [](const std::vector<uint16_t>& ports) {
+    return std::to_string(ports[0]) + " " + std::to_string(ports[1]) + " " +
+           std::to_string(ports[2]);
+  };
+  auto demo = Process::Start({"/bin/bash", std::string(NEXUS_SOURCE_DIR) + "/scripts/demo"},
+                             {{"NEXUS_BIN", NexusBinary()},
+                              {"DEMO_HTTP_PORTS", join(http)},
+                              {"DEMO_GRPC_PORTS", join(grpc)}},
+                             TempDir() + "/demo.log");
+  ASSERT_NE(demo, nullptr);
+  for (uint16_t port : http) {
+    ASSERT_TRUE(WaitHealthy(port, std::chrono::seconds(30))) << demo->Log();
+  }
+  EXPECT_NE(demo->Log().find("curl"), std::string::npos);
+  ASSERT_EQ(Http(http[0], "POST", "/api/set", "key=user1&value=John Doe&expire=5&hot=false").body,
+            "done\n");
+  EXPECT_EQ(Http(http[0], "GET", "/api/get?key=user1").body, "value=John Doe\n");
+  ASSERT_EQ(Http(http[0], "POST", "/api/set", "key=popular&value=Hot Data!&expire=5&hot=true").body,
+            "done\n");
+  EXPECT_EQ(Http(http[2], "GET", "/api/get?key=popular").body, "value=Hot Data!\n");
+  EXPECT_EQ(Http(http[1], "GET", "/api/get?key=popular").body, "value=Hot Data!\n");
+  EXPECT_EQ(Http(http[1], "GET", "/api/get?key=Tom").body, "value=630\n");
+
+  demo->Signal(SIGINT);
+  int code = 0;
+  ASSERT_TRUE(demo->WaitExit(std::chrono::seconds(20), &code)) << demo->Log();
+  for (uint16_t port : http) {
+    EXPECT_EQ(Http(port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status, 0)
+        << "a node outlived the demo script";
+  }
+}
+
+}  // namespace
+}  // namespace nexus::testing

@@ -1,0 +1,42 @@
+// A local cluster of real nexuscache processes on loopback, for integration tests. Ports are
+// chosen at run time; every process is stopped (by PID) when the Cluster goes away.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+
+namespace nexus::testing {
+
+struct NodeHandle {
+  std::string name;
+  uint16_t http_port = 0;
+  uint16_t grpc_port = 0;
+  std::unique_ptr<Process> process;
+  std::vector<std::string> argv;
+};
+
+class Cluster {
+ public:
+  // `extra_args` go to every node (e.g. {"--demo-data"}).
+  Cluster(int nodes, std::vector<std::string> extra_args);
+  // Starts every node and waits until all answer /healthz; false (with logs in
+  // `failure`) otherwise.
+  bool Start(std::string* failure);
+
+  NodeHandle& node(size_t i) { return nodes_[i]; }
+  size_t size() const { return nodes_.size(); }
+  // Restarts node i with the same arguments.
+  bool Restart(size_t i, std::string* failure);
+
+ private:
+  bool Launch(NodeHandle& n);
+  std::vector<NodeHandle> nodes_;
+};
+
+// Path of the nexuscache binary under test.
+std::string NexusBinary();
+
+}  // namespace nexus::testing

@@ -1,0 +1,70 @@
+// Test support: real child processes, free loopback ports and a tiny blocking HTTP client, for
+// integration tests that run real nexuscache binaries. Every process a test starts is killed
+// (by PID) when its Process object goes away, so nothing outlives the test.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nexus::testing {
+
+// A port that was free on 127.0.0.1 a moment ago and has not been handed out before by this
+// process (so parallel calls in one test never collide).
+uint16_t FreePort();
+
+class Process {
+ public:
+  // Starts `argv[0]` with `argv`, extra environment `env`, stdout+stderr appended to `log_path`.
+  static std::unique_ptr<Process> Start(const std::vector<std::string>& argv,
+                                        const std::map<std::string, std::string>& env,
+                                        const std::string& log_path);
+  ~Process();  // SIGKILL + reap if still running
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits up to `timeout` for exit; returns true and sets *exit_code (or -signal) if it exited.
+  bool WaitExit(std::chrono::milliseconds timeout, int* exit_code);
+  bool Running();
+  const std::string& log_path() const { return log_path_; }
+  std::string Log() const;
+
+ private:
+  Process(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
+  pid_t pid_;
+  bool reaped_ = false;
+  std::string log_path_;
+};
+
+struct HttpResult {
+  int status = 0;  // 0 = no answer (connection failed, closed or timed out)
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string error;
+};
+
+// One request on a fresh connection (Connection: close). `body` non-empty => form POST body.
+HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body = "",
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
+                const std::string& content_type = "application/x-www-form-urlencoded");
+
+// Sends raw bytes, then reads until the server closes or `timeout`; returns what was read.
+std::string RawExchange(uint16_t port, const std::string& bytes,
+                        std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
+                        bool half_close = false);
+
+// Parses the first HTTP response in `raw` (status + body by Content-Length).
+HttpResult ParseResponse(const std::string& raw);
+
+// Polls GET /healthz until it answers 200 or `timeout` passes.
+bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout);
+
+// A directory under $TMPDIR unique to this test process, for logs.
+std::string TempDir();
+
+}  // namespace nexus::testing

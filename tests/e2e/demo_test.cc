@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <thread>
+
 #include "support/cluster.h"
 #include "support/process.h"
 
@@ -28,7 +30,13 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   for (uint16_t port : http) {
     ASSERT_TRUE(WaitHealthy(port, std::chrono::seconds(30))) << demo->Log();
   }
-  EXPECT_NE(demo->Log().find("curl"), std::string::npos);
+  // The script prints its instructions once it has seen every node healthy.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (demo->Log().find("Press Ctrl-C") == std::string::npos &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(demo->Log().find("curl \"http://localhost:"), std::string::npos) << demo->Log();
   ASSERT_EQ(Http(http[0], "POST", "/api/set", "key=user1&value=John Doe&expire=5&hot=false").body,
             "done\n");
   EXPECT_EQ(Http(http[0], "GET", "/api/get?key=user1").body, "value=John Doe\n");

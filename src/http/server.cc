@@ -134,6 +134,8 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     const tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
     remote_ = ec ? std::string("unknown") : EndpointString(ep);
+    // Every response goes out in one write; Nagle would only hold it back waiting for an ACK.
+    stream_.socket().set_option(tcp::no_delay(true), ec);
   }
 
   void Start() {
@@ -251,46 +253,68 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // Serializes the response by hand into one buffer and writes it with one call: for the small
+  // responses a cache serves, Beast's generic serializer cost more CPU than the whole lookup
+  // (measured with perf under wrk), and one contiguous buffer is one sendmsg.
   void WriteResponse(Response r, unsigned version, bool keep_alive, bool head) {
     state_ = State::kWriting;
     if (server_->draining()) keep_alive = false;
     int status = r.status;
     if (status < 100 || status > 999) status = 500;
-    res_ = {};
-    res_.result(static_cast<unsigned>(status));
-    res_.version(version);
-    res_.set(bhttp::field::server, options_.server_name);
-    res_.set(bhttp::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers) {
+    // These statuses must not carry a body.
+    if (status / 100 == 1 || status == 204 || status == 304) r.body.clear();
+    out_.clear();
+    out_.reserve(160 + r.body.size());
+    out_ += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out_ += std::to_string(status);
+    out_ += ' ';
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    out_.append(reason.data(), reason.size());
+    out_ += "\r\nServer: ";
+    out_ += options_.server_name;
+    bool has_content_type = false;
+    for (const auto& [name, value] : r.headers) {
       if (beast::iequals(name, "Content-Length") || beast::iequals(name, "Transfer-Encoding") ||
-          beast::iequals(name, "Connection")) {
+          beast::iequals(name, "Connection") || beast::iequals(name, "Server") ||
+          !ValidHeader(name, value)) {
         continue;
       }
-      if (beast::iequals(name, "Content-Type") || beast::iequals(name, "Server")) {
-        res_.set(name, value);
-      } else {
-        res_.insert(name, value);
-      }
+      if (beast::iequals(name, "Content-Type")) has_content_type = true;
+      out_ += "\r\n";
+      out_ += name;
+      out_ += ": ";
+      out_ += value;
     }
-    res_.keep_alive(keep_alive);
-    // These statuses must not carry a body (Beast refuses to serialize one).
-    if (status / 100 == 1 || status == 204 || status == 304) r.body.clear();
-    if (head) {
+    if (!has_content_type && ValidHeader("Content-Type", r.content_type)) {
+      out_ += "\r\nContent-Type: ";
+      out_ += r.content_type;
+    }
+    if (status / 100 != 1 && status != 204 && status != 304) {
       // HEAD answers like GET without the body: same Content-Length, nothing after the header.
-      res_.content_length(r.body.size());
-    } else {
-      res_.body() = std::move(r.body);
-      res_.prepare_payload();
+      out_ += "\r\nContent-Length: ";
+      out_ += std::to_string(r.body.size());
     }
+    if (!keep_alive) {
+      out_ += "\r\nConnection: close";
+    } else if (version == 10) {
+      out_ += "\r\nConnection: keep-alive";
+    }
+    out_ += "\r\n\r\n";
+    if (!head) out_ += r.body;
     stream_.expires_after(options_.write_timeout);
-    bhttp::async_write(
-        stream_, res_,
+    net::async_write(
+        stream_, net::buffer(out_),
         beast::bind_front_handler(&Session::OnWrite, shared_from_this(), keep_alive));
+  }
+
+  // Header names and values must not smuggle CR/LF (a handler bug must not split responses).
+  static bool ValidHeader(std::string_view name, std::string_view value) {
+    return !name.empty() && name.find_first_of("\r\n:") == std::string_view::npos &&
+           value.find_first_of("\r\n") == std::string_view::npos;
   }
 
   void OnWrite(bool keep_alive, beast::error_code ec, size_t /*bytes*/) {
     if (state_ == State::kClosed) return;
-    res_ = {};
     if (ec) {
       spdlog::debug("http: write to {} failed: {}", remote_, ec.message());
       return Close();
@@ -367,6 +391,13 @@ class Session : public std::enable_shared_from_this<Session> {
    private:
     void Deliver(Response response) {
       armed_ = false;
+      // Answered on the session's own thread (a cache hit, a bad request): write directly,
+      // skipping a queue hop through the io_context and the gate's lock.
+      if (const auto* ex = executor_.target<net::io_context::executor_type>();
+          ex != nullptr && ex->running_in_this_thread()) {
+        if (auto s = session_.lock()) s->OnHandlerResponse(seq_, std::move(response));
+        return;
+      }
       gate_->Post(executor_,
                   [session = session_, seq = seq_, response = std::move(response)]() mutable {
                     if (auto s = session.lock()) s->OnHandlerResponse(seq, std::move(response));
@@ -385,7 +416,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  bhttp::response<bhttp::string_body> res_;  // kept alive during async_write
+  std::string out_;  // the serialized response, kept alive during async_write
   std::array<char, 4096> discard_;
   std::string remote_;
   State state_ = State::kReading;

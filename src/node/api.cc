@@ -65,6 +65,18 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
   duration_ = metrics_->AddHistogram("nexuscache_request_duration_seconds",
                                      "HTTP API request latency in seconds.", {"op"},
                                      metrics::Registry::LatencyBounds());
+  auto op = [this](const std::string& name, bool reads) {
+    OpMetrics m;
+    m.hit = requests_->With({name, reads ? "hit" : "ok"});
+    if (reads) m.miss = requests_->With({name, "miss"});
+    m.error = requests_->With({name, "error"});
+    m.duration = duration_->With({name});
+    return m;
+  };
+  get_ = op("get", true);
+  set_ = op("set", false);
+  delete_ = op("delete", false);
+  setpeer_ = op("setpeer", false);
   metrics_->AddGauge("nexuscache_cache_size_bytes",
                      "Bytes held by the main and hot caches of every group.", [groups] {
                        double total = 0;
@@ -110,10 +122,21 @@ Group* Api::GroupFor(const http::Request& req, std::string* name) {
   return groups_->Find(*name);
 }
 
-void Api::Finish(const std::string& op, const std::string& status, SteadyClock::time_point start,
+void Api::Finish(const OpMetrics& op, Outcome outcome, SteadyClock::time_point start,
                  http::Responder& respond, http::Response response) {
-  requests_->With({op, status})->Inc();
-  duration_->With({op})->Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
+  switch (outcome) {
+    case Outcome::kHit:
+    case Outcome::kOk:
+      op.hit->Inc();
+      break;
+    case Outcome::kMiss:
+      op.miss->Inc();
+      break;
+    case Outcome::kError:
+      op.error->Inc();
+      break;
+  }
+  op.duration->Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
   respond(std::move(response));
 }
 
@@ -121,36 +144,36 @@ void Api::Get(http::Request&& req, http::Responder respond) {
   const auto start = SteadyClock::now();
   const std::string* key = req.Param("key");
   if (key == nullptr || key->empty()) {
-    return Finish("get", "error", start, respond, Text(400, "key is required\n"));
+    return Finish(get_, Outcome::kError, start, respond, Text(400, "key is required\n"));
   }
   if (key->size() > config_->max_key_bytes) {
-    return Finish("get", "error", start, respond,
+    return Finish(get_, Outcome::kError, start, respond,
                   Text(413, "key longer than " + std::to_string(config_->max_key_bytes) +
                                 " bytes\n"));
   }
   std::string group_name;
   Group* group = GroupFor(req, &group_name);
   if (group == nullptr) {
-    return Finish("get", "error", start, respond, Text(404, "no such group: " + group_name + "\n"));
+    return Finish(get_, Outcome::kError, start, respond, Text(404, "no such group: " + group_name + "\n"));
   }
   group->Get(*key, [this, start, respond = std::move(respond)](
                        absl::StatusOr<CachedValue> r) mutable {
     if (r.ok()) {
       http::Response resp = Text(200, "value=" + r->data + "\n");
       resp.content_type = "application/octet-stream";
-      return Finish("get", "hit", start, respond, std::move(resp));
+      return Finish(get_, Outcome::kHit, start, respond, std::move(resp));
     }
     if (absl::IsNotFound(r.status())) {
-      return Finish("get", "miss", start, respond, Text(404, "key not found\n"));
+      return Finish(get_, Outcome::kMiss, start, respond, Text(404, "key not found\n"));
     }
-    Finish("get", "error", start, respond, ErrorResponse(r.status()));
+    Finish(get_, Outcome::kError, start, respond, ErrorResponse(r.status()));
   });
 }
 
 void Api::Set(http::Request&& req, http::Responder respond) {
   const auto start = SteadyClock::now();
   auto bad = [&](int code, std::string body) {
-    Finish("set", "error", start, respond, Text(code, std::move(body)));
+    Finish(set_, Outcome::kError, start, respond, Text(code, std::move(body)));
   };
   const std::string* expire = req.Param("expire");
   int64_t minutes = 0;
@@ -185,8 +208,8 @@ void Api::Set(http::Request&& req, http::Responder respond) {
   if (group == nullptr) return bad(404, "no such group: " + group_name + "\n");
   group->Set(*key, *value, minutes * 60'000, hot,
              [this, start, respond = std::move(respond)](absl::Status s) mutable {
-               if (s.ok()) return Finish("set", "ok", start, respond, Text(200, "done\n"));
-               Finish("set", "error", start, respond, ErrorResponse(s));
+               if (s.ok()) return Finish(set_, Outcome::kOk, start, respond, Text(200, "done\n"));
+               Finish(set_, Outcome::kError, start, respond, ErrorResponse(s));
              });
 }
 
@@ -194,17 +217,17 @@ void Api::Delete(http::Request&& req, http::Responder respond) {
   const auto start = SteadyClock::now();
   const std::string* key = req.Param("key");
   if (key == nullptr || key->empty()) {
-    return Finish("delete", "error", start, respond, Text(400, "key is required\n"));
+    return Finish(delete_, Outcome::kError, start, respond, Text(400, "key is required\n"));
   }
   std::string group_name;
   Group* group = GroupFor(req, &group_name);
   if (group == nullptr) {
-    return Finish("delete", "error", start, respond,
+    return Finish(delete_, Outcome::kError, start, respond,
                   Text(404, "no such group: " + group_name + "\n"));
   }
   group->Delete(*key, [this, start, respond = std::move(respond)](absl::Status s) mutable {
-    if (s.ok()) return Finish("delete", "ok", start, respond, Text(200, "done\n"));
-    Finish("delete", "error", start, respond, ErrorResponse(s));
+    if (s.ok()) return Finish(delete_, Outcome::kOk, start, respond, Text(200, "done\n"));
+    Finish(delete_, Outcome::kError, start, respond, ErrorResponse(s));
   });
 }
 
@@ -212,10 +235,10 @@ void Api::SetPeer(http::Request&& req, http::Responder respond) {
   const auto start = SteadyClock::now();
   const std::string* peer = req.Param("peer");
   if (peer == nullptr || peer->empty()) {
-    return Finish("setpeer", "error", start, respond, Text(400, "peer is not allow empty!\n"));
+    return Finish(setpeer_, Outcome::kError, start, respond, Text(400, "peer is not allow empty!\n"));
   }
   if (peer->find_first_of(",=/ ") != std::string::npos) {
-    return Finish("setpeer", "error", start, respond,
+    return Finish(setpeer_, Outcome::kError, start, respond,
                   Text(400, "peer must be a node name (no ',', '=', '/' or spaces)\n"));
   }
   // Seed: a bare name is dialed as NAME:<--port>, as inside its docker network. An explicit
@@ -225,7 +248,7 @@ void Api::SetPeer(http::Request&& req, http::Responder respond) {
                                   ? *addr
                                   : *peer + ":" + std::to_string(config_->grpc_port);
   picker_->AddMember(*peer, address);
-  Finish("setpeer", "ok", start, respond, Text(200, "set peer " + *peer + " successful\n"));
+  Finish(setpeer_, Outcome::kOk, start, respond, Text(200, "set peer " + *peer + " successful\n"));
 }
 
 void Api::Stats(http::Request&& req, http::Responder respond) {

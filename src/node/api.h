@@ -48,10 +48,18 @@ class Api {
 
   // The group named by the request's `group` parameter (default: the configured group).
   Group* GroupFor(const http::Request& req, std::string* name);
+  // Metric children of one operation, resolved once so the hot path takes no lock.
+  struct OpMetrics {
+    metrics::Counter* hit = nullptr;  // also "ok" for set/delete/setpeer
+    metrics::Counter* miss = nullptr;
+    metrics::Counter* error = nullptr;
+    metrics::Histogram* duration = nullptr;
+  };
+  enum class Outcome { kHit, kMiss, kOk, kError };
+
   // Counts the request and its latency, then responds.
-  void Finish(const std::string& op, const std::string& status,
-              std::chrono::steady_clock::time_point start, http::Responder& respond,
-              http::Response response);
+  void Finish(const OpMetrics& op, Outcome outcome, std::chrono::steady_clock::time_point start,
+              http::Responder& respond, http::Response response);
 
   const Config* const config_;
   GroupRegistry* const groups_;
@@ -59,6 +67,7 @@ class Api {
   metrics::Registry* const metrics_;
   metrics::Family<metrics::Counter>* requests_;
   metrics::Family<metrics::Histogram>* duration_;
+  OpMetrics get_, set_, delete_, setpeer_;
 };
 
 }  // namespace nexus

@@ -23,6 +23,14 @@ std::string OwnerOf(uint16_t http_port, const std::string& key) {
   return nlohmann::json::parse(r.body)["owner"].get<std::string>();
 }
 
+// The value of an unlabelled sample in /metrics, or -1.
+double MetricValue(uint16_t http_port, const std::string& name) {
+  const std::string text = Http(http_port, "GET", "/metrics").body;
+  const size_t pos = text.find("\n" + name + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + name.size() + 2));
+}
+
 uint64_t Items(uint16_t http_port) {
   const HttpResult r = Http(http_port, "GET", "/api/stats");
   return nlohmann::json::parse(r.body)["items"].get<uint64_t>();
@@ -71,6 +79,7 @@ TEST_F(ThreeNodes, SeedReadmeFlow) {
 
 TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
   std::map<std::string, int> expected;
+  int forwarded = 0;
   for (int i = 0; i < 60; ++i) {
     const std::string key = "k" + std::to_string(i);
     const HttpResult r = Http(cluster_.node(i % 3).http_port, "POST", "/api/set",
@@ -81,7 +90,14 @@ TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
     EXPECT_EQ(owner, OwnerOf(cluster_.node(1).http_port, key));
     EXPECT_EQ(owner, OwnerOf(cluster_.node(2).http_port, key));
     ++expected[owner];
+    if (owner != cluster_.node(i % 3).name) ++forwarded;
   }
+  // Every set that landed on a non-owner was one gRPC call, counted where it was sent.
+  double peer_calls = 0;
+  for (size_t i = 0; i < cluster_.size(); ++i) {
+    peer_calls += MetricValue(cluster_.node(i).http_port, "nexuscache_peer_requests_total");
+  }
+  EXPECT_EQ(peer_calls, forwarded);
   EXPECT_EQ(expected.size(), 3u) << "60 keys should spread over all three nodes";
   for (size_t i = 0; i < cluster_.size(); ++i) {
     EXPECT_EQ(Items(cluster_.node(i).http_port),
@@ -226,6 +242,18 @@ TEST(ProcessTest, BadFlagsExitTwoAndABusyPortFailsClearly) {
   EXPECT_NE(code, 0);
   EXPECT_NE(busy->Log().find(std::to_string(one.node(0).http_port)), std::string::npos)
       << busy->Log();
+}
+
+TEST(ProcessTest, MetricsPortServesOnlyMetrics) {
+  const uint16_t metrics_port = FreePort();
+  Cluster one(1, {"--metrics-port", std::to_string(metrics_port)});
+  std::string failure;
+  ASSERT_TRUE(one.Start(&failure)) << failure;
+  const HttpResult m = Http(metrics_port, "GET", "/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("# TYPE nexuscache_requests_total counter"), std::string::npos);
+  EXPECT_EQ(Http(metrics_port, "GET", "/api/get?key=a").status, 404);
+  EXPECT_EQ(Http(metrics_port, "GET", "/api/get?key=a").body, "404 page not found\n");
 }
 
 TEST(ProcessTest, SigtermStopsCleanly) {

@@ -137,8 +137,11 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   auto it = index_.find(key);
   if (it != index_.end()) {
     Entry* old = *it;
-    if (ChargeFor(old->key_size, old->value_size) == charge && charge <= capacity_) {
-      // Same chunk size: rewrite in place, no allocation.
+    if (value.size() <= old->value_size &&
+        ChargeFor(old->key_size, old->value_size) == charge && charge <= capacity_) {
+      // Fits in the block as allocated and is charged the same: rewrite in place, no
+      // allocation. (Only shrinking: the block's usable size beyond what was requested is
+      // glibc's business, not ours.)
       std::memcpy(old->data() + old->key_size, value.data(), value.size());
       old->value_size = static_cast<uint32_t>(value.size());
       old->deadline = deadline;
@@ -167,17 +170,20 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   return index_.contains(key);
 }
 
-bool LruCache::SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
-                           std::string* existing, UnixMillis* existing_deadline) {
+LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value,
+                                          UnixMillis deadline, std::string* existing,
+                                          UnixMillis* existing_deadline) {
   auto it = index_.find(key);
-  if (it != index_.end() && clock_->NowMillis() < (*it)->deadline) {
+  if (it != index_.end()) {
     Entry* e = *it;
-    if (existing != nullptr) existing->assign(e->value());
-    if (existing_deadline != nullptr) *existing_deadline = e->deadline;
-    return false;
+    if (clock_->NowMillis() < e->deadline) {
+      if (existing != nullptr) existing->assign(e->value());
+      if (existing_deadline != nullptr) *existing_deadline = e->deadline;
+      return AddResult::kExists;
+    }
+    Drop(e, RemovalReason::kExpired);
   }
-  Set(key, value, deadline);
-  return true;
+  return Set(key, value, deadline) ? AddResult::kInserted : AddResult::kTooLarge;
 }
 
 bool LruCache::Erase(KeyRef key) {

@@ -78,11 +78,12 @@ class LruCache {
   // when the entry alone cannot fit in the capacity.
   bool Set(KeyRef key, std::string_view value, UnixMillis deadline);
 
-  // Inserts only if the key has no live entry; otherwise leaves it alone, copies the live
-  // value (and deadline) out like Get and returns false. For read-through loads, so a value
+  // Inserts only if the key has no live entry (kInserted); otherwise leaves it alone and
+  // copies the live value and deadline out like Get (kExists). kTooLarge: nothing stored. For read-through loads, so a value
   // loaded from the origin never overwrites one a client set while the load was running.
-  bool SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
-                   std::string* existing, UnixMillis* existing_deadline = nullptr);
+  enum class AddResult { kInserted, kExists, kTooLarge };
+  AddResult SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
+                        std::string* existing, UnixMillis* existing_deadline = nullptr);
 
   // Removes the key; true if it was present (expired or not).
   bool Erase(KeyRef key);

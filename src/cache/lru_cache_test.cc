@@ -131,16 +131,39 @@ TEST_F(LruCacheTest, SetIfAbsentKeepsALiveEntryButReplacesAnExpiredOne) {
   LruCache c(1 << 20, &clock_);
   std::string existing;
   UnixMillis existing_deadline = 0;
-  EXPECT_TRUE(c.SetIfAbsent(MakeKeyRef("k"), "first", clock_.NowMillis() + 10, &existing));
-  EXPECT_FALSE(c.SetIfAbsent(MakeKeyRef("k"), "second", kNoDeadline, &existing,
-                             &existing_deadline));
+  using R = LruCache::AddResult;
+  EXPECT_EQ(c.SetIfAbsent(MakeKeyRef("k"), "first", clock_.NowMillis() + 10, &existing),
+            R::kInserted);
+  EXPECT_EQ(c.SetIfAbsent(MakeKeyRef("k"), "second", kNoDeadline, &existing, &existing_deadline),
+            R::kExists);
   EXPECT_EQ(existing, "first");
   EXPECT_EQ(existing_deadline, clock_.NowMillis() + 10);
   clock_.Advance(10);
-  EXPECT_TRUE(c.SetIfAbsent(MakeKeyRef("k"), "third", kNoDeadline, &existing));
+  EXPECT_EQ(c.SetIfAbsent(MakeKeyRef("k"), "third", kNoDeadline, &existing), R::kInserted);
+  EXPECT_EQ(c.SetIfAbsent(MakeKeyRef("big"), std::string(2 << 20, 'x'), kNoDeadline, &existing),
+            R::kTooLarge);
+  EXPECT_EQ(c.stats().expirations, 1u);
   std::string v;
   EXPECT_TRUE(Has(c, "k", &v));
   EXPECT_EQ(v, "third");
+}
+
+TEST_F(LruCacheTest, OverwritesThatGrowWithinTheSameChunkDoNotOverflow) {
+  // "" and "abcdefg" round to the same 48-byte chunk; the first block was allocated for 33
+  // bytes, so writing 7 more in place would overflow it (ASan caught this).
+  LruCache c(1 << 20, &clock_);
+  ASSERT_EQ(LruCache::ChargeFor(1, 0), LruCache::ChargeFor(1, 7));
+  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "", kNoDeadline));
+  const size_t bytes = c.bytes();
+  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "abcdefg", kNoDeadline));
+  std::string v;
+  ASSERT_TRUE(Has(c, "k", &v));
+  EXPECT_EQ(v, "abcdefg");
+  EXPECT_EQ(c.bytes(), bytes);
+  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "abc", kNoDeadline));  // shrinking is done in place
+  ASSERT_TRUE(Has(c, "k", &v));
+  EXPECT_EQ(v, "abc");
+  EXPECT_EQ(c.bytes(), bytes);
 }
 
 TEST_F(LruCacheTest, StatsCountHitsAndMisses) {

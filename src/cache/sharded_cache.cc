@@ -37,8 +37,9 @@ bool ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis 
   return s.lru.Set(ref, value, deadline);
 }
 
-bool ShardedCache::SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
-                               std::string* existing, UnixMillis* existing_deadline) {
+LruCache::AddResult ShardedCache::SetIfAbsent(std::string_view key, std::string_view value,
+                                              UnixMillis deadline, std::string* existing,
+                                              UnixMillis* existing_deadline) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);

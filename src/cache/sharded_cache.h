@@ -42,8 +42,9 @@ class ShardedCache {
 
   bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr);
   bool Set(std::string_view key, std::string_view value, UnixMillis deadline);
-  bool SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
-                   std::string* existing, UnixMillis* existing_deadline = nullptr);
+  LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value,
+                                  UnixMillis deadline, std::string* existing,
+                                  UnixMillis* existing_deadline = nullptr);
   bool Erase(std::string_view key);
 
   // Runs one bounded sweep step (at most `max_entries_per_shard` entries) on every shard.

@@ -51,8 +51,13 @@ void Group::GetLocal(std::string_view key, ValueCallback done) {
 }
 
 void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done) {
+  // Loads from the origin and fetches from a peer never share a flight: a forwarded GetLocal
+  // joining this node's own peer fetch for the key would wait on itself (a ring that points a
+  // key back at us, or two nodes that disagree about the owner, would deadlock until the
+  // peer deadline).
+  const std::string flight_key = (owner == nullptr ? "L:" : "P:") + std::string(key);
   flight_.Do(
-      key,
+      flight_key,
       [this, key = std::string(key), owner = std::move(owner)](Flight<CachedValue>::Done fd) mutable {
         // A value may have landed while this caller was deciding to load: check again.
         CachedValue hit;
@@ -83,10 +88,23 @@ void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd)
     }
     CachedValue v{.data = std::move(*r),
                   .deadline = jitter_.Deadline(clock_->NowMillis(), options_.default_ttl_ms)};
-    // A client's Set that landed while the origin was answering wins over the loaded value.
-    // A value too large for a shard is still returned, just not cached.
+    // A client's Set that landed while the origin was answering wins over the loaded value,
+    // whichever cache it went to. A value too large for a shard is still returned, just not
+    // cached.
     CachedValue newer;
-    if (!main_.SetIfAbsent(key, v.data, v.deadline, &newer.data, &newer.deadline)) {
+    if (hot_.Get(key, &newer.data, &newer.deadline)) return fd(std::move(newer));
+    switch (main_.SetIfAbsent(key, v.data, v.deadline, &newer.data, &newer.deadline)) {
+      case LruCache::AddResult::kExists:
+        return fd(std::move(newer));
+      case LruCache::AddResult::kTooLarge:
+        return fd(std::move(v));
+      case LruCache::AddResult::kInserted:
+        break;
+    }
+    // A hot Set between the check above and the insert: it wins, and the key must live in one
+    // cache only.
+    if (hot_.Get(key, &newer.data, &newer.deadline)) {
+      main_.Erase(key);
       return fd(std::move(newer));
     }
     fd(std::move(v));

@@ -170,6 +170,61 @@ TEST_F(GroupTest, ValueSetDuringALoadWinsOverTheLoadedValue) {
   EXPECT_EQ(loader->keys.size(), 1u);
 }
 
+TEST_F(GroupTest, HotSetDuringALoadWinsAndTheKeyLivesInOneCache) {
+  auto loader = std::make_shared<ManualLoader>();
+  Group g(Options(), loader, nullptr, &clock_);
+  absl::StatusOr<CachedValue> during;
+  g.Get("k", [&](absl::StatusOr<CachedValue> r) { during = std::move(r); });
+  ASSERT_TRUE(g.SetSync("k", "hot-value", kMinute, true).ok());
+  loader->Complete(std::string("from-origin"));
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during->data, "hot-value");
+  EXPECT_EQ(g.GetSync("k")->data, "hot-value");
+  EXPECT_EQ(g.main_cache().items(), 0u);
+}
+
+// A peer that is really this node (a ring pointing a key back at us): the owner-side load must
+// not join the forwarding flight it is serving.
+class LoopbackPeer final : public Peer {
+ public:
+  Group* group = nullptr;
+  void Get(std::string_view, std::string_view key, ValueCallback done) override {
+    group->GetLocal(key, std::move(done));
+  }
+  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
+           StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+  void Delete(std::string_view, std::string_view, StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+};
+
+class AlwaysPicker final : public PeerPicker {
+ public:
+  explicit AlwaysPicker(std::shared_ptr<Peer> peer) : peer_(std::move(peer)) {}
+  std::shared_ptr<Peer> PickPeer(std::string_view) override { return peer_; }
+
+ private:
+  std::shared_ptr<Peer> peer_;
+};
+
+TEST_F(GroupTest, ForwardedLoadDoesNotJoinItsOwnForwardingFlight) {
+  auto peer = std::make_shared<LoopbackPeer>();
+  int calls = 0;
+  Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), std::make_shared<AlwaysPicker>(peer),
+          &clock_);
+  peer->group = &g;
+  bool answered = false;
+  g.Get("Tom", [&](absl::StatusOr<CachedValue> r) {
+    answered = true;
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->data, "630");
+  });
+  EXPECT_TRUE(answered) << "the Get joined its own flight and never completed";
+  EXPECT_EQ(calls, 1);
+}
+
 TEST_F(GroupTest, SetDrawsJitterOnceAndValidatesInput) {
   Group g(Options(), nullptr, nullptr, &clock_);
   const UnixMillis now = clock_.NowMillis();

@@ -1,6 +1,8 @@
 #include "node/api.h"
 
 #include <charconv>
+
+#include "absl/time/time.h"
 #include <nlohmann/json.hpp>
 
 namespace nexus {
@@ -122,6 +124,17 @@ Group* Api::GroupFor(const http::Request& req, std::string* name) {
   return groups_->Find(*name);
 }
 
+void Api::Begin() {
+  absl::MutexLock lock(&idle_mu_);
+  ++in_flight_;
+}
+
+bool Api::WaitIdle(std::chrono::milliseconds timeout) {
+  absl::MutexLock lock(&idle_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(idle_mu_) { return in_flight_ == 0; };
+  return idle_mu_.AwaitWithTimeout(absl::Condition(&idle), absl::FromChrono(timeout));
+}
+
 void Api::Finish(const OpMetrics& op, Outcome outcome, SteadyClock::time_point start,
                  http::Responder& respond, http::Response response) {
   switch (outcome) {
@@ -138,9 +151,12 @@ void Api::Finish(const OpMetrics& op, Outcome outcome, SteadyClock::time_point s
   }
   op.duration->Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
   respond(std::move(response));
+  absl::MutexLock lock(&idle_mu_);
+  --in_flight_;
 }
 
 void Api::Get(http::Request&& req, http::Responder respond) {
+  Begin();
   const auto start = SteadyClock::now();
   const std::string* key = req.Param("key");
   if (key == nullptr || key->empty()) {
@@ -171,6 +187,7 @@ void Api::Get(http::Request&& req, http::Responder respond) {
 }
 
 void Api::Set(http::Request&& req, http::Responder respond) {
+  Begin();
   const auto start = SteadyClock::now();
   auto bad = [&](int code, std::string body) {
     Finish(set_, Outcome::kError, start, respond, Text(code, std::move(body)));
@@ -214,6 +231,7 @@ void Api::Set(http::Request&& req, http::Responder respond) {
 }
 
 void Api::Delete(http::Request&& req, http::Responder respond) {
+  Begin();
   const auto start = SteadyClock::now();
   const std::string* key = req.Param("key");
   if (key == nullptr || key->empty()) {
@@ -232,6 +250,7 @@ void Api::Delete(http::Request&& req, http::Responder respond) {
 }
 
 void Api::SetPeer(http::Request&& req, http::Responder respond) {
+  Begin();
   const auto start = SteadyClock::now();
   const std::string* peer = req.Param("peer");
   if (peer == nullptr || peer->empty()) {

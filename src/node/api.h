@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "group/registry.h"
 #include "http/router.h"
 #include "metrics/metrics.h"
@@ -36,6 +37,10 @@ class Api {
   void Install(http::Router& router);
   // A router serving only /metrics (for --metrics-port).
   void InstallMetricsOnly(http::Router& router);
+
+  // Waits until no get/set/delete/setpeer is in flight (their peer and origin calls hold
+  // pointers to this Api and to the groups), or `timeout`; true if idle.
+  bool WaitIdle(std::chrono::milliseconds timeout);
 
  private:
   void Get(http::Request&& req, http::Responder respond);
@@ -60,6 +65,11 @@ class Api {
   // Counts the request and its latency, then responds.
   void Finish(const OpMetrics& op, Outcome outcome, std::chrono::steady_clock::time_point start,
               http::Responder& respond, http::Response response);
+
+  // Requests between their handler's start and their Finish.
+  absl::Mutex idle_mu_;
+  int64_t in_flight_ ABSL_GUARDED_BY(idle_mu_) = 0;
+  void Begin();
 
   const Config* const config_;
   GroupRegistry* const groups_;

@@ -118,6 +118,13 @@ void Node::Stop() {
   spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name, config_.shutdown_grace.count());
   if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));
   http_->Stop(config_.shutdown_grace);
+  // Requests whose connection was closed after the grace may still wait on a peer or the
+  // origin; those calls have deadlines, so this wait is bounded, and afterwards nothing
+  // holds a pointer into the groups or the Api.
+  const auto deadline = std::max(config_.peer_timeout, config_.origin_timeout);
+  if (!api_->WaitIdle(deadline + std::chrono::milliseconds(1000))) {
+    spdlog::warn("nexuscache {}: requests still in flight after their deadlines", config_.name);
+  }
   grpc_->Stop(std::chrono::milliseconds(1000));
   sweeper_->Stop();
   origin_.reset();

@@ -1,25 +1,52 @@
 #include "support/cluster.h"
 
+#include <algorithm>
+#include <thread>
+
 namespace nexus::testing {
 
 std::string NexusBinary() { return NEXUSCACHE_BIN; }
 
-Cluster::Cluster(int nodes, std::vector<std::string> extra_args) {
+Cluster::Cluster(int nodes, std::vector<std::string> extra_args)
+    : extra_args_(std::move(extra_args)) {
   nodes_.resize(nodes);
+  AssignPorts();
+}
+
+void Cluster::AssignPorts() {
   std::string peers;
-  for (int i = 0; i < nodes; ++i) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
     NodeHandle& n = nodes_[i];
     n.name = "svc" + std::to_string(i + 1);
     n.http_port = FreePort();
     n.grpc_port = FreePort();
     peers += (peers.empty() ? "" : ",") + n.name + "=127.0.0.1:" + std::to_string(n.grpc_port);
   }
+  const bool custom_timeout = std::find(extra_args_.begin(), extra_args_.end(),
+                                        "--peer-timeout-ms") != extra_args_.end();
   for (NodeHandle& n : nodes_) {
     n.argv = {NexusBinary(), "--name", n.name, "--peer", peers,
               "--port", std::to_string(n.grpc_port), "--http-port", std::to_string(n.http_port),
-              "--bind", "127.0.0.1", "--threads", "2", "--peer-timeout-ms", "1000"};
-    n.argv.insert(n.argv.end(), extra_args.begin(), extra_args.end());
+              "--bind", "127.0.0.1", "--threads", "2"};
+    if (!custom_timeout) {
+      n.argv.push_back("--peer-timeout-ms");
+      n.argv.push_back("2000");
+    }
+    n.argv.insert(n.argv.end(), extra_args_.begin(), extra_args_.end());
   }
+}
+
+// Healthy, and really this node (not another test's process that got the port).
+bool Cluster::Ready(NodeHandle& n) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < give_up) {
+    if (!n.process->Running()) return false;
+    const HttpResult r =
+        Http(n.http_port, "GET", "/api/ring", "", std::chrono::milliseconds(500));
+    if (r.status == 200) return r.body.find("\"self\":\"" + n.name + "\"") != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 bool Cluster::Launch(NodeHandle& n) {
@@ -29,25 +56,30 @@ bool Cluster::Launch(NodeHandle& n) {
 }
 
 bool Cluster::Start(std::string* failure) {
-  for (NodeHandle& n : nodes_) {
-    if (!Launch(n)) {
-      *failure = "cannot start " + n.name;
-      return false;
+  // A port can still be taken by someone else between choosing and binding it: then start
+  // the whole cluster again on fresh ports.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) {
+      for (NodeHandle& n : nodes_) n.process.reset();
+      AssignPorts();
     }
-  }
-  for (NodeHandle& n : nodes_) {
-    if (!WaitHealthy(n.http_port, std::chrono::seconds(20))) {
-      *failure = n.name + " not healthy; log:\n" + n.process->Log();
-      return false;
+    bool all = true;
+    for (NodeHandle& n : nodes_) all = all && Launch(n);
+    for (NodeHandle& n : nodes_) {
+      if (all && !Ready(n)) {
+        *failure = n.name + " not ready; log:\n" + n.process->Log();
+        all = false;
+      }
     }
+    if (all) return true;
   }
-  return true;
+  return false;
 }
 
 bool Cluster::Restart(size_t i, std::string* failure) {
   NodeHandle& n = nodes_[i];
   n.process.reset();
-  if (!Launch(n) || !WaitHealthy(n.http_port, std::chrono::seconds(20))) {
+  if (!Launch(n) || !Ready(n)) {
     *failure = n.name + " did not restart; log:\n" + (n.process ? n.process->Log() : "");
     return false;
   }

@@ -32,7 +32,10 @@ class Cluster {
   bool Restart(size_t i, std::string* failure);
 
  private:
+  void AssignPorts();
   bool Launch(NodeHandle& n);
+  bool Ready(NodeHandle& n);
+  std::vector<std::string> extra_args_;
   std::vector<NodeHandle> nodes_;
 };
 

@@ -12,9 +12,12 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
+
+extern char** environ;
 
 namespace nexus::testing {
 
@@ -42,21 +45,28 @@ int ConnectLoopback(uint16_t port, std::chrono::milliseconds timeout) {
 }  // namespace
 
 uint16_t FreePort() {
+  // Ports below the kernel's ephemeral range (32768+ on Linux), so no outgoing connection of
+  // this or another test can take the port between this check and the server's bind; chosen
+  // at random so parallel test binaries rarely pick the same one, and checked by binding.
   static std::mutex mu;
   static std::set<uint16_t> handed_out;
+  static std::mt19937 rng(static_cast<unsigned>(getpid()) * 7919u ^
+                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   std::lock_guard<std::mutex> lock(mu);
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const uint16_t port = static_cast<uint16_t>(20000 + rng() % 12000);
+    if (handed_out.count(port) != 0) continue;
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    addr.sin_port = htons(port);
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     close(fd);
-    const uint16_t port = ntohs(addr.sin_port);
-    if (port != 0 && handed_out.insert(port).second) return port;
+    if (free) {
+      handed_out.insert(port);
+      return port;
+    }
   }
   return 0;
 }
@@ -64,6 +74,23 @@ uint16_t FreePort() {
 std::unique_ptr<Process> Process::Start(const std::vector<std::string>& argv,
                                         const std::map<std::string, std::string>& env,
                                         const std::string& log_path) {
+  // Everything the child needs is built before fork: the test is multi-threaded, so between
+  // fork and exec the child may only make async-signal-safe calls (no malloc, no setenv).
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('='));
+    if (env.count(name) == 0) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args_storage = argv;
+  std::vector<char*> args;
+  for (std::string& a : args_storage) args.push_back(a.data());
+  args.push_back(nullptr);
+
   const pid_t pid = fork();
   if (pid < 0) return nullptr;
   if (pid == 0) {
@@ -78,12 +105,9 @@ std::unique_ptr<Process> Process::Start(const std::vector<std::string>& argv,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
+    execve(args[0], args.data(), envp.data());
+    static constexpr char kFailed[] = "exec failed\n";
+    (void)!write(2, kFailed, sizeof kFailed - 1);
     _exit(127);
   }
   return std::unique_ptr<Process>(new Process(pid, log_path));

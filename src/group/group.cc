@@ -36,17 +36,23 @@ bool Group::LookupLocal(std::string_view key, CachedValue* out) {
   return main_.Get(key, &out->data, &out->deadline) || hot_.Get(key, &out->data, &out->deadline);
 }
 
+bool Group::LookupCounted(std::string_view key, CachedValue* out) {
+  const bool hit = LookupLocal(key, out);
+  (hit ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
+  return hit;
+}
+
 void Group::Get(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   CachedValue hit;
-  if (LookupLocal(key, &hit)) return done(std::move(hit));
+  if (LookupCounted(key, &hit)) return done(std::move(hit));
   Load(key, peers_->PickPeer(key), std::move(done));
 }
 
 void Group::GetLocal(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   CachedValue hit;
-  if (LookupLocal(key, &hit)) return done(std::move(hit));
+  if (LookupCounted(key, &hit)) return done(std::move(hit));
   Load(key, nullptr, std::move(done));
 }
 
@@ -194,6 +200,8 @@ GroupStats Group::stats() const {
   GroupStats s;
   s.main = main_.stats();
   s.hot = hot_.stats();
+  s.hits = hits_.load(std::memory_order_relaxed);
+  s.misses = misses_.load(std::memory_order_relaxed);
   s.loads = loads_.load(std::memory_order_relaxed);
   s.load_errors = load_errors_.load(std::memory_order_relaxed);
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);

@@ -53,6 +53,8 @@ struct GroupOptions {
 struct GroupStats {
   CacheStats main;
   CacheStats hot;
+  uint64_t hits = 0;           // Get/GetLocal calls answered from this node's caches
+  uint64_t misses = 0;         // Get/GetLocal calls that had to load or forward
   uint64_t loads = 0;          // loader calls made by this node
   uint64_t load_errors = 0;    // loader calls that failed (NotFound excluded)
   uint64_t deduplicated = 0;   // Gets that joined a load already in flight
@@ -96,6 +98,8 @@ class Group {
  private:
   // Looks in the main then the hot cache.
   bool LookupLocal(std::string_view key, CachedValue* out);
+  // LookupLocal for a caller's request, counted as a hit or a miss.
+  bool LookupCounted(std::string_view key, CachedValue* out);
   // Runs the load (peer or loader) for `key` under singleflight.
   void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
   void LoadFromLoader(const std::string& key, Flight<CachedValue>::Done done);
@@ -109,6 +113,8 @@ class Group {
   ShardedCache hot_;
   Flight<CachedValue> flight_;
 
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> loads_{0};
   std::atomic<uint64_t> load_errors_{0};
   std::atomic<uint64_t> deduplicated_{0};

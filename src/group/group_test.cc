@@ -103,6 +103,8 @@ TEST_F(GroupTest, MissGoesToLoaderOnceThenServesFromCacheWithDefaultTtl) {
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(g.stats().loads, 1u);
   EXPECT_EQ(g.stats().main.hits, 1u);
+  EXPECT_EQ(g.stats().hits, 1u);    // the second Get
+  EXPECT_EQ(g.stats().misses, 1u);  // the first
   // After the deadline the loader is asked again.
   clock_.Set(v->deadline);
   ASSERT_TRUE(g.GetSync("Tom").ok());

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "absl/time/time.h"
+#include <thread>
 #include <nlohmann/json.hpp>
 
 namespace nexus {
@@ -124,15 +124,13 @@ Group* Api::GroupFor(const http::Request& req, std::string* name) {
   return groups_->Find(*name);
 }
 
-void Api::Begin() {
-  absl::MutexLock lock(&idle_mu_);
-  ++in_flight_;
-}
-
 bool Api::WaitIdle(std::chrono::milliseconds timeout) {
-  absl::MutexLock lock(&idle_mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(idle_mu_) { return in_flight_ == 0; };
-  return idle_mu_.AwaitWithTimeout(absl::Condition(&idle), absl::FromChrono(timeout));
+  const auto give_up = SteadyClock::now() + timeout;
+  while (in_flight_.load(std::memory_order_acquire) > 0) {
+    if (SteadyClock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 void Api::Finish(const OpMetrics& op, Outcome outcome, SteadyClock::time_point start,
@@ -151,8 +149,7 @@ void Api::Finish(const OpMetrics& op, Outcome outcome, SteadyClock::time_point s
   }
   op.duration->Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
   respond(std::move(response));
-  absl::MutexLock lock(&idle_mu_);
-  --in_flight_;
+  in_flight_.fetch_sub(1, std::memory_order_release);
 }
 
 void Api::Get(http::Request&& req, http::Responder respond) {

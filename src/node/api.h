@@ -12,11 +12,11 @@
 // its own besides metrics (atomic).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "group/registry.h"
 #include "http/router.h"
 #include "metrics/metrics.h"
@@ -66,10 +66,10 @@ class Api {
   void Finish(const OpMetrics& op, Outcome outcome, std::chrono::steady_clock::time_point start,
               http::Responder& respond, http::Response response);
 
-  // Requests between their handler's start and their Finish.
-  absl::Mutex idle_mu_;
-  int64_t in_flight_ ABSL_GUARDED_BY(idle_mu_) = 0;
-  void Begin();
+  // Requests between their handler's start and their Finish (an atomic: this is the hot path;
+  // only shutdown waits on it).
+  std::atomic<int64_t> in_flight_{0};
+  void Begin() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
 
   const Config* const config_;
   GroupRegistry* const groups_;

@@ -88,6 +88,11 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
                        }
                        return total;
                      });
+  metrics_->AddGauge("nexuscache_ring_members", "Members of this node's hash ring.",
+                     [picker] { return static_cast<double>(picker->Members().size()); });
+  metrics_->AddGauge("nexuscache_ring_generation",
+                     "Generation of this node's hash ring (bumped on every membership change).",
+                     [picker] { return static_cast<double>(picker->generation()); });
   metrics_->AddCounterFn("nexuscache_peer_requests_total",
                          "Requests this node sent to other nodes over gRPC.",
                          [picker] { return static_cast<double>(picker->peer_calls()); });

@@ -84,7 +84,7 @@ absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t
 
 ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env_ip_address) {
   Config c;
-  std::string peers, cache_bytes = "64M", hot_cache_bytes = "16M";
+  std::string peers, etcd, cache_bytes = "64M", hot_cache_bytes = "16M";
   int metrics_port = 0;
   int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
   int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
@@ -95,6 +95,12 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--peer", peers,
                  "Static members: svc1,svc2,svc3 (dialed as NAME:<--port>) or "
                  "svc1=127.0.0.1:8881,...; this node is always a member");
+  app.add_option("--etcd", etcd,
+                 "etcd endpoints host:port[,host:port...]: membership from etcd (register, "
+                 "watch); --peer then only seeds the ring until etcd answers");
+  app.add_option("--lease-ttl", c.lease_ttl_seconds, "etcd lease TTL in seconds")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}))
+      ->capture_default_str();
   app.add_option("--port", c.grpc_port, "gRPC port for peers")->capture_default_str();
   app.add_option("--http-port", c.http_port, "HTTP API port")->capture_default_str();
   app.add_option("--metrics-port", metrics_port, "Extra port serving only /metrics (0 = none)");
@@ -174,6 +180,20 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   c.peer_timeout = std::chrono::milliseconds(peer_timeout_ms);
   c.origin_timeout = std::chrono::milliseconds(origin_timeout_ms);
   c.shutdown_grace = std::chrono::milliseconds(grace_ms);
+
+  for (size_t start = 0; start < etcd.size();) {
+    size_t comma = etcd.find(',', start);
+    if (comma == std::string::npos) comma = etcd.size();
+    std::string endpoint = etcd.substr(start, comma - start);
+    start = comma + 1;
+    if (endpoint.empty()) continue;
+    if (endpoint.rfind("http://", 0) == 0) endpoint = endpoint.substr(7);
+    const size_t colon = endpoint.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
+      return fail("--etcd entry '" + endpoint + "' must be HOST:PORT");
+    }
+    c.etcd.push_back(endpoint);
+  }
 
   auto parsed = ParsePeers(peers, c.grpc_port);
   if (!parsed.ok()) return fail(std::string(parsed.status().message()));

@@ -21,6 +21,8 @@ struct PeerSpec {
 struct Config {
   std::string name;                     // --name: this node's name in the ring (required)
   std::vector<PeerSpec> peers;          // --peer: static membership; always includes self
+  std::vector<std::string> etcd;        // --etcd host:port[,...]: live membership from etcd
+  int64_t lease_ttl_seconds = 5;        // --lease-ttl: etcd lease TTL
   uint16_t grpc_port = 8888;            // --port
   uint16_t http_port = 9999;            // --http-port
   std::optional<uint16_t> metrics_port;  // --metrics-port: extra /metrics listener (seed: 9100)

@@ -48,6 +48,15 @@ TEST(ConfigTest, ExplicitAddressesAndSizes) {
   EXPECT_TRUE(o.config->demo_data);
 }
 
+TEST(ConfigTest, EtcdEndpoints) {
+  ParseOutcome o = Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379",
+                          "--lease-ttl", "3"});
+  ASSERT_TRUE(o.config) << o.message;
+  EXPECT_EQ(o.config->etcd, (std::vector<std::string>{"127.0.0.1:2379", "10.0.0.2:2379"}));
+  EXPECT_EQ(o.config->lease_ttl_seconds, 3);
+  EXPECT_FALSE(Parse({"--name", "a", "--etcd", "nohost"}).config.has_value());
+}
+
 TEST(ConfigTest, BadFlagsExitTwoWithAUsageLine) {
   for (auto args : std::vector<std::vector<const char*>>{
            {},                                            // --name missing

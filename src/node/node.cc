@@ -98,16 +98,32 @@ absl::Status Node::Start() {
   }
   sweeper_ = std::make_unique<ExpirySweeper>(caches);
   sweeper_->Start();
+
+  if (!config_.etcd.empty()) {
+    EtcdMembershipOptions m;
+    m.endpoints = config_.etcd;
+    m.lease_ttl_seconds = config_.lease_ttl_seconds;
+    m.self = {config_.name, config_.SelfGrpcAddress(),
+              config_.ip_address + ":" + std::to_string(http_->port())};
+    membership_ = std::make_unique<EtcdMembership>(
+        m, [picker = picker_, self = config_.name,
+            self_address = config_.SelfGrpcAddress()](std::map<std::string, std::string> members) {
+          // This node serves its own keys even while etcd has not (re)listed it.
+          members[self] = self_address;
+          picker->SetMembers(members);
+        });
+    membership_->Start();
+  }
   started_ = true;
 
   std::string members;
   for (const auto& [name, address] : picker_->Members()) {
     members += (members.empty() ? "" : ", ") + name + "=" + address;
   }
-  spdlog::info("nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}] loader {}",
+  spdlog::info("nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}]{} loader {}",
                config_.name, config_.group, http_->port(), grpc_->port(),
                config_.metrics_port ? " metrics :" + std::to_string(*config_.metrics_port) : "",
-               members,
+               members, config_.etcd.empty() ? "" : " (etcd: live membership)",
                config_.demo_data ? "demo-data" : (config_.origin.empty() ? "none" : config_.origin));
   return absl::OkStatus();
 }
@@ -116,6 +132,8 @@ void Node::Stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
   spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name, config_.shutdown_grace.count());
+  // Leave the cluster first (revokes the lease), so peers stop routing here while we drain.
+  if (membership_) membership_->Stop();
   if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));
   http_->Stop(config_.shutdown_grace);
   // Requests whose connection was closed after the grace may still wait on a peer or the

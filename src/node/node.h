@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "cache/expiry_sweeper.h"
+#include "discovery/etcd_membership.h"
 #include "group/registry.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
@@ -48,6 +49,7 @@ class Node {
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;
+  std::unique_ptr<EtcdMembership> membership_;  // when --etcd is given
   bool started_ = false;
   bool stopped_ = false;
 };

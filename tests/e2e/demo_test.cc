@@ -1,5 +1,5 @@
-// scripts/demo, as a new user runs it: three nodes come up, the seed's curl examples work, and
-// stopping the script stops every node.
+// scripts/demo, as a new user runs it: etcd and three nodes come up, the nodes find each other
+// through etcd, the seed's curl examples work, and stopping the script stops everything.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -17,6 +17,7 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     http.push_back(FreePort());
     grpc.push_back(FreePort());
   }
+  const uint16_t etcd_client = FreePort(), etcd_peer = FreePort();
   auto join = [](const std::vector<uint16_t>& ports) {
     return std::to_string(ports[0]) + " " + std::to_string(ports[1]) + " " +
            std::to_string(ports[2]);
@@ -24,7 +25,9 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   auto demo = Process::Start({"/bin/bash", std::string(NEXUS_SOURCE_DIR) + "/scripts/demo"},
                              {{"NEXUS_BIN", NexusBinary()},
                               {"DEMO_HTTP_PORTS", join(http)},
-                              {"DEMO_GRPC_PORTS", join(grpc)}},
+                              {"DEMO_GRPC_PORTS", join(grpc)},
+                              {"DEMO_ETCD_PORTS", std::to_string(etcd_client) + " " +
+                                                      std::to_string(etcd_peer)}},
                              TempDir() + "/demo.log");
   ASSERT_NE(demo, nullptr);
   for (uint16_t port : http) {
@@ -37,6 +40,12 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(demo->Log().find("curl \"http://localhost:"), std::string::npos) << demo->Log();
+  for (uint16_t port : http) {
+    const std::string ring = Http(port, "GET", "/api/ring").body;
+    EXPECT_NE(ring.find("\"svc1\""), std::string::npos) << ring;
+    EXPECT_NE(ring.find("\"svc2\""), std::string::npos) << ring;
+    EXPECT_NE(ring.find("\"svc3\""), std::string::npos) << ring;
+  }
   ASSERT_EQ(Http(http[0], "POST", "/api/set", "key=user1&value=John Doe&expire=5&hot=false").body,
             "done\n");
   EXPECT_EQ(Http(http[0], "GET", "/api/get?key=user1").body, "value=John Doe\n");
@@ -53,6 +62,8 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     EXPECT_EQ(Http(port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status, 0)
         << "a node outlived the demo script";
   }
+  EXPECT_EQ(Http(etcd_client, "GET", "/health", "", std::chrono::milliseconds(500)).status, 0)
+      << "etcd outlived the demo script";
 }
 
 }  // namespace

@@ -7,8 +7,8 @@ namespace nexus::testing {
 
 std::string NexusBinary() { return NEXUSCACHE_BIN; }
 
-Cluster::Cluster(int nodes, std::vector<std::string> extra_args)
-    : extra_args_(std::move(extra_args)) {
+Cluster::Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers)
+    : extra_args_(std::move(extra_args)), static_peers_(static_peers) {
   nodes_.resize(nodes);
   AssignPorts();
 }
@@ -22,18 +22,37 @@ void Cluster::AssignPorts() {
     n.grpc_port = FreePort();
     peers += (peers.empty() ? "" : ",") + n.name + "=127.0.0.1:" + std::to_string(n.grpc_port);
   }
-  const bool custom_timeout = std::find(extra_args_.begin(), extra_args_.end(),
-                                        "--peer-timeout-ms") != extra_args_.end();
-  for (NodeHandle& n : nodes_) {
-    n.argv = {NexusBinary(), "--name", n.name, "--peer", peers,
-              "--port", std::to_string(n.grpc_port), "--http-port", std::to_string(n.http_port),
-              "--bind", "127.0.0.1", "--threads", "2"};
-    if (!custom_timeout) {
-      n.argv.push_back("--peer-timeout-ms");
-      n.argv.push_back("2000");
-    }
-    n.argv.insert(n.argv.end(), extra_args_.begin(), extra_args_.end());
+  for (NodeHandle& n : nodes_) BuildArgv(n, peers);
+}
+
+void Cluster::BuildArgv(NodeHandle& n, const std::string& peers) {
+  n.argv = {NexusBinary(), "--name", n.name, "--port", std::to_string(n.grpc_port),
+            "--http-port", std::to_string(n.http_port), "--bind", "127.0.0.1", "--threads", "2"};
+  if (static_peers_) {
+    n.argv.push_back("--peer");
+    n.argv.push_back(peers);
   }
+  if (std::find(extra_args_.begin(), extra_args_.end(), "--peer-timeout-ms") ==
+      extra_args_.end()) {
+    n.argv.push_back("--peer-timeout-ms");
+    n.argv.push_back("2000");
+  }
+  n.argv.insert(n.argv.end(), extra_args_.begin(), extra_args_.end());
+}
+
+int Cluster::AddNode(std::string* failure) {
+  NodeHandle n;
+  n.name = "svc" + std::to_string(nodes_.size() + 1);
+  n.http_port = FreePort();
+  n.grpc_port = FreePort();
+  BuildArgv(n, "");
+  nodes_.push_back(std::move(n));
+  NodeHandle& added = nodes_.back();
+  if (!Launch(added) || !Ready(added)) {
+    *failure = added.name + " not ready; log:\n" + (added.process ? added.process->Log() : "");
+    return -1;
+  }
+  return static_cast<int>(nodes_.size() - 1);
 }
 
 // Healthy, and really this node (not another test's process that got the port).

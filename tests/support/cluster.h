@@ -20,8 +20,9 @@ struct NodeHandle {
 
 class Cluster {
  public:
-  // `extra_args` go to every node (e.g. {"--demo-data"}).
-  Cluster(int nodes, std::vector<std::string> extra_args);
+  // `extra_args` go to every node (e.g. {"--demo-data"}). With `static_peers` every node gets
+  // `--peer` listing all of them; without, membership must come from elsewhere (--etcd).
+  Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers = true);
   // Starts every node and waits until all answer /healthz; false (with logs in
   // `failure`) otherwise.
   bool Start(std::string* failure);
@@ -30,12 +31,16 @@ class Cluster {
   size_t size() const { return nodes_.size(); }
   // Restarts node i with the same arguments.
   bool Restart(size_t i, std::string* failure);
+  // Starts one more node (dynamic-membership clusters only); returns its index, or -1.
+  int AddNode(std::string* failure);
 
  private:
   void AssignPorts();
+  void BuildArgv(NodeHandle& n, const std::string& peers);
   bool Launch(NodeHandle& n);
   bool Ready(NodeHandle& n);
   std::vector<std::string> extra_args_;
+  bool static_peers_;
   std::vector<NodeHandle> nodes_;
 };
 

@@ -1,0 +1,232 @@
+#include "discovery/etcd_membership.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+namespace nexus {
+
+namespace {
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::chrono::milliseconds NextBackoff(std::chrono::milliseconds current,
+                                      std::chrono::milliseconds cap) {
+  return std::min(cap, current * 2);
+}
+
+// Retries must come back well within a lease TTL: when etcd returns it restores the old
+// leases, which then expire one TTL later; a node that re-registers after that drops out of
+// every ring for a moment.
+EtcdMembershipOptions CapBackoff(EtcdMembershipOptions o) {
+  const auto quarter_ttl = std::chrono::milliseconds(o.lease_ttl_seconds * 1000 / 4);
+  o.max_backoff = std::max(std::chrono::milliseconds(100), std::min(o.max_backoff, quarter_ttl));
+  return o;
+}
+
+}  // namespace
+
+EtcdMembership::EtcdMembership(EtcdMembershipOptions options, OnChange on_change)
+    : options_(CapBackoff(std::move(options))),
+      on_change_(std::move(on_change)),
+      client_(EtcdClientOptions{.endpoints = options_.endpoints,
+                                .unary_timeout = options_.unary_timeout}),
+      view_(options_.prefix) {}
+
+EtcdMembership::~EtcdMembership() { Stop(); }
+
+void EtcdMembership::Start() {
+  register_thread_ = std::thread([this] { RegisterLoop(); });
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+}
+
+void EtcdMembership::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (register_thread_.joinable()) register_thread_.join();
+  if (watch_thread_.joinable()) watch_thread_.join();
+}
+
+std::map<std::string, std::string> EtcdMembership::members() const {
+  absl::MutexLock lock(&mu_);
+  return members_;
+}
+
+bool EtcdMembership::SleepUnlessStopping(std::chrono::milliseconds d) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::FromChrono(d));
+  return !stopping_;
+}
+
+void EtcdMembership::Publish(const std::map<std::string, std::string>& members) {
+  {
+    absl::MutexLock lock(&mu_);
+    members_ = members;
+  }
+  std::string names;
+  for (const auto& [name, addr] : members) names += (names.empty() ? "" : ", ") + name;
+  spdlog::info("discovery: members from etcd: [{}]", names);
+  on_change_(members);
+}
+
+void EtcdMembership::RegisterLoop() {
+  const std::string key = options_.prefix + options_.self.name;
+  const std::string value = NodeInfoToJson(options_.self);
+  // Keepalives at a third of the TTL: two can be lost before the lease expires.
+  const auto interval = std::chrono::milliseconds(
+      std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
+  auto backoff = std::chrono::milliseconds(100);
+  bool reported_outage = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    auto lease = client_.Grant(options_.lease_ttl_seconds);
+    absl::StatusOr<int64_t> put = lease.ok() ? client_.Put(key, value, lease->id)
+                                             : absl::StatusOr<int64_t>(lease.status());
+    if (!put.ok()) {
+      if (!reported_outage) {
+        spdlog::warn("discovery: cannot register with etcd at {} ({}); serving with the last "
+                     "known ring and retrying",
+                     Join(options_.endpoints), std::string(put.status().message()));
+        reported_outage = true;
+      }
+      if (lease.ok()) client_.Revoke(lease->id).IgnoreError();
+      if (!SleepUnlessStopping(backoff)) return;
+      backoff = NextBackoff(backoff, options_.max_backoff);
+      continue;
+    }
+    spdlog::info("discovery: registered {} (lease {:x}, ttl {} s)", key, lease->id, lease->ttl_seconds);
+    registered_ = true;
+    reported_outage = false;
+    backoff = std::chrono::milliseconds(100);
+
+    absl::Notification lost;
+    std::atomic<bool> lost_flag{false};
+    auto mark_lost = [&lost, &lost_flag] {
+      if (!lost_flag.exchange(true)) lost.Notify();
+    };
+    auto stream = client_.KeepAlive(
+        lease->id, interval,
+        [&](int64_t ttl) {
+          if (ttl <= 0) {
+            spdlog::warn("discovery: etcd says lease {:x} is gone", lease->id);
+            mark_lost();
+          }
+        },
+        [&](const absl::Status& s) {
+          spdlog::warn("discovery: keepalive stream ended: {}", std::string(s.message()));
+          mark_lost();
+        });
+    // Wait for the lease to be lost or for Stop().
+    while (!lost.HasBeenNotified()) {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(100));
+      if (stopping_) break;
+    }
+    stream->Stop();
+    registered_ = false;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    if (stopping) {
+      // Leave every ring now rather than after the TTL.
+      if (absl::Status s = client_.Revoke(lease->id); s.ok()) {
+        spdlog::info("discovery: revoked lease {:x}; {} left the cluster", lease->id, key);
+      } else {
+        spdlog::warn("discovery: could not revoke lease {:x}: {}", lease->id,
+                     std::string(s.message()));
+      }
+      return;
+    }
+    spdlog::info("discovery: re-registering {}", key);
+    if (!SleepUnlessStopping(backoff)) return;
+  }
+}
+
+void EtcdMembership::WatchLoop() {
+  auto backoff = std::chrono::milliseconds(100);
+  bool reported_outage = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    auto read = client_.RangePrefix(options_.prefix);
+    if (!read.ok()) {
+      if (!reported_outage) {
+        spdlog::warn("discovery: cannot read {} from etcd at {} ({}); keeping the last known "
+                     "ring and retrying",
+                     options_.prefix, Join(options_.endpoints),
+                     std::string(read.status().message()));
+        reported_outage = true;
+      }
+      if (!SleepUnlessStopping(backoff)) return;
+      backoff = NextBackoff(backoff, options_.max_backoff);
+      continue;
+    }
+    reported_outage = false;
+    backoff = std::chrono::milliseconds(100);
+    std::vector<MembershipEntry> entries;
+    for (const auto& kv : read->kvs) entries.push_back({kv.key, kv.value, kv.mod_revision});
+    std::map<std::string, std::string> members;
+    bool changed;
+    {
+      absl::MutexLock lock(&mu_);
+      changed = view_.Reset(entries, read->revision) || members_.empty();
+      members = view_.Members();
+    }
+    if (changed) Publish(members);
+
+    absl::Notification ended;
+    auto watch = client_.WatchPrefix(
+        options_.prefix, read->revision + 1,
+        [this](const std::vector<WatchEvent>& events, int64_t /*revision*/) {
+          bool any = false;
+          std::map<std::string, std::string> now;
+          {
+            absl::MutexLock lock(&mu_);
+            for (const WatchEvent& e : events) {
+              any |= view_.Apply({e.type == WatchEvent::Type::kPut ? MembershipEvent::Type::kPut
+                                                                    : MembershipEvent::Type::kDelete,
+                                  e.key, e.value, e.mod_revision});
+            }
+            now = view_.Members();
+          }
+          if (any) Publish(now);
+        },
+        [&ended](const absl::Status& s, int64_t compact_revision) {
+          if (compact_revision > 0) {
+            spdlog::info("discovery: watch compacted at revision {}; reading again",
+                         compact_revision);
+          } else {
+            spdlog::warn("discovery: watch ended: {}", std::string(s.message()));
+          }
+          ended.Notify();
+        });
+    while (!ended.HasBeenNotified()) {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(100));
+      if (stopping_) break;
+    }
+    watch->Stop();
+    if (!SleepUnlessStopping(backoff)) return;
+  }
+}
+
+}  // namespace nexus

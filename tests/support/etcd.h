@@ -1,0 +1,60 @@
+// Test support: a real, single-member etcd (/usr/bin/etcd, or $NEXUS_ETCD_BIN) on free loopback
+// ports with a fresh data dir, for integration tests of the discovery layer. Killed by PID
+// (SIGTERM, then SIGKILL) and its data dir removed when the EtcdServer goes away.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+
+namespace nexus::testing {
+
+class EtcdServer {
+ public:
+  // The etcd binary to run; empty if it does not exist (tests should GTEST_SKIP then).
+  static std::string Binary();
+
+  // Starts etcd and waits (up to `ready_timeout`) until GET /health on its client port answers
+  // 200, i.e. it has elected itself leader and serves requests. Null on failure, with the reason
+  // (and the tail of etcd's log) in *error.
+  static std::unique_ptr<EtcdServer> Start(
+      std::chrono::milliseconds ready_timeout = std::chrono::seconds(20),
+      std::string* error = nullptr);
+
+  ~EtcdServer();  // Stop()
+  EtcdServer(const EtcdServer&) = delete;
+  EtcdServer& operator=(const EtcdServer&) = delete;
+
+  // SIGTERM, up to 5 s to exit, then SIGKILL; removes the data dir. Idempotent.
+  void Stop();
+  // SIGKILL at once (a crash); the data dir is still removed by Stop() / the destructor.
+  void Kill();
+  // Stops etcd (SIGTERM) but keeps its data and ports, for an outage; Resume() starts it again
+  // on the same ports and data and waits until it is healthy.
+  void Pause();
+  bool Resume(std::chrono::milliseconds ready_timeout = std::chrono::seconds(20),
+              std::string* error = nullptr);
+
+  // "127.0.0.1:<client port>", the form EtcdClientOptions::endpoints takes.
+  std::string endpoint() const;
+  uint16_t client_port() const { return client_port_; }
+  uint16_t peer_port() const { return peer_port_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string Log() const;
+
+ private:
+  EtcdServer() = default;
+  bool Launch(std::chrono::milliseconds ready_timeout, std::string* error);
+  std::vector<std::string> argv_;
+  std::unique_ptr<Process> process_;
+  uint16_t client_port_ = 0;
+  uint16_t peer_port_ = 0;
+  std::string data_dir_;
+  std::string log_path_;
+};
+
+}  // namespace nexus::testing

@@ -1,5 +1,9 @@
 #include "group/group.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
 #include <random>
 #include <utility>
 
@@ -33,7 +37,43 @@ Group::Group(GroupOptions options, std::shared_ptr<Loader> loader,
            clock) {}
 
 bool Group::LookupLocal(std::string_view key, CachedValue* out) {
-  return main_.Get(key, &out->data, &out->deadline) || hot_.Get(key, &out->data, &out->deadline);
+  if (main_.Get(key, &out->data, &out->deadline)) return true;
+  uint64_t version = 0;
+  bool tombstone = false;
+  return ReadHot(key, &version, &tombstone, out) && !tombstone;
+}
+
+std::string Group::EncodeHot(uint64_t version, bool tombstone, std::string_view value) {
+  std::string out(9 + value.size(), '\0');
+  std::memcpy(out.data(), &version, 8);
+  out[8] = tombstone ? 1 : 0;
+  std::memcpy(out.data() + 9, value.data(), value.size());
+  return out;
+}
+
+bool Group::ReadHot(std::string_view key, uint64_t* version, bool* tombstone, CachedValue* out) {
+  std::string raw;
+  UnixMillis deadline = kNoDeadline;
+  if (!hot_.Get(key, &raw, &deadline) || raw.size() < 9) return false;
+  std::memcpy(version, raw.data(), 8);
+  *tombstone = raw[8] != 0;
+  if (out != nullptr) {
+    out->data.assign(raw, 9);
+    out->deadline = deadline;
+  }
+  return true;
+}
+
+uint64_t Group::NextVersion() {
+  // Monotonic on this node, and close to comparable across owners (the high bits are the
+  // wall-clock millisecond), so a new owner after a membership change starts above the old.
+  const uint64_t floor = static_cast<uint64_t>(clock_->NowMillis()) << 20;
+  uint64_t last = last_version_.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = std::max(last + 1, floor);
+  } while (!last_version_.compare_exchange_weak(last, next, std::memory_order_relaxed));
+  return next;
 }
 
 bool Group::LookupCounted(std::string_view key, CachedValue* out) {
@@ -98,7 +138,9 @@ void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd)
     // whichever cache it went to. A value too large for a shard is still returned, just not
     // cached.
     CachedValue newer;
-    if (hot_.Get(key, &newer.data, &newer.deadline)) return fd(std::move(newer));
+    uint64_t version = 0;
+    bool tombstone = false;
+    if (ReadHot(key, &version, &tombstone, &newer) && !tombstone) return fd(std::move(newer));
     switch (main_.SetIfAbsent(key, v.data, v.deadline, &newer.data, &newer.deadline)) {
       case LruCache::AddResult::kExists:
         return fd(std::move(newer));
@@ -109,7 +151,7 @@ void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd)
     }
     // A hot Set between the check above and the insert: it wins, and the key must live in one
     // cache only.
-    if (hot_.Get(key, &newer.data, &newer.deadline)) {
+    if (ReadHot(key, &version, &tombstone, &newer) && !tombstone) {
       main_.Erase(key);
       return fd(std::move(newer));
     }
@@ -122,44 +164,121 @@ void Group::Set(std::string_view key, std::string_view value, int64_t ttl_ms, bo
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
-  if (owner == nullptr) return done(SetLocal(key, value, ttl_ms, hot));
-  // A stale local hot copy must not shadow the owner's new value.
-  hot_.Erase(key);
+  if (owner == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
   owner->Set(options_.name, key, value, ttl_ms, hot, std::move(done));
 }
 
-absl::Status Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms,
-                             bool hot) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
-  if (ttl_ms <= 0) return absl::InvalidArgumentError("ttl must be positive");
-  return StoreLocal(key, value, jitter_.Deadline(clock_->NowMillis(), ttl_ms), hot);
+void Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+                     StatusCallback done) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
+  Write(key, value, jitter_.Deadline(clock_->NowMillis(), ttl_ms), hot, std::move(done));
 }
 
-absl::Status Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline,
-                               bool hot) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
-  ShardedCache& target = hot ? hot_ : main_;
-  ShardedCache& other = hot ? main_ : hot_;
-  other.Erase(key);
-  if (!target.Set(key, value, deadline)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the ",
-                     hot ? "hot" : "main", " cache (", target.capacity(), " bytes)"));
+void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline,
+                       bool hot, StatusCallback done) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  Write(key, value, deadline, hot, std::move(done));
+}
+
+void Group::Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
+                  StatusCallback done) {
+  uint64_t old_version = 0;
+  bool tombstone = false;
+  const bool was_hot = ReadHot(key, &old_version, &tombstone, nullptr) && !tombstone;
+  if (hot) {
+    main_.Erase(key);
+    const uint64_t version = NextVersion();
+    if (!hot_.Set(key, EncodeHot(version, false, value), deadline)) {
+      return done(absl::ResourceExhaustedError(absl::StrCat(
+          "entry of ", key.size() + value.size(), " bytes does not fit in the hot cache (",
+          hot_.capacity(), " bytes)")));
+    }
+    return PushToReplicas({.key = std::string(key),
+                           .value = std::string(value),
+                           .deadline = deadline,
+                           .version = version},
+                          std::move(done));
   }
-  return absl::OkStatus();
+  if (!main_.Set(key, value, deadline)) {
+    return done(absl::ResourceExhaustedError(
+        absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the main ",
+                     "cache (", main_.capacity(), " bytes)")));
+  }
+  if (!was_hot) {
+    hot_.Erase(key);
+    return done(absl::OkStatus());
+  }
+  // It was hot: the replicas must drop their copies before the client hears "done". (The
+  // owner needs no tombstone: it is where versions come from.)
+  const uint64_t version = NextVersion();
+  hot_.Erase(key);
+  PushToReplicas({.key = std::string(key), .deadline = deadline, .version = version, .remove = true},
+                 std::move(done));
+}
+
+void Group::PushToReplicas(Replica replica, StatusCallback done) {
+  std::vector<std::shared_ptr<Peer>> peers = peers_->OtherPeers();
+  if (peers.empty()) return done(absl::OkStatus());
+  struct Fanout {
+    std::atomic<size_t> pending;
+    StatusCallback done;
+  };
+  auto fanout = std::make_shared<Fanout>();
+  fanout->pending = peers.size();
+  fanout->done = std::move(done);
+  const std::string key = replica.key;
+  for (const std::shared_ptr<Peer>& peer : peers) {
+    replica_pushes_.fetch_add(1, std::memory_order_relaxed);
+    peer->Replicate(options_.name, replica, [this, fanout, key](absl::Status s) {
+      if (!s.ok()) {
+        replica_failures_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("group {}: hot key '{}' not replicated: {}", options_.name, key,
+                     std::string(s.message()));
+      }
+      // The write is acknowledged once every replica answered or its call failed (each call
+      // has the peer deadline); failed replicas are reported above and in the stats.
+      if (fanout->pending.fetch_sub(1) == 1) fanout->done(absl::OkStatus());
+    });
+  }
+}
+
+bool Group::ApplyReplica(const Replica& r) {
+  absl::MutexLock lock(&replica_mu_);
+  uint64_t version = 0;
+  bool tombstone = false;
+  if (ReadHot(r.key, &version, &tombstone, nullptr) && version >= r.version) {
+    replicas_stale_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  main_.Erase(r.key);
+  // A removal keeps a tombstone with its version until the entry's deadline, so an older push
+  // that arrives late cannot bring the value back.
+  hot_.Set(r.key, EncodeHot(r.version, r.remove, r.remove ? "" : r.value), r.deadline);
+  replicas_applied_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void Group::Delete(std::string_view key, StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
-  DeleteLocal(key);
-  if (owner == nullptr) return done(absl::OkStatus());
+  if (owner == nullptr) return DeleteLocal(key, std::move(done));
   owner->Delete(options_.name, key, std::move(done));
 }
 
-void Group::DeleteLocal(std::string_view key) {
+void Group::DeleteLocal(std::string_view key, StatusCallback done) {
   main_.Erase(key);
+  uint64_t version = 0;
+  bool tombstone = false;
+  CachedValue old;
+  if (!ReadHot(key, &version, &tombstone, &old) || tombstone) {
+    hot_.Erase(key);
+    return done(absl::OkStatus());
+  }
+  const uint64_t next = NextVersion();
   hot_.Erase(key);
+  PushToReplicas({.key = std::string(key), .deadline = old.deadline, .version = next, .remove = true},
+                 std::move(done));
 }
 
 absl::StatusOr<CachedValue> Group::GetSync(std::string_view key) {
@@ -207,6 +326,10 @@ GroupStats Group::stats() const {
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
   s.peer_gets = peer_gets_.load(std::memory_order_relaxed);
   s.peer_errors = peer_errors_.load(std::memory_order_relaxed);
+  s.replica_pushes = replica_pushes_.load(std::memory_order_relaxed);
+  s.replica_failures = replica_failures_.load(std::memory_order_relaxed);
+  s.replicas_applied = replicas_applied_.load(std::memory_order_relaxed);
+  s.replicas_stale = replicas_stale_.load(std::memory_order_relaxed);
   return s;
 }
 

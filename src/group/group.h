@@ -8,9 +8,21 @@
 //         Loaded values expire at now + default TTL + jitter. A miss everywhere is NotFound.
 // Set:    forwarded to the owner; on the owner the deadline is now + ttl + jitter, the jitter
 //         drawn once here and stored, never re-drawn on reads. hot=true stores the entry in the
-//         hot cache instead of the main cache (replication to other nodes is the peer layer's
-//         job); either way a key lives in exactly one of the two caches of a node.
+//         hot cache instead of the main cache; either way a key lives in exactly one of the two
+//         caches of a node.
 // Delete: forwarded to the owner; removes the key from both local caches.
+//
+// Hot keys are replicated: the owner gives every change of a hot key a version (monotonic per
+// owner: max(previous + 1, now_ms << 20)) and pushes (key, value, deadline, version) to every
+// other member's hot cache through Peer::Replicate, answering only when all replicas acked or
+// their calls failed (each call has the peer deadline; failures are logged and counted). A
+// later Set (hot or not) or Delete of a key that is hot pushes the new value, or a removal, the
+// same way, so after the ack no node serves the old value. A replica keeps the highest version
+// it has seen: an older push (reordered, retried) never replaces a newer one, and a removal
+// leaves a tombstone with its version so an older push cannot resurrect the key. Replicas
+// carry the owner's deadline, so they expire with it. Gets of a replicated key are served from
+// the local hot cache, without a peer call. (A node that joins later gets a hot key's replica
+// at the key's next change.)
 //
 // Errors: InvalidArgument for an empty key or ttl <= 0, NotFound for a miss, ResourceExhausted
 // for a value larger than a cache shard, and whatever the loader or peer reported.
@@ -27,6 +39,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/synchronization/mutex.h"
 #include "cache/sharded_cache.h"
 #include "common/clock.h"
 #include "common/jitter.h"
@@ -60,6 +73,10 @@ struct GroupStats {
   uint64_t deduplicated = 0;   // Gets that joined a load already in flight
   uint64_t peer_gets = 0;      // Gets forwarded to the owner
   uint64_t peer_errors = 0;    // forwarded Gets that failed (NotFound excluded)
+  uint64_t replica_pushes = 0;    // hot-key changes pushed to other nodes (one per node)
+  uint64_t replica_failures = 0;  // pushes that failed or timed out
+  uint64_t replicas_applied = 0;  // pushes received and applied here
+  uint64_t replicas_stale = 0;    // pushes received with an older version, ignored
 };
 
 class Group {
@@ -78,13 +95,18 @@ class Group {
            StatusCallback done);
   void Delete(std::string_view key, StatusCallback done);
 
-  // Owner-side operations: what a peer's forwarded request runs here. They never forward.
+  // Owner-side operations: what a peer's forwarded request runs here. They never forward, but
+  // changes of hot keys are pushed to the replicas before `done` runs.
   void GetLocal(std::string_view key, ValueCallback done);
-  absl::Status SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot);
-  // Stores with a deadline already drawn (by the owner); for replicas of hot keys.
-  absl::Status StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline,
-                          bool hot);
-  void DeleteLocal(std::string_view key);
+  void SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+                StatusCallback done);
+  // As SetLocal with a deadline already fixed (a seed client's absolute `expire`).
+  void StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
+                  StatusCallback done);
+  void DeleteLocal(std::string_view key, StatusCallback done);
+  // Replica side: applies a hot-key change pushed by its owner if it is newer than what this
+  // node has. Returns whether it was applied.
+  bool ApplyReplica(const Replica& replica);
 
   // Blocking conveniences (tests, tools). Never call them on an event-loop thread.
   absl::StatusOr<CachedValue> GetSync(std::string_view key);
@@ -98,6 +120,15 @@ class Group {
  private:
   // Looks in the main then the hot cache.
   bool LookupLocal(std::string_view key, CachedValue* out);
+  // Hot cache entries carry their version: [8-byte version][1-byte kind][value].
+  static std::string EncodeHot(uint64_t version, bool tombstone, std::string_view value);
+  // Reads the hot entry of `key`: false if none; `tombstone` set for removed keys.
+  bool ReadHot(std::string_view key, uint64_t* version, bool* tombstone, CachedValue* out);
+  uint64_t NextVersion();
+  // Owner: stores and, for keys that are or were hot, pushes to every replica before `done`.
+  void Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
+             StatusCallback done);
+  void PushToReplicas(Replica replica, StatusCallback done);
   // LookupLocal for a caller's request, counted as a hit or a miss.
   bool LookupCounted(std::string_view key, CachedValue* out);
   // Runs the load (peer or loader) for `key` under singleflight.
@@ -120,6 +151,13 @@ class Group {
   std::atomic<uint64_t> deduplicated_{0};
   std::atomic<uint64_t> peer_gets_{0};
   std::atomic<uint64_t> peer_errors_{0};
+  std::atomic<uint64_t> last_version_{0};
+  std::atomic<uint64_t> replica_pushes_{0};
+  std::atomic<uint64_t> replica_failures_{0};
+  std::atomic<uint64_t> replicas_applied_{0};
+  std::atomic<uint64_t> replicas_stale_{0};
+  // Replica application is read-compare-write on the hot cache: serialized.
+  absl::Mutex replica_mu_;
 };
 
 }  // namespace nexus

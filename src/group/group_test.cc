@@ -49,7 +49,14 @@ class FakePeer final : public Peer {
     calls.push_back("delete " + std::string(group) + " " + std::string(key));
     done(absl::OkStatus());
   }
+  void Replicate(std::string_view, const Replica& r, StatusCallback done) override {
+    replicas.push_back(r);
+    if (replica_error) return done(*replica_error);
+    done(absl::OkStatus());
+  }
   std::vector<std::string> calls;
+  std::vector<Replica> replicas;
+  std::optional<absl::Status> replica_error;
   std::optional<absl::Status> error;
 };
 
@@ -200,6 +207,9 @@ class LoopbackPeer final : public Peer {
   void Delete(std::string_view, std::string_view, StatusCallback done) override {
     done(absl::UnimplementedError("not used"));
   }
+  void Replicate(std::string_view, const Replica&, StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
 };
 
 class AlwaysPicker final : public PeerPicker {
@@ -225,6 +235,83 @@ TEST_F(GroupTest, ForwardedLoadDoesNotJoinItsOwnForwardingFlight) {
   });
   EXPECT_TRUE(answered) << "the Get joined its own flight and never completed";
   EXPECT_EQ(calls, 1);
+}
+
+// This node owns every key; the fake peer stands for every other member.
+class OwnerPicker final : public PeerPicker {
+ public:
+  explicit OwnerPicker(std::shared_ptr<FakePeer> peer) : peer_(std::move(peer)) {}
+  std::shared_ptr<Peer> PickPeer(std::string_view) override { return nullptr; }
+  std::vector<std::shared_ptr<Peer>> OtherPeers() override { return {peer_}; }
+
+ private:
+  std::shared_ptr<FakePeer> peer_;
+};
+
+TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
+  auto others = std::make_shared<FakePeer>();
+  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
+  ASSERT_TRUE(g.SetSync("cold", "c", kMinute, false).ok());
+  EXPECT_TRUE(others->replicas.empty());  // not hot: nothing to replicate
+
+  ASSERT_TRUE(g.SetSync("k", "v1", 10 * kMinute, true).ok());
+  ASSERT_EQ(others->replicas.size(), 1u);
+  const Replica first = others->replicas[0];
+  EXPECT_EQ(first.key, "k");
+  EXPECT_EQ(first.value, "v1");
+  EXPECT_FALSE(first.remove);
+  EXPECT_EQ(first.deadline, g.GetSync("k")->deadline);  // the replica expires with the owner
+
+  ASSERT_TRUE(g.SetSync("k", "v2", 10 * kMinute, true).ok());
+  ASSERT_EQ(others->replicas.size(), 2u);
+  EXPECT_GT(others->replicas[1].version, first.version);
+
+  // Set again as not hot: the replicas must drop theirs before the ack.
+  ASSERT_TRUE(g.SetSync("k", "v3", 10 * kMinute, false).ok());
+  ASSERT_EQ(others->replicas.size(), 3u);
+  EXPECT_TRUE(others->replicas[2].remove);
+  EXPECT_GT(others->replicas[2].version, others->replicas[1].version);
+  EXPECT_EQ(g.GetSync("k")->data, "v3");
+
+  ASSERT_TRUE(g.SetSync("k", "v4", 10 * kMinute, true).ok());
+  ASSERT_TRUE(g.DeleteSync("k").ok());
+  ASSERT_EQ(others->replicas.size(), 5u);
+  EXPECT_TRUE(others->replicas[4].remove);
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
+  EXPECT_EQ(g.stats().replica_pushes, 5u);
+}
+
+TEST_F(GroupTest, AFailedReplicaIsReportedButDoesNotFailTheWrite) {
+  auto others = std::make_shared<FakePeer>();
+  others->replica_error = absl::UnavailableError("peer svc3 unreachable");
+  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
+  EXPECT_TRUE(g.SetSync("k", "v", kMinute, true).ok());
+  EXPECT_EQ(g.stats().replica_failures, 1u);
+}
+
+TEST_F(GroupTest, ReplicaKeepsTheNewestVersionAndServesLocally) {
+  Group g(Options(), nullptr, nullptr, &clock_);
+  const UnixMillis deadline = clock_.NowMillis() + 5 * kMinute;
+  EXPECT_TRUE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
+  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v1", .deadline = deadline, .version = 10}));
+  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
+  auto v = g.GetSync("k");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->data, "v2");
+  EXPECT_EQ(v->deadline, deadline);
+  EXPECT_EQ(g.stats().replicas_stale, 2u);
+
+  // A removal leaves a tombstone: an older push arriving late cannot resurrect the key.
+  EXPECT_TRUE(g.ApplyReplica({.key = "k", .deadline = deadline, .version = 30, .remove = true}));
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
+  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 25}));
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
+  EXPECT_TRUE(g.ApplyReplica({.key = "k", .value = "v4", .deadline = deadline, .version = 40}));
+  EXPECT_EQ(g.GetSync("k")->data, "v4");
+
+  // The replica expires at the owner's deadline.
+  clock_.Set(deadline);
+  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
 }
 
 TEST_F(GroupTest, SetDrawsJitterOnceAndValidatesInput) {
@@ -320,7 +407,9 @@ TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
                                                    "delete scores r3"}));
   EXPECT_EQ(g.stats().peer_gets, 1u);
   // Owner-side calls never forward.
-  ASSERT_TRUE(g.SetLocal("r9", "mine", kMinute, false).ok());
+  absl::Status local = absl::UnknownError("not called");
+  g.SetLocal("r9", "mine", kMinute, false, [&](absl::Status s) { local = s; });
+  ASSERT_TRUE(local.ok());
   EXPECT_EQ(g.GetSync("r9")->data, "mine");
   EXPECT_EQ(peer->calls.size(), 3u);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "group/value.h"
 
@@ -24,6 +25,8 @@ class Peer {
   virtual void Set(std::string_view group, std::string_view key, std::string_view value,
                    int64_t ttl_ms, bool hot, StatusCallback done) = 0;
   virtual void Delete(std::string_view group, std::string_view key, StatusCallback done) = 0;
+  // Applies a hot-key change to this peer's hot cache (it keeps the newest version).
+  virtual void Replicate(std::string_view group, const Replica& replica, StatusCallback done) = 0;
 };
 
 class PeerPicker {
@@ -31,6 +34,8 @@ class PeerPicker {
   virtual ~PeerPicker() = default;
   // The peer that owns `key`, or nullptr when this node owns it.
   virtual std::shared_ptr<Peer> PickPeer(std::string_view key) = 0;
+  // Every member but this node: where the owner of a hot key pushes its changes.
+  virtual std::vector<std::shared_ptr<Peer>> OtherPeers() { return {}; }
 };
 
 // A single-node cluster: this node owns every key.

@@ -18,6 +18,15 @@ struct CachedValue {
   friend bool operator==(const CachedValue&, const CachedValue&) = default;
 };
 
+// One change of a hot key, pushed by its owner to every other node's hot cache.
+struct Replica {
+  std::string key;
+  std::string value;
+  UnixMillis deadline = kNoDeadline;
+  uint64_t version = 0;
+  bool remove = false;  // drop the replica (the key was deleted or set again as not hot)
+};
+
 // Completion callbacks. Each is called exactly once, possibly on another thread.
 using ValueCallback = absl::AnyInvocable<void(absl::StatusOr<CachedValue>)>;
 using StatusCallback = absl::AnyInvocable<void(absl::Status)>;

@@ -93,6 +93,22 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
   metrics_->AddGauge("nexuscache_ring_generation",
                      "Generation of this node's hash ring (bumped on every membership change).",
                      [picker] { return static_cast<double>(picker->generation()); });
+  auto sum_groups = [groups](uint64_t GroupStats::*field) {
+    return [groups, field] {
+      double total = 0;
+      for (Group* g : groups->All()) total += static_cast<double>(g->stats().*field);
+      return total;
+    };
+  };
+  metrics_->AddCounterFn("nexuscache_hot_replications_total",
+                         "Hot-key changes this node pushed to other nodes (one per node).",
+                         sum_groups(&GroupStats::replica_pushes));
+  metrics_->AddCounterFn("nexuscache_hot_replication_failures_total",
+                         "Hot-key pushes that failed or timed out (the write was still acked).",
+                         sum_groups(&GroupStats::replica_failures));
+  metrics_->AddCounterFn("nexuscache_hot_replicas_applied_total",
+                         "Hot-key changes received from their owner and applied here.",
+                         sum_groups(&GroupStats::replicas_applied));
   metrics_->AddCounterFn("nexuscache_peer_requests_total",
                          "Requests this node sent to other nodes over gRPC.",
                          [picker] { return static_cast<double>(picker->peer_calls()); });
@@ -294,6 +310,10 @@ void Api::Stats(http::Request&& req, http::Responder respond) {
                 {"deduplicated_loads", s.deduplicated},
                 {"peer_gets", s.peer_gets},
                 {"peer_errors", s.peer_errors},
+                {"replica_pushes", s.replica_pushes},
+                {"replica_failures", s.replica_failures},
+                {"replicas_applied", s.replicas_applied},
+                {"replicas_stale", s.replicas_stale},
                 {"capacity_bytes", group->main_cache().capacity()},
                 {"hot_capacity_bytes", group->hot_cache().capacity()},
                 {"members", members}}));

@@ -127,6 +127,28 @@ class GrpcPeer::Impl {
                                  });
   }
 
+  static void Replicate(const std::shared_ptr<Impl>& self, std::string_view group,
+                        const Replica& replica, StatusCallback done) {
+    using ReplicateCall =
+        Call<nexuscachepb::ReplicateRequest, nexuscachepb::ReplicateResponse, StatusCallback>;
+    auto* call = new ReplicateCall(self, std::move(done));
+    call->request.set_group(std::string(group));
+    call->request.set_key(replica.key);
+    call->request.set_value(replica.value);
+    call->request.set_deadline_ms(replica.deadline == kNoDeadline ? 0 : replica.deadline);
+    call->request.set_version(replica.version);
+    call->request.set_remove(replica.remove);
+    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->stub_->async()->Replicate(&call->ctx, &call->request, &call->response,
+                                    [call](grpc::Status status) {
+                                      std::unique_ptr<ReplicateCall> owned(call);
+                                      absl::Status s = owned->impl->Finish(status);
+                                      StatusCallback done = std::move(owned->done);
+                                      owned.reset();
+                                      done(std::move(s));
+                                    });
+  }
+
   const std::string name_;
   const std::string address_;
   const GrpcPeerOptions options_;
@@ -152,6 +174,10 @@ void GrpcPeer::Set(std::string_view group, std::string_view key, std::string_vie
 
 void GrpcPeer::Delete(std::string_view group, std::string_view key, StatusCallback done) {
   Impl::Delete(impl_, group, key, std::move(done));
+}
+
+void GrpcPeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
+  Impl::Replicate(impl_, group, replica, std::move(done));
 }
 
 const std::string& GrpcPeer::name() const { return impl_->name_; }

@@ -51,6 +51,7 @@ class GrpcPeer final : public Peer {
   void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
            bool hot, StatusCallback done) override;
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override;
+  void Replicate(std::string_view group, const Replica& replica, StatusCallback done) override;
 
   const std::string& name() const;
   const std::string& address() const;

@@ -81,14 +81,20 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
     return reactor;
   }
 
+  // Set and Delete may wait for hot-key replicas to acknowledge (bounded by the peer
+  // deadline), so they finish from the group's callback.
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
                                 const nexuscachepb::SetRequest* req,
                                 nexuscachepb::SetResponse* resp) override {
     Group* group = groups_->Find(req->group());
     if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
-    absl::Status s = Store(group, *req);
-    resp->set_ok(s.ok());
-    return FinishNow(ctx, ToGrpcStatus(s));
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Store(group, *req, [this, reactor, resp](absl::Status s) {
+      resp->set_ok(s.ok());
+      served_.fetch_add(1, std::memory_order_relaxed);
+      reactor->Finish(ToGrpcStatus(s));
+    });
+    return reactor;
   }
 
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
@@ -100,8 +106,30 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
       return FinishNow(ctx,
                        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key must not be empty"));
     }
-    group->DeleteLocal(req->key());
-    resp->set_ok(true);
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    group->DeleteLocal(req->key(), [this, reactor, resp](absl::Status s) {
+      resp->set_ok(s.ok());
+      served_.fetch_add(1, std::memory_order_relaxed);
+      reactor->Finish(ToGrpcStatus(s));
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Replicate(grpc::CallbackServerContext* ctx,
+                                      const nexuscachepb::ReplicateRequest* req,
+                                      nexuscachepb::ReplicateResponse* resp) override {
+    Group* group = groups_->Find(req->group());
+    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
+    if (req->key().empty() || req->version() == 0) {
+      return FinishNow(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                         "replica needs a key and a version"));
+    }
+    Replica r{.key = req->key(),
+              .value = req->value(),
+              .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
+              .version = req->version(),
+              .remove = req->remove()};
+    resp->set_applied(group->ApplyReplica(r));
     return FinishNow(ctx, grpc::Status::OK);
   }
 
@@ -117,27 +145,30 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
     return reactor;
   }
 
-  absl::Status Store(Group* group, const nexuscachepb::SetRequest& req) {
+  void Store(Group* group, const nexuscachepb::SetRequest& req, StatusCallback done) {
     if (req.ttl_ms() < 0 || req.deadline_ms() < 0 || req.expire() < 0) {
-      return absl::InvalidArgumentError("ttl_ms, deadline_ms and expire must not be negative");
+      return done(absl::InvalidArgumentError("ttl_ms, deadline_ms and expire must not be negative"));
     }
-    if (req.ttl_ms() > 0) return group->SetLocal(req.key(), req.value(), req.ttl_ms(), req.ishot());
+    if (req.ttl_ms() > 0) {
+      return group->SetLocal(req.key(), req.value(), req.ttl_ms(), req.ishot(), std::move(done));
+    }
     if (req.deadline_ms() > 0) {
-      return group->StoreLocal(req.key(), req.value(), req.deadline_ms(), req.ishot());
+      return group->StoreLocal(req.key(), req.value(), req.deadline_ms(), req.ishot(),
+                               std::move(done));
     }
     if (req.expire() > 0) {
       if (req.expire() > std::numeric_limits<int64_t>::max() / 1000) {
-        return absl::InvalidArgumentError(absl::StrCat("expire out of range: ", req.expire()));
+        return done(absl::InvalidArgumentError(absl::StrCat("expire out of range: ", req.expire())));
       }
       const UnixMillis deadline = req.expire() * 1000;
       const UnixMillis now = clock_->NowMillis();
       if (deadline <= now) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "expire ", req.expire(), " (unix seconds) is in the past (now ", now / 1000, ")"));
+        return done(absl::InvalidArgumentError(absl::StrCat(
+            "expire ", req.expire(), " (unix seconds) is in the past (now ", now / 1000, ")")));
       }
-      return group->StoreLocal(req.key(), req.value(), deadline, req.ishot());
+      return group->StoreLocal(req.key(), req.value(), deadline, req.ishot(), std::move(done));
     }
-    return absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required");
+    done(absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required"));
   }
 
   GroupRegistry* const groups_;

@@ -116,6 +116,15 @@ std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {
   return ring_.Owner(key);
 }
 
+std::vector<std::shared_ptr<Peer>> RingPeerPicker::OtherPeers() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Peer>> out;
+  for (const auto& [name, member] : members_) {
+    if (member.client != nullptr) out.push_back(member.client);
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> RingPeerPicker::Members() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::pair<std::string, std::string>> out;

@@ -69,6 +69,8 @@ class RingPeerPicker final : public PeerPicker {
 
   // (name, grpc address), sorted by name, self included.
   std::vector<std::pair<std::string, std::string>> Members() const;
+  // The clients of every member but self.
+  std::vector<std::shared_ptr<Peer>> OtherPeers() override;
 
   uint64_t generation() const;
 

@@ -77,6 +77,52 @@ TEST_F(ThreeNodes, SeedReadmeFlow) {
   }
 }
 
+TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
+  // A hot key owned by svc1, written through svc2.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "hot" + std::to_string(i);
+    if (OwnerOf(cluster_.node(0).http_port, k) == "svc1") key = k;
+  }
+  ASSERT_EQ(Http(cluster_.node(1).http_port, "POST", "/api/set",
+                 "key=" + key + "&value=first&expire=5&hot=true")
+                .status,
+            200);
+  // Every node answers from its own hot cache: no peer call for these reads.
+  for (size_t i = 0; i < cluster_.size(); ++i) {
+    const uint16_t port = cluster_.node(i).http_port;
+    const double before = MetricValue(port, "nexuscache_peer_requests_total");
+    for (int r = 0; r < 5; ++r) {
+      EXPECT_EQ(Http(port, "GET", "/api/get?key=" + key).body, "value=first\n");
+    }
+    EXPECT_EQ(MetricValue(port, "nexuscache_peer_requests_total"), before)
+        << cluster_.node(i).name << " asked a peer for a replicated key";
+  }
+  // A later set (not hot) reaches every replica before it is acknowledged...
+  ASSERT_EQ(Http(cluster_.node(2).http_port, "POST", "/api/set",
+                 "key=" + key + "&value=second&expire=5&hot=false")
+                .status,
+            200);
+  for (size_t i = 0; i < cluster_.size(); ++i) {
+    EXPECT_EQ(Http(cluster_.node(i).http_port, "GET", "/api/get?key=" + key).body,
+              "value=second\n")
+        << cluster_.node(i).name;
+  }
+  // ...and so does a delete of a hot key.
+  ASSERT_EQ(Http(cluster_.node(1).http_port, "POST", "/api/set",
+                 "key=" + key + "&value=third&expire=5&hot=true")
+                .status,
+            200);
+  EXPECT_EQ(Http(cluster_.node(2).http_port, "GET", "/api/get?key=" + key).body, "value=third\n");
+  ASSERT_EQ(Http(cluster_.node(2).http_port, "DELETE", "/api/delete?key=" + key).status, 200);
+  for (size_t i = 0; i < cluster_.size(); ++i) {
+    EXPECT_EQ(Http(cluster_.node(i).http_port, "GET", "/api/get?key=" + key).status, 404)
+        << cluster_.node(i).name;
+  }
+  EXPECT_GE(MetricValue(cluster_.node(0).http_port, "nexuscache_hot_replications_total"), 6);
+  EXPECT_EQ(MetricValue(cluster_.node(0).http_port, "nexuscache_hot_replication_failures_total"), 0);
+}
+
 TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
   std::map<std::string, int> expected;
   int forwarded = 0;

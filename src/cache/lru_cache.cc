@@ -211,6 +211,14 @@ SweepResult LruCache::SweepExpired(size_t max_entries) {
   return result;
 }
 
+void LruCache::ForEachLive(
+    const std::function<void(std::string_view, std::string_view, UnixMillis)>& fn) {
+  const UnixMillis now = clock_->NowMillis();
+  for (Entry* e = head()->next; e != head(); e = e->next) {
+    if (now < e->deadline) fn(e->key(), e->value(), e->deadline);
+  }
+}
+
 CacheStats LruCache::stats() const {
   CacheStats s;
   s.hits = hits_;

@@ -93,6 +93,11 @@ class LruCache {
 
   void Clear();
 
+  // Calls fn(key, value, deadline) for every live entry, MRU first. fn must not call back into
+  // the cache.
+  void ForEachLive(const std::function<void(std::string_view key, std::string_view value,
+                                            UnixMillis deadline)>& fn);
+
   size_t capacity() const { return capacity_; }
   size_t bytes() const { return entry_bytes_ + IndexBytes(); }
   size_t items() const { return index_.size(); }

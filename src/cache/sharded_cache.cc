@@ -69,6 +69,14 @@ SweepResult ShardedCache::SweepExpired(size_t max_entries_per_shard) {
   return total;
 }
 
+void ShardedCache::ForEachLive(
+    const std::function<void(std::string_view, std::string_view, UnixMillis)>& fn) {
+  for (size_t i = 0; i < shard_count_; ++i) {
+    absl::MutexLock lock(&shards_[i]->mu);
+    shards_[i]->lru.ForEachLive(fn);
+  }
+}
+
 void ShardedCache::Clear() {
   for (size_t i = 0; i < shard_count_; ++i) {
     absl::MutexLock lock(&shards_[i]->mu);

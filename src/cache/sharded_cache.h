@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +54,10 @@ class ShardedCache {
   SweepResult SweepShard(size_t shard, size_t max_entries);
 
   void Clear();
+  // Calls fn for every live entry, one shard at a time (under that shard's lock: fn must be
+  // quick and must not call back into this cache).
+  void ForEachLive(const std::function<void(std::string_view key, std::string_view value,
+                                            UnixMillis deadline)>& fn);
 
   CacheStats stats() const;
   size_t bytes() const;

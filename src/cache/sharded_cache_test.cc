@@ -40,6 +40,22 @@ TEST(ShardedCacheTest, KeysSpreadOverAllShards) {
   EXPECT_FALSE(c.Get("user:123", &v));
 }
 
+TEST(ShardedCacheTest, ForEachLiveVisitsLiveEntriesOnly) {
+  FakeClock clock;
+  ShardedCache c({.capacity_bytes = 16 << 20, .shard_bits = 2}, &clock);
+  for (int i = 0; i < 100; ++i) c.Set("live" + std::to_string(i), "v", kNoDeadline);
+  for (int i = 0; i < 50; ++i) c.Set("dead" + std::to_string(i), "v", clock.NowMillis() + 1);
+  clock.Advance(1);
+  int seen = 0;
+  c.ForEachLive([&](std::string_view key, std::string_view value, UnixMillis deadline) {
+    EXPECT_TRUE(key.starts_with("live"));
+    EXPECT_EQ(value, "v");
+    EXPECT_EQ(deadline, kNoDeadline);
+    ++seen;
+  });
+  EXPECT_EQ(seen, 100);
+}
+
 TEST(ShardedCacheTest, StaysWithinBudgetUnderPressure) {
   FakeClock clock;
   ShardedCache c({.capacity_bytes = 1 << 20, .shard_bits = 2}, &clock);

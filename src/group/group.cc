@@ -183,38 +183,39 @@ void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis 
 
 void Group::Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
                   StatusCallback done) {
-  uint64_t old_version = 0;
-  bool tombstone = false;
-  const bool was_hot = ReadHot(key, &old_version, &tombstone, nullptr) && !tombstone;
-  if (hot) {
-    main_.Erase(key);
-    const uint64_t version = NextVersion();
-    if (!hot_.Set(key, EncodeHot(version, false, value), deadline)) {
-      return done(absl::ResourceExhaustedError(absl::StrCat(
-          "entry of ", key.size() + value.size(), " bytes does not fit in the hot cache (",
-          hot_.capacity(), " bytes)")));
+  Replica push;
+  {
+    absl::MutexLock lock(&write_mu_);
+    uint64_t old_version = 0;
+    bool tombstone = false;
+    const bool was_hot = ReadHot(key, &old_version, &tombstone, nullptr) && !tombstone;
+    if (hot) {
+      main_.Erase(key);
+      const uint64_t version = NextVersion();
+      if (!hot_.Set(key, EncodeHot(version, false, value), deadline)) {
+        return done(absl::ResourceExhaustedError(absl::StrCat(
+            "entry of ", key.size() + value.size(), " bytes does not fit in the hot cache (",
+            hot_.capacity(), " bytes)")));
+      }
+      push = {.key = std::string(key),
+              .value = std::string(value),
+              .deadline = deadline,
+              .version = version};
+    } else {
+      if (!main_.Set(key, value, deadline)) {
+        return done(absl::ResourceExhaustedError(
+            absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the ",
+                         "main cache (", main_.capacity(), " bytes)")));
+      }
+      hot_.Erase(key);
+      if (!was_hot) return done(absl::OkStatus());
+      // It was hot: the replicas must drop their copies before the client hears "done". (The
+      // owner needs no tombstone: it is where versions come from.)
+      push = {.key = std::string(key), .deadline = deadline, .version = NextVersion(),
+              .remove = true};
     }
-    return PushToReplicas({.key = std::string(key),
-                           .value = std::string(value),
-                           .deadline = deadline,
-                           .version = version},
-                          std::move(done));
   }
-  if (!main_.Set(key, value, deadline)) {
-    return done(absl::ResourceExhaustedError(
-        absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the main ",
-                     "cache (", main_.capacity(), " bytes)")));
-  }
-  if (!was_hot) {
-    hot_.Erase(key);
-    return done(absl::OkStatus());
-  }
-  // It was hot: the replicas must drop their copies before the client hears "done". (The
-  // owner needs no tombstone: it is where versions come from.)
-  const uint64_t version = NextVersion();
-  hot_.Erase(key);
-  PushToReplicas({.key = std::string(key), .deadline = deadline, .version = version, .remove = true},
-                 std::move(done));
+  PushToReplicas(std::move(push), std::move(done));
 }
 
 void Group::PushToReplicas(Replica replica, StatusCallback done) {
@@ -230,6 +231,7 @@ void Group::PushToReplicas(Replica replica, StatusCallback done) {
   const std::string key = replica.key;
   for (const std::shared_ptr<Peer>& peer : peers) {
     replica_pushes_.fetch_add(1, std::memory_order_relaxed);
+    if (replica.remove) replica_invalidations_.fetch_add(1, std::memory_order_relaxed);
     peer->Replicate(options_.name, replica, [this, fanout, key](absl::Status s) {
       if (!s.ok()) {
         replica_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -244,7 +246,7 @@ void Group::PushToReplicas(Replica replica, StatusCallback done) {
 }
 
 bool Group::ApplyReplica(const Replica& r) {
-  absl::MutexLock lock(&replica_mu_);
+  absl::MutexLock lock(&write_mu_);
   uint64_t version = 0;
   bool tombstone = false;
   if (ReadHot(r.key, &version, &tombstone, nullptr) && version >= r.version) {
@@ -267,18 +269,46 @@ void Group::Delete(std::string_view key, StatusCallback done) {
 }
 
 void Group::DeleteLocal(std::string_view key, StatusCallback done) {
-  main_.Erase(key);
-  uint64_t version = 0;
-  bool tombstone = false;
-  CachedValue old;
-  if (!ReadHot(key, &version, &tombstone, &old) || tombstone) {
+  Replica push;
+  {
+    absl::MutexLock lock(&write_mu_);
+    main_.Erase(key);
+    uint64_t version = 0;
+    bool tombstone = false;
+    CachedValue old;
+    const bool was_hot = ReadHot(key, &version, &tombstone, &old) && !tombstone;
     hot_.Erase(key);
-    return done(absl::OkStatus());
+    if (!was_hot) return done(absl::OkStatus());
+    push = {.key = std::string(key), .deadline = old.deadline, .version = NextVersion(),
+            .remove = true};
   }
-  const uint64_t next = NextVersion();
-  hot_.Erase(key);
-  PushToReplicas({.key = std::string(key), .deadline = old.deadline, .version = next, .remove = true},
-                 std::move(done));
+  PushToReplicas(std::move(push), std::move(done));
+}
+
+void Group::PushHotTo(const std::shared_ptr<Peer>& peer) {
+  std::vector<Replica> owned;
+  hot_.ForEachLive([&](std::string_view key, std::string_view raw, UnixMillis deadline) {
+    if (raw.size() < 9 || raw[8] != 0) return;  // tombstone
+    Replica r{.key = std::string(key), .value = std::string(raw.substr(9)), .deadline = deadline};
+    std::memcpy(&r.version, raw.data(), 8);
+    owned.push_back(std::move(r));
+  });
+  size_t pushed = 0;
+  for (Replica& r : owned) {
+    // Keys this node owns, and keys the newcomer now owns (their old owner may be this node or
+    // another old member, and every old member holds them: duplicates are ignored by version).
+    const std::shared_ptr<Peer> owner = peers_->PickPeer(r.key);
+    if (owner != nullptr && owner != peer) continue;
+    ++pushed;
+    replica_pushes_.fetch_add(1, std::memory_order_relaxed);
+    peer->Replicate(options_.name, r, [this, key = r.key](absl::Status s) {
+      if (s.ok()) return;
+      replica_failures_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("group {}: hot key '{}' not pushed to a new member: {}", options_.name, key,
+                   std::string(s.message()));
+    });
+  }
+  if (pushed > 0) spdlog::info("group {}: pushed {} hot keys to a new member", options_.name, pushed);
 }
 
 absl::StatusOr<CachedValue> Group::GetSync(std::string_view key) {
@@ -328,6 +358,7 @@ GroupStats Group::stats() const {
   s.peer_errors = peer_errors_.load(std::memory_order_relaxed);
   s.replica_pushes = replica_pushes_.load(std::memory_order_relaxed);
   s.replica_failures = replica_failures_.load(std::memory_order_relaxed);
+  s.replica_invalidations = replica_invalidations_.load(std::memory_order_relaxed);
   s.replicas_applied = replicas_applied_.load(std::memory_order_relaxed);
   s.replicas_stale = replicas_stale_.load(std::memory_order_relaxed);
   return s;

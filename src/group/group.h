@@ -75,6 +75,7 @@ struct GroupStats {
   uint64_t peer_errors = 0;    // forwarded Gets that failed (NotFound excluded)
   uint64_t replica_pushes = 0;    // hot-key changes pushed to other nodes (one per node)
   uint64_t replica_failures = 0;  // pushes that failed or timed out
+  uint64_t replica_invalidations = 0;  // pushes that removed a replica (delete / not hot)
   uint64_t replicas_applied = 0;  // pushes received and applied here
   uint64_t replicas_stale = 0;    // pushes received with an older version, ignored
 };
@@ -107,6 +108,9 @@ class Group {
   // Replica side: applies a hot-key change pushed by its owner if it is newer than what this
   // node has. Returns whether it was applied.
   bool ApplyReplica(const Replica& replica);
+  // Pushes the live hot keys that this node or `peer` owns to `peer` (a member that just
+  // joined), without waiting for the answers.
+  void PushHotTo(const std::shared_ptr<Peer>& peer);
 
   // Blocking conveniences (tests, tools). Never call them on an event-loop thread.
   absl::StatusOr<CachedValue> GetSync(std::string_view key);
@@ -154,10 +158,12 @@ class Group {
   std::atomic<uint64_t> last_version_{0};
   std::atomic<uint64_t> replica_pushes_{0};
   std::atomic<uint64_t> replica_failures_{0};
+  std::atomic<uint64_t> replica_invalidations_{0};
   std::atomic<uint64_t> replicas_applied_{0};
   std::atomic<uint64_t> replicas_stale_{0};
-  // Replica application is read-compare-write on the hot cache: serialized.
-  absl::Mutex replica_mu_;
+  // Serializes version assignment with the local store on the owner (so the owner's copy is
+  // always the highest version it handed out) and the read-compare-write of ApplyReplica.
+  absl::Mutex write_mu_;
 };
 
 }  // namespace nexus

@@ -106,6 +106,15 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
   metrics_->AddCounterFn("nexuscache_hot_replication_failures_total",
                          "Hot-key pushes that failed or timed out (the write was still acked).",
                          sum_groups(&GroupStats::replica_failures));
+  metrics_->AddCounterFn("nexuscache_hot_invalidations_total",
+                         "Pushes that removed a hot key's replicas (deleted, or set not hot).",
+                         sum_groups(&GroupStats::replica_invalidations));
+  metrics_->AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
+                     [groups] {
+                       double total = 0;
+                       for (Group* g : groups->All()) total += g->hot_cache().items();
+                       return total;
+                     });
   metrics_->AddCounterFn("nexuscache_hot_replicas_applied_total",
                          "Hot-key changes received from their owner and applied here.",
                          sum_groups(&GroupStats::replicas_applied));
@@ -210,13 +219,22 @@ void Api::Set(http::Request&& req, http::Responder respond) {
   auto bad = [&](int code, std::string body) {
     Finish(set_, Outcome::kError, start, respond, Text(code, std::move(body)));
   };
-  const std::string* expire = req.Param("expire");
-  int64_t minutes = 0;
-  if (expire == nullptr || !ParseInt(*expire, &minutes)) {
-    return bad(400, "Please set expire time correctly, unit: minutes\n");
-  }
-  if (minutes < 1 || minutes > kMaxExpireMinutes) {
-    return bad(400, "Expire time error, unit is minutes, max 4320 minutes (3 days)\n");
+  // `ttl_ms` (an extension, for short TTLs in tests and tools) replaces `expire` when given.
+  int64_t ttl_ms = 0;
+  if (const std::string* ttl = req.Param("ttl_ms"); ttl != nullptr && !ttl->empty()) {
+    if (!ParseInt(*ttl, &ttl_ms) || ttl_ms < 1 || ttl_ms > kMaxExpireMinutes * 60'000) {
+      return bad(400, "ttl_ms must be an integer between 1 and 259200000 (3 days)\n");
+    }
+  } else {
+    const std::string* expire = req.Param("expire");
+    int64_t minutes = 0;
+    if (expire == nullptr || !ParseInt(*expire, &minutes)) {
+      return bad(400, "Please set expire time correctly, unit: minutes\n");
+    }
+    if (minutes < 1 || minutes > kMaxExpireMinutes) {
+      return bad(400, "Expire time error, unit is minutes, max 4320 minutes (3 days)\n");
+    }
+    ttl_ms = minutes * 60'000;
   }
   const std::string* hot_text = req.Param("hot");
   bool hot = false;
@@ -241,7 +259,7 @@ void Api::Set(http::Request&& req, http::Responder respond) {
   std::string group_name;
   Group* group = GroupFor(req, &group_name);
   if (group == nullptr) return bad(404, "no such group: " + group_name + "\n");
-  group->Set(*key, *value, minutes * 60'000, hot,
+  group->Set(*key, *value, ttl_ms, hot,
              [this, start, respond = std::move(respond)](absl::Status s) mutable {
                if (s.ok()) return Finish(set_, Outcome::kOk, start, respond, Text(200, "done\n"));
                Finish(set_, Outcome::kError, start, respond, ErrorResponse(s));
@@ -312,6 +330,7 @@ void Api::Stats(http::Request&& req, http::Responder respond) {
                 {"peer_errors", s.peer_errors},
                 {"replica_pushes", s.replica_pushes},
                 {"replica_failures", s.replica_failures},
+                {"replica_invalidations", s.replica_invalidations},
                 {"replicas_applied", s.replicas_applied},
                 {"replicas_stale", s.replicas_stale},
                 {"capacity_bytes", group->main_cache().capacity()},

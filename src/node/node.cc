@@ -106,11 +106,14 @@ absl::Status Node::Start() {
     m.self = {config_.name, config_.SelfGrpcAddress(),
               config_.ip_address + ":" + std::to_string(http_->port())};
     membership_ = std::make_unique<EtcdMembership>(
-        m, [picker = picker_, self = config_.name,
+        m, [picker = picker_, groups = &groups_, self = config_.name,
             self_address = config_.SelfGrpcAddress()](std::map<std::string, std::string> members) {
           // This node serves its own keys even while etcd has not (re)listed it.
           members[self] = self_address;
-          picker->SetMembers(members);
+          // A member that joins gets the hot keys this node owns.
+          for (const std::shared_ptr<Peer>& joined : picker->SetMembers(members)) {
+            for (Group* g : groups->All()) g->PushHotTo(joined);
+          }
         });
     membership_->Start();
   }

@@ -46,7 +46,9 @@ void RingPeerPicker::RetireLocked(Member& member) {
   member.client.reset();
 }
 
-void RingPeerPicker::SetMembers(const std::map<std::string, std::string>& name_to_grpc_address) {
+std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
+    const std::map<std::string, std::string>& name_to_grpc_address) {
+  std::vector<std::shared_ptr<Peer>> joined;
   absl::MutexLock lock(&mu_);
   // Order: clients of new members first, then the ring, then the clients of members that left,
   // so that a PickPeer that read the ring without the lock finds a client (or re-checks).
@@ -60,12 +62,15 @@ void RingPeerPicker::SetMembers(const std::map<std::string, std::string>& name_t
     if (name.empty() || name == self_name_) continue;
     auto it = members_.find(name);
     if (it == members_.end()) {
-      members_.emplace(name, Member{.address = address, .client = NewClient(name, address)});
+      auto client = NewClient(name, address);
+      joined.push_back(client);
+      members_.emplace(name, Member{.address = address, .client = std::move(client)});
       spdlog::info("peer: member {} joined at {}", name, address);
     } else if (it->second.address != address) {
       spdlog::info("peer: member {} moved from {} to {}", name, it->second.address, address);
       RetireLocked(it->second);
       it->second = Member{.address = address, .client = NewClient(name, address)};
+      joined.push_back(it->second.client);
     }
   }
   const bool changed = ring_.Reset(names);
@@ -79,6 +84,7 @@ void RingPeerPicker::SetMembers(const std::map<std::string, std::string>& name_t
     }
   }
   if (changed) spdlog::info("peer: ring generation {}", ring_.Generation());
+  return joined;
 }
 
 bool RingPeerPicker::AddMember(std::string name, std::string address) {

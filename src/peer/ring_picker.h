@@ -55,7 +55,9 @@ class RingPeerPicker final : public PeerPicker {
   // Replaces the membership with `name_to_grpc_address` (+ self, always kept with its own
   // address whatever the map says; empty names ignored) as one change: at most one generation
   // bump. Members whose address is unchanged keep their client.
-  void SetMembers(const std::map<std::string, std::string>& name_to_grpc_address);
+  // Returns the clients of members that joined with this call (for pushing state to them).
+  std::vector<std::shared_ptr<Peer>> SetMembers(
+      const std::map<std::string, std::string>& name_to_grpc_address);
 
   // Idempotent. True if something changed (new member, or a new address for a known member,
   // whose client is then replaced). Adding self or an empty name is a no-op (false).

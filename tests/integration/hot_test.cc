@@ -1,0 +1,150 @@
+// Hot keys across real nodes: replicated to every node, served locally, consistent after
+// every acknowledged write, expiring together, surviving a dead replica, and handed to a node
+// that joins through etcd.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "support/cluster.h"
+#include "support/etcd.h"
+#include "support/process.h"
+
+namespace nexus::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+double MetricValue(uint16_t http_port, const std::string& name) {
+  const std::string text = Http(http_port, "GET", "/metrics").body;
+  const size_t pos = text.find("\n" + name + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + name.size() + 2));
+}
+
+std::string Get(uint16_t port, const std::string& key) {
+  const HttpResult r = Http(port, "GET", "/api/get?key=" + key);
+  return r.status == 200 ? r.body : std::to_string(r.status);
+}
+
+int SetHot(uint16_t port, const std::string& key, const std::string& value,
+           const std::string& ttl = "expire=5") {
+  return Http(port, "POST", "/api/set", "key=" + key + "&value=" + value + "&" + ttl + "&hot=true")
+      .status;
+}
+
+TEST(HotKeys, ExpireOnEveryNodeWithTheOwnersDeadline) {
+  Cluster c(3, {});
+  std::string failure;
+  ASSERT_TRUE(c.Start(&failure)) << failure;
+  ASSERT_EQ(SetHot(c.node(1).http_port, "flash", "sale", "ttl_ms=1500"), 200);
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(Get(c.node(i).http_port, "flash"), "value=sale\n");
+  // TTL 1.5 s plus at most 10% jitter: gone everywhere by 1.65 s (checked with margin).
+  std::this_thread::sleep_for(milliseconds(2000));
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(Get(c.node(i).http_port, "flash"), "404");
+}
+
+TEST(HotKeys, ConcurrentWritersThroughDifferentNodesConverge) {
+  Cluster c(3, {});
+  std::string failure;
+  ASSERT_TRUE(c.Start(&failure)) << failure;
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  auto writer = [&](size_t node, const std::string& tag) {
+    for (int i = 0; !stop.load(); ++i) {
+      if (SetHot(c.node(node).http_port, "contended", tag + std::to_string(i)) != 200) ++failed;
+    }
+  };
+  std::thread a(writer, 0, "a"), b(writer, 1, "b");
+  std::this_thread::sleep_for(seconds(3));
+  stop = true;
+  a.join();
+  b.join();
+  EXPECT_EQ(failed.load(), 0);
+  const std::string final0 = Get(c.node(0).http_port, "contended");
+  ASSERT_EQ(final0.rfind("value=", 0), 0u) << final0;
+  for (size_t i = 1; i < c.size(); ++i) {
+    EXPECT_EQ(Get(c.node(i).http_port, "contended"), final0) << c.node(i).name;
+  }
+}
+
+TEST(HotKeys, ADeadReplicaDoesNotBlockWritesAndSurvivorsAgree) {
+  Cluster c(3, {"--peer-timeout-ms", "1000"});
+  std::string failure;
+  ASSERT_TRUE(c.Start(&failure)) << failure;
+  // A key owned by svc1 or svc2, so the write itself does not need the dead node.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    const auto ring =
+        nlohmann::json::parse(Http(c.node(0).http_port, "GET", "/api/ring?key=" + k).body);
+    if (ring["owner"] != "svc3") key = k;
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  std::atomic<long> slowest_ms{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const auto start = Clock::now();
+      if (SetHot(c.node(0).http_port, key, "v" + std::to_string(i)) != 200) ++failed;
+      const long ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
+      if (ms > slowest_ms.load()) slowest_ms = ms;
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  c.node(2).process->Signal(SIGKILL);  // a replica dies in the middle of the writes
+  std::this_thread::sleep_for(milliseconds(700));
+  stop = true;
+  writer.join();
+  EXPECT_EQ(failed.load(), 0);
+  // Each write finishes within the peer deadline (1 s) plus slack, never hangs.
+  EXPECT_LT(slowest_ms.load(), 2500);
+  const std::string final0 = Get(c.node(0).http_port, key);
+  EXPECT_EQ(Get(c.node(1).http_port, key), final0);
+  EXPECT_GT(MetricValue(c.node(0).http_port, "nexuscache_hot_replication_failures_total") +
+                MetricValue(c.node(1).http_port, "nexuscache_hot_replication_failures_total"),
+            0);
+}
+
+TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {
+  std::string error;
+  auto etcd = EtcdServer::Start(seconds(20), &error);
+  ASSERT_NE(etcd, nullptr) << error;
+  Cluster c(3, {"--etcd", etcd->endpoint(), "--lease-ttl", "2"}, /*static_peers=*/false);
+  ASSERT_TRUE(c.Start(&error)) << error;
+  // Wait for the three to see each other.
+  const auto give_up = Clock::now() + seconds(10);
+  while (Clock::now() < give_up &&
+         Http(c.node(0).http_port, "GET", "/api/ring").body.find("svc3") == std::string::npos) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(SetHot(c.node(i % 3).http_port, "hot" + std::to_string(i), "x" + std::to_string(i)),
+              200);
+  }
+  const int added = c.AddNode(&error);
+  ASSERT_GE(added, 0) << error;
+  const uint16_t port = c.node(added).http_port;
+  // The owners push their hot keys to the newcomer as soon as they see it join.
+  const auto deadline = Clock::now() + seconds(10);
+  int hot_items = 0;
+  while (Clock::now() < deadline) {
+    hot_items = nlohmann::json::parse(Http(port, "GET", "/api/stats").body)["hot_items"];
+    if (hot_items == 10) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(hot_items, 10);
+  const double before = MetricValue(port, "nexuscache_peer_requests_total");
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Get(port, "hot" + std::to_string(i)), "value=x" + std::to_string(i) + "\n");
+  }
+  EXPECT_EQ(MetricValue(port, "nexuscache_peer_requests_total"), before);
+  c.node(0).process->Signal(SIGTERM);  // nodes go before etcd
+}
+
+}  // namespace
+}  // namespace nexus::testing

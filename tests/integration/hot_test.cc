@@ -110,6 +110,25 @@ TEST(HotKeys, ADeadReplicaDoesNotBlockWritesAndSurvivorsAgree) {
             0);
 }
 
+TEST(HotKeys, SurviveTheDeathOfTheirOwner) {
+  Cluster c(3, {});
+  std::string failure;
+  ASSERT_TRUE(c.Start(&failure)) << failure;
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    const auto ring =
+        nlohmann::json::parse(Http(c.node(0).http_port, "GET", "/api/ring?key=" + k).body);
+    if (ring["owner"] == "svc3") key = k;
+  }
+  ASSERT_EQ(SetHot(c.node(0).http_port, key, "kept"), 200);
+  c.node(2).process->Signal(SIGKILL);
+  ASSERT_TRUE(c.node(2).process->WaitExit(seconds(5), nullptr));
+  // The owner is gone (and still in the static ring); the replicas answer on their own.
+  EXPECT_EQ(Get(c.node(0).http_port, key), "value=kept\n");
+  EXPECT_EQ(Get(c.node(1).http_port, key), "value=kept\n");
+}
+
 TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {
   std::string error;
   auto etcd = EtcdServer::Start(seconds(20), &error);

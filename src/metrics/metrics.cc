@@ -58,18 +58,25 @@ Family<Histogram>* Registry::AddHistogram(std::string name, std::string help,
 }
 
 void Registry::AddGauge(std::string name, std::string help, std::function<double()> fn) {
-  absl::MutexLock lock(&mu_);
-  fns_.push_back({std::move(name), std::move(help), "gauge", std::move(fn)});
+  AddCollector(std::move(name), std::move(help), "gauge", {},
+               [fn = std::move(fn)] { return Samples{{{}, fn()}}; });
 }
 
 void Registry::AddCounterFn(std::string name, std::string help, std::function<double()> fn) {
+  AddCollector(std::move(name), std::move(help), "counter", {},
+               [fn = std::move(fn)] { return Samples{{{}, fn()}}; });
+}
+
+void Registry::AddCollector(std::string name, std::string help, std::string type,
+                            std::vector<std::string> label_names, std::function<Samples()> fn) {
   absl::MutexLock lock(&mu_);
-  fns_.push_back({std::move(name), std::move(help), "counter", std::move(fn)});
+  fns_.push_back(
+      {std::move(name), std::move(help), std::move(type), std::move(label_names), std::move(fn)});
 }
 
 std::vector<double> Registry::LatencyBounds() {
-  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-          1,      2.5,     5,      10};
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+          0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1};
 }
 
 std::string FormatValue(double v) {
@@ -158,7 +165,9 @@ std::string Registry::Render() const {
   }
   for (const auto& m : fns_) {
     Header(out, m.name, m.help, m.type.c_str());
-    out << m.name << ' ' << FormatValue(m.fn()) << '\n';
+    for (const auto& [labels, value] : m.fn()) {
+      out << m.name << Labels(m.label_names, labels) << ' ' << FormatValue(value) << '\n';
+    }
   }
   return out.str();
 }

@@ -97,16 +97,23 @@ class Registry {
   // A counter whose value is read at render time (for counts kept elsewhere, e.g. cache stats).
   void AddCounterFn(std::string name, std::string help, std::function<double()> fn);
 
+  // Labelled samples read at render time: {label values (in label_names order), value}.
+  using Samples = std::vector<std::pair<std::vector<std::string>, double>>;
+  // `type` is "counter" or "gauge".
+  void AddCollector(std::string name, std::string help, std::string type,
+                    std::vector<std::string> label_names, std::function<Samples()> fn);
+
   // Prometheus text exposition format 0.0.4.
   std::string Render() const;
 
-  // Latency buckets in seconds, 100 µs .. 10 s.
+  // Latency buckets in seconds, 50 µs .. 1 s.
   static std::vector<double> LatencyBounds();
 
  private:
   struct FnMetric {
     std::string name, help, type;
-    std::function<double()> fn;
+    std::vector<std::string> label_names;
+    std::function<Samples()> fn;
   };
   struct HistogramFamily {
     std::vector<double> bounds;

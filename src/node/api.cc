@@ -1,6 +1,9 @@
 #include "node/api.h"
 
+#include <unistd.h>
+
 #include <charconv>
+#include <fstream>
 
 #include <thread>
 #include <nlohmann/json.hpp>
@@ -79,20 +82,23 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
   set_ = op("set", false);
   delete_ = op("delete", false);
   setpeer_ = op("setpeer", false);
-  metrics_->AddGauge("nexuscache_cache_size_bytes",
-                     "Bytes held by the main and hot caches of every group.", [groups] {
-                       double total = 0;
-                       for (Group* g : groups->All()) {
-                         total += static_cast<double>(g->main_cache().bytes() +
-                                                      g->hot_cache().bytes());
-                       }
-                       return total;
-                     });
-  metrics_->AddGauge("nexuscache_ring_members", "Members of this node's hash ring.",
-                     [picker] { return static_cast<double>(picker->Members().size()); });
-  metrics_->AddGauge("nexuscache_ring_generation",
-                     "Generation of this node's hash ring (bumped on every membership change).",
-                     [picker] { return static_cast<double>(picker->generation()); });
+  RegisterGauges(groups, picker);
+}
+
+void Api::RegisterGauges(GroupRegistry* groups, RingPeerPicker* picker) {
+  using metrics::Registry;
+  // Sums one field over every group, per cache.
+  auto per_cache = [groups](uint64_t CacheStats::*field) {
+    return [groups, field] {
+      double main = 0, hot = 0;
+      for (Group* g : groups->All()) {
+        const GroupStats s = g->stats();
+        main += static_cast<double>(s.main.*field);
+        hot += static_cast<double>(s.hot.*field);
+      }
+      return Registry::Samples{{{"main"}, main}, {{"hot"}, hot}};
+    };
+  };
   auto sum_groups = [groups](uint64_t GroupStats::*field) {
     return [groups, field] {
       double total = 0;
@@ -100,6 +106,34 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
       return total;
     };
   };
+  metrics_->AddCollector("nexuscache_cache_size_bytes",
+                         "Bytes held by each cache (entries, their overhead and the index).",
+                         "gauge", {"cache"}, per_cache(&CacheStats::bytes));
+  metrics_->AddCollector("nexuscache_cache_items", "Entries held by each cache.", "gauge",
+                         {"cache"}, per_cache(&CacheStats::items));
+  metrics_->AddCollector("nexuscache_cache_evictions_total",
+                         "Entries dropped to stay within the byte budget.", "counter", {"cache"},
+                         per_cache(&CacheStats::evictions));
+  metrics_->AddCollector("nexuscache_cache_expirations_total",
+                         "Entries dropped because their deadline passed.", "counter", {"cache"},
+                         per_cache(&CacheStats::expirations));
+  metrics_->AddCounterFn("nexuscache_cache_hits_total",
+                         "Gets answered from this node's caches.", sum_groups(&GroupStats::hits));
+  metrics_->AddCounterFn("nexuscache_cache_misses_total",
+                         "Gets this node had to load or forward.", sum_groups(&GroupStats::misses));
+  metrics_->AddCounterFn("nexuscache_loads_total", "Loader (origin) calls made by this node.",
+                         sum_groups(&GroupStats::loads));
+  metrics_->AddCounterFn("nexuscache_loads_deduplicated_total",
+                         "Gets that joined a load or peer fetch already in flight.",
+                         sum_groups(&GroupStats::deduplicated));
+  metrics_->AddCounterFn("nexuscache_load_errors_total",
+                         "Loader calls that failed (not found excluded).",
+                         sum_groups(&GroupStats::load_errors));
+  metrics_->AddGauge("nexuscache_ring_members", "Members of this node's hash ring.",
+                     [picker] { return static_cast<double>(picker->Members().size()); });
+  metrics_->AddGauge("nexuscache_ring_generation",
+                     "Generation of this node's hash ring (bumped on every membership change).",
+                     [picker] { return static_cast<double>(picker->generation()); });
   metrics_->AddCounterFn("nexuscache_hot_replications_total",
                          "Hot-key changes this node pushed to other nodes (one per node).",
                          sum_groups(&GroupStats::replica_pushes));
@@ -109,18 +143,32 @@ Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
   metrics_->AddCounterFn("nexuscache_hot_invalidations_total",
                          "Pushes that removed a hot key's replicas (deleted, or set not hot).",
                          sum_groups(&GroupStats::replica_invalidations));
+  metrics_->AddCounterFn("nexuscache_hot_replicas_applied_total",
+                         "Hot-key changes received from their owner and applied here.",
+                         sum_groups(&GroupStats::replicas_applied));
   metrics_->AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
                      [groups] {
                        double total = 0;
                        for (Group* g : groups->All()) total += g->hot_cache().items();
                        return total;
                      });
-  metrics_->AddCounterFn("nexuscache_hot_replicas_applied_total",
-                         "Hot-key changes received from their owner and applied here.",
-                         sum_groups(&GroupStats::replicas_applied));
-  metrics_->AddCounterFn("nexuscache_peer_requests_total",
-                         "Requests this node sent to other nodes over gRPC.",
-                         [picker] { return static_cast<double>(picker->peer_calls()); });
+  metrics_->AddCollector(
+      "nexuscache_peer_requests_total",
+      "Requests this node sent to other nodes over gRPC, by peer, operation and outcome.",
+      "counter", {"peer", "op", "status"}, [picker] {
+        Registry::Samples out;
+        for (const auto& c : picker->CallCounts()) {
+          out.push_back({{c.peer, c.op, c.status}, static_cast<double>(c.count)});
+        }
+        return out;
+      });
+  metrics_->AddGauge("nexuscache_process_resident_memory_bytes",
+                     "Resident memory of this process.", [] {
+                       std::ifstream statm("/proc/self/statm");
+                       double size = 0, resident = 0;
+                       statm >> size >> resident;
+                       return resident * static_cast<double>(sysconf(_SC_PAGESIZE));
+                     });
 }
 
 void Api::Install(http::Router& router) {

@@ -53,6 +53,9 @@ class Api {
 
   // The group named by the request's `group` parameter (default: the configured group).
   Group* GroupFor(const http::Request& req, std::string* name);
+  // The metrics read from the groups and the ring at scrape time.
+  void RegisterGauges(GroupRegistry* groups, RingPeerPicker* picker);
+
   // Metric children of one operation, resolved once so the hot path takes no lock.
   struct OpMetrics {
     metrics::Counter* hit = nullptr;  // also "ok" for set/delete/setpeer

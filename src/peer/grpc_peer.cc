@@ -51,6 +51,17 @@ class GrpcPeer::Impl {
   };
 
   // Counts the call's outcome and converts its status.
+  // Outcome counters: [op][0 = hit/ok, 1 = miss, 2 = error].
+  enum Op { kGet = 0, kSet, kDelete, kReplicate, kOps };
+  std::atomic<uint64_t> outcomes_[kOps][3] = {};
+
+  absl::Status Finish(Op op, const grpc::Status& status) {
+    absl::Status s = Finish(status);
+    const int outcome = s.ok() ? 0 : (absl::IsNotFound(s) ? 1 : 2);
+    outcomes_[op][outcome].fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
   absl::Status Finish(const grpc::Status& status) {
     absl::Status s = FromPeerGrpcStatus(status, name_, address_, options_.deadline);
     if (!s.ok() && !absl::IsNotFound(s)) failures_.fetch_add(1, std::memory_order_relaxed);
@@ -67,7 +78,7 @@ class GrpcPeer::Impl {
     self->stub_->async()->Get(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
           std::unique_ptr<GetCall> owned(call);
-          absl::Status s = owned->impl->Finish(status);
+          absl::Status s = owned->impl->Finish(Impl::kGet, status);
           absl::StatusOr<CachedValue> result;
           if (s.ok()) {
             const int64_t d = owned->response.deadline_ms();
@@ -97,7 +108,7 @@ class GrpcPeer::Impl {
     self->stub_->async()->Set(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
           std::unique_ptr<SetCall> owned(call);
-          absl::Status s = owned->impl->Finish(status);
+          absl::Status s = owned->impl->Finish(Impl::kSet, status);
           if (s.ok() && !owned->response.ok()) {
             owned->impl->failures_.fetch_add(1, std::memory_order_relaxed);
             s = absl::InternalError("peer " + owned->impl->name_ + " (" + owned->impl->address_ +
@@ -120,7 +131,7 @@ class GrpcPeer::Impl {
     self->stub_->async()->Delete(&call->ctx, &call->request, &call->response,
                                  [call](grpc::Status status) {
                                    std::unique_ptr<DeleteCall> owned(call);
-                                   absl::Status s = owned->impl->Finish(status);
+                                   absl::Status s = owned->impl->Finish(Impl::kDelete, status);
                                    StatusCallback done = std::move(owned->done);
                                    owned.reset();
                                    done(std::move(s));
@@ -142,7 +153,7 @@ class GrpcPeer::Impl {
     self->stub_->async()->Replicate(&call->ctx, &call->request, &call->response,
                                     [call](grpc::Status status) {
                                       std::unique_ptr<ReplicateCall> owned(call);
-                                      absl::Status s = owned->impl->Finish(status);
+                                      absl::Status s = owned->impl->Finish(Impl::kReplicate, status);
                                       StatusCallback done = std::move(owned->done);
                                       owned.reset();
                                       done(std::move(s));
@@ -183,6 +194,20 @@ void GrpcPeer::Replicate(std::string_view group, const Replica& replica, StatusC
 const std::string& GrpcPeer::name() const { return impl_->name_; }
 const std::string& GrpcPeer::address() const { return impl_->address_; }
 uint64_t GrpcPeer::calls() const { return impl_->calls_.load(std::memory_order_relaxed); }
+std::vector<GrpcPeer::CallCount> GrpcPeer::CallCounts() const {
+  static constexpr const char* kOpNames[] = {"get", "set", "delete", "replicate"};
+  std::vector<CallCount> out;
+  for (int op = 0; op < Impl::kOps; ++op) {
+    for (int outcome = 0; outcome < 3; ++outcome) {
+      if (op != Impl::kGet && outcome == 1) continue;  // only gets can miss
+      const char* status = outcome == 2 ? "error" : (op == Impl::kGet ? (outcome == 0 ? "hit" : "miss") : "ok");
+      out.push_back({kOpNames[op], status,
+                     impl_->outcomes_[op][outcome].load(std::memory_order_relaxed)});
+    }
+  }
+  return out;
+}
+
 uint64_t GrpcPeer::failures() const { return impl_->failures_.load(std::memory_order_relaxed); }
 
 }  // namespace nexus

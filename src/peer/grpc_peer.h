@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "group/peers.h"
@@ -59,6 +60,15 @@ class GrpcPeer final : public Peer {
   uint64_t calls() const;
   // Calls that ended in an error other than NotFound (a miss is an answer, not a failure).
   uint64_t failures() const;
+
+  // Finished calls by operation (get, set, delete, replicate) and outcome (get: hit, miss,
+  // error; the others: ok, error), for nexuscache_peer_requests_total{peer,op,status}.
+  struct CallCount {
+    std::string op;
+    std::string status;
+    uint64_t count;
+  };
+  std::vector<CallCount> CallCounts() const;
 
  private:
   // Shared with in-flight calls; defined in the .cc to keep gRPC headers out of this one.

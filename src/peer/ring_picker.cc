@@ -43,6 +43,9 @@ std::shared_ptr<GrpcPeer> RingPeerPicker::NewClient(const std::string& name,
 void RingPeerPicker::RetireLocked(Member& member) {
   if (member.client == nullptr) return;
   retired_calls_ += member.client->calls();
+  for (const GrpcPeer::CallCount& c : member.client->CallCounts()) {
+    retired_counts_[{member.client->name(), c.op, c.status}] += c.count;
+  }
   member.client.reset();
 }
 
@@ -140,6 +143,22 @@ std::vector<std::pair<std::string, std::string>> RingPeerPicker::Members() const
 }
 
 uint64_t RingPeerPicker::generation() const { return ring_.Generation(); }
+
+std::vector<RingPeerPicker::PeerCallCount> RingPeerPicker::CallCounts() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> all = retired_counts_;
+  for (const auto& [name, member] : members_) {
+    if (member.client == nullptr) continue;
+    for (const GrpcPeer::CallCount& c : member.client->CallCounts()) {
+      all[{name, c.op, c.status}] += c.count;
+    }
+  }
+  std::vector<PeerCallCount> out;
+  for (const auto& [k, count] : all) {
+    out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), count});
+  }
+  return out;
+}
 
 uint64_t RingPeerPicker::peer_calls() const {
   absl::ReaderMutexLock lock(&mu_);

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,14 @@ class RingPeerPicker final : public PeerPicker {
 
   // Sum of GrpcPeer::calls() over current and past clients.
   uint64_t peer_calls() const;
+  // Finished calls per peer, op and outcome, including members that left since.
+  struct PeerCallCount {
+    std::string peer;
+    std::string op;
+    std::string status;
+    uint64_t count;
+  };
+  std::vector<PeerCallCount> CallCounts() const;
 
   const std::string& self() const { return self_name_; }
   const std::string& self_address() const { return self_address_; }
@@ -103,6 +112,9 @@ class RingPeerPicker final : public PeerPicker {
   std::map<std::string, Member, std::less<>> members_ ABSL_GUARDED_BY(mu_);
   // Calls made by clients that were dropped.
   uint64_t retired_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  // (peer, op, status) -> finished calls of clients that were dropped.
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> retired_counts_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nexus

@@ -23,13 +23,6 @@ std::string OwnerOf(uint16_t http_port, const std::string& key) {
   return nlohmann::json::parse(r.body)["owner"].get<std::string>();
 }
 
-// The value of an unlabelled sample in /metrics, or -1.
-double MetricValue(uint16_t http_port, const std::string& name) {
-  const std::string text = Http(http_port, "GET", "/metrics").body;
-  const size_t pos = text.find("\n" + name + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(text.substr(pos + name.size() + 2));
-}
 
 uint64_t Items(uint16_t http_port) {
   const HttpResult r = Http(http_port, "GET", "/api/stats");
@@ -91,11 +84,11 @@ TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
   // Every node answers from its own hot cache: no peer call for these reads.
   for (size_t i = 0; i < cluster_.size(); ++i) {
     const uint16_t port = cluster_.node(i).http_port;
-    const double before = MetricValue(port, "nexuscache_peer_requests_total");
+    const double before = MetricSum(port, "nexuscache_peer_requests_total");
     for (int r = 0; r < 5; ++r) {
       EXPECT_EQ(Http(port, "GET", "/api/get?key=" + key).body, "value=first\n");
     }
-    EXPECT_EQ(MetricValue(port, "nexuscache_peer_requests_total"), before)
+    EXPECT_EQ(MetricSum(port, "nexuscache_peer_requests_total"), before)
         << cluster_.node(i).name << " asked a peer for a replicated key";
   }
   // A later set (not hot) reaches every replica before it is acknowledged...
@@ -119,8 +112,8 @@ TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
     EXPECT_EQ(Http(cluster_.node(i).http_port, "GET", "/api/get?key=" + key).status, 404)
         << cluster_.node(i).name;
   }
-  EXPECT_GE(MetricValue(cluster_.node(0).http_port, "nexuscache_hot_replications_total"), 6);
-  EXPECT_EQ(MetricValue(cluster_.node(0).http_port, "nexuscache_hot_replication_failures_total"), 0);
+  EXPECT_GE(MetricSum(cluster_.node(0).http_port, "nexuscache_hot_replications_total"), 6);
+  EXPECT_EQ(MetricSum(cluster_.node(0).http_port, "nexuscache_hot_replication_failures_total"), 0);
 }
 
 TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
@@ -141,7 +134,7 @@ TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
   // Every set that landed on a non-owner was one gRPC call, counted where it was sent.
   double peer_calls = 0;
   for (size_t i = 0; i < cluster_.size(); ++i) {
-    peer_calls += MetricValue(cluster_.node(i).http_port, "nexuscache_peer_requests_total");
+    peer_calls += MetricSum(cluster_.node(i).http_port, "nexuscache_peer_requests_total");
   }
   EXPECT_EQ(peer_calls, forwarded);
   EXPECT_EQ(expected.size(), 3u) << "60 keys should spread over all three nodes";
@@ -264,7 +257,8 @@ TEST_F(OneNode, SetPeerIsIdempotentAndStatsAndMetricsAnswer) {
   const std::string metrics = Http(port_, "GET", "/metrics").body;
   EXPECT_NE(metrics.find("nexuscache_requests_total{op=\"set\",status=\"ok\"}"), std::string::npos);
   EXPECT_NE(metrics.find("nexuscache_request_duration_seconds_bucket{op=\"get\""), std::string::npos);
-  EXPECT_NE(metrics.find("nexuscache_cache_size_bytes "), std::string::npos);
+  EXPECT_NE(metrics.find("nexuscache_cache_size_bytes{cache=\"main\"} "), std::string::npos);
+  EXPECT_NE(metrics.find("nexuscache_cache_size_bytes{cache=\"hot\"} "), std::string::npos);
   EXPECT_NE(metrics.find("nexuscache_peer_requests_total "), std::string::npos);
 }
 

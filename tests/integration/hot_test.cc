@@ -19,12 +19,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-double MetricValue(uint16_t http_port, const std::string& name) {
-  const std::string text = Http(http_port, "GET", "/metrics").body;
-  const size_t pos = text.find("\n" + name + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(text.substr(pos + name.size() + 2));
-}
 
 std::string Get(uint16_t port, const std::string& key) {
   const HttpResult r = Http(port, "GET", "/api/get?key=" + key);
@@ -105,8 +99,8 @@ TEST(HotKeys, ADeadReplicaDoesNotBlockWritesAndSurvivorsAgree) {
   EXPECT_LT(slowest_ms.load(), 2500);
   const std::string final0 = Get(c.node(0).http_port, key);
   EXPECT_EQ(Get(c.node(1).http_port, key), final0);
-  EXPECT_GT(MetricValue(c.node(0).http_port, "nexuscache_hot_replication_failures_total") +
-                MetricValue(c.node(1).http_port, "nexuscache_hot_replication_failures_total"),
+  EXPECT_GT(MetricSum(c.node(0).http_port, "nexuscache_hot_replication_failures_total") +
+                MetricSum(c.node(1).http_port, "nexuscache_hot_replication_failures_total"),
             0);
 }
 
@@ -157,11 +151,11 @@ TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {
     std::this_thread::sleep_for(milliseconds(50));
   }
   ASSERT_EQ(hot_items, 10);
-  const double before = MetricValue(port, "nexuscache_peer_requests_total");
+  const double before = MetricSum(port, "nexuscache_peer_requests_total");
   for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(Get(port, "hot" + std::to_string(i)), "value=x" + std::to_string(i) + "\n");
   }
-  EXPECT_EQ(MetricValue(port, "nexuscache_peer_requests_total"), before);
+  EXPECT_EQ(MetricSum(port, "nexuscache_peer_requests_total"), before);
   c.node(0).process->Signal(SIGTERM);  // nodes go before etcd
 }
 

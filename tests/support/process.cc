@@ -219,6 +219,20 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
   return ParseResponse(RawExchange(port, req, timeout));
 }
 
+double MetricSum(uint16_t http_port, const std::string& name) {
+  const std::string text = "\n" + Http(http_port, "GET", "/metrics").body;
+  double total = -1;
+  for (size_t pos = text.find("\n" + name); pos != std::string::npos;
+       pos = text.find("\n" + name, pos + 1)) {
+    const size_t after = pos + 1 + name.size();
+    if (after >= text.size() || (text[after] != ' ' && text[after] != '{')) continue;
+    const size_t eol = text.find('\n', after);
+    const std::string line = text.substr(pos + 1, eol - pos - 1);
+    total = (total < 0 ? 0 : total) + std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
 bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout) {
   const auto give_up = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < give_up) {

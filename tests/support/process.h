@@ -61,6 +61,10 @@ std::string RawExchange(uint16_t port, const std::string& bytes,
 // Parses the first HTTP response in `raw` (status + body by Content-Length).
 HttpResult ParseResponse(const std::string& raw);
 
+// The sum of every sample of metric `name` in GET /metrics (all label combinations), or -1
+// when there is none.
+double MetricSum(uint16_t http_port, const std::string& name);
+
 // Polls GET /healthz until it answers 200 or `timeout` passes.
 bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout);
 

@@ -110,16 +110,17 @@ void EtcdMembership::RegisterLoop() {
     spdlog::info("discovery: registered {} (lease {:x}, ttl {} s)", key, lease->id, lease->ttl_seconds);
     registered_ = true;
     reported_outage = false;
-    backoff = std::chrono::milliseconds(100);
 
     absl::Notification lost;
     std::atomic<bool> lost_flag{false};
+    std::atomic<bool> kept_alive{false};
     auto mark_lost = [&lost, &lost_flag] {
       if (!lost_flag.exchange(true)) lost.Notify();
     };
     auto stream = client_.KeepAlive(
         lease->id, interval,
         [&](int64_t ttl) {
+          if (ttl > 0) kept_alive = true;
           if (ttl <= 0) {
             spdlog::warn("discovery: etcd says lease {:x} is gone", lease->id);
             mark_lost();
@@ -153,6 +154,13 @@ void EtcdMembership::RegisterLoop() {
       }
       return;
     }
+    // Best effort: the old lease may still be alive (the stream broke, not the lease); it must
+    // not keep a stale registration around, and a stop during the sleep below must not leave
+    // one behind either.
+    client_.Revoke(lease->id).IgnoreError();
+    // Back off harder when the stream never carried a keepalive, so a stream that breaks at
+    // once does not turn into a grant/put loop.
+    backoff = kept_alive ? std::chrono::milliseconds(100) : NextBackoff(backoff, options_.max_backoff);
     spdlog::info("discovery: re-registering {}", key);
     if (!SleepUnlessStopping(backoff)) return;
   }

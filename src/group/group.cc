@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -36,6 +38,13 @@ Group::Group(GroupOptions options, std::shared_ptr<Loader> loader,
       hot_({.capacity_bytes = options_.hot_cache_bytes, .shard_bits = options_.shard_bits},
            clock) {}
 
+Group::~Group() {
+  // Each push has the peer deadline; this only waits for ones that are already running.
+  for (int i = 0; i < 2000 && pushes_in_flight_.load(std::memory_order_acquire) > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 bool Group::LookupLocal(std::string_view key, CachedValue* out) {
   if (main_.Get(key, &out->data, &out->deadline)) return true;
   uint64_t version = 0;
@@ -64,18 +73,30 @@ bool Group::ReadHot(std::string_view key, uint64_t* version, bool* tombstone, Ca
   return true;
 }
 
-uint64_t Group::NextVersion() {
+uint64_t Group::NextVersion(uint64_t above) {
   // Monotonic on this node, and close to comparable across owners (the high bits are the
   // wall-clock millisecond), so a new owner after a membership change starts above the old.
   const uint64_t floor = static_cast<uint64_t>(clock_->NowMillis()) << 20;
   uint64_t last = last_version_.load(std::memory_order_relaxed);
   uint64_t next;
   do {
-    next = std::max(last + 1, floor);
+    next = std::max({last + 1, floor, above + 1});
   } while (!last_version_.compare_exchange_weak(last, next, std::memory_order_relaxed));
   return next;
 }
 
+void Group::RaiseVersionFloor(uint64_t seen) {
+  uint64_t last = last_version_.load(std::memory_order_relaxed);
+  while (last < seen &&
+         !last_version_.compare_exchange_weak(last, seen, std::memory_order_relaxed)) {
+  }
+}
+
+void Group::PruneRegistryLocked(UnixMillis now) {
+  if (++writes_since_prune_ < 256) return;
+  writes_since_prune_ = 0;
+  absl::erase_if(hot_registry_, [now](const auto& kv) { return now >= kv.second.deadline; });
+}
 bool Group::LookupCounted(std::string_view key, CachedValue* out) {
   const bool hit = LookupLocal(key, out);
   (hit ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
@@ -183,39 +204,52 @@ void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis 
 
 void Group::Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
                   StatusCallback done) {
-  Replica push;
+  std::optional<Replica> push;
+  absl::Status status;
   {
     absl::MutexLock lock(&write_mu_);
-    uint64_t old_version = 0;
+    const UnixMillis now = clock_->NowMillis();
+    PruneRegistryLocked(now);
+    auto it = hot_registry_.find(absl::string_view(key.data(), key.size()));
+    const bool tracked = it != hot_registry_.end() && now < it->second.deadline;
+    uint64_t above = tracked ? it->second.version : 0;
+    uint64_t cached = 0;
     bool tombstone = false;
-    const bool was_hot = ReadHot(key, &old_version, &tombstone, nullptr) && !tombstone;
+    if (ReadHot(key, &cached, &tombstone, nullptr)) above = std::max(above, cached);
+    const uint64_t version = NextVersion(above);
     if (hot) {
       main_.Erase(key);
-      const uint64_t version = NextVersion();
-      if (!hot_.Set(key, EncodeHot(version, false, value), deadline)) {
-        return done(absl::ResourceExhaustedError(absl::StrCat(
+      if (hot_.Set(key, EncodeHot(version, false, value), deadline)) {
+        hot_registry_[std::string(key)] = {version, deadline, false};
+        push = Replica{.key = std::string(key),
+                       .value = std::string(value),
+                       .deadline = deadline,
+                       .version = version};
+      } else {
+        status = absl::ResourceExhaustedError(absl::StrCat(
             "entry of ", key.size() + value.size(), " bytes does not fit in the hot cache (",
-            hot_.capacity(), " bytes)")));
+            hot_.capacity(), " bytes)"));
       }
-      push = {.key = std::string(key),
-              .value = std::string(value),
-              .deadline = deadline,
-              .version = version};
+    } else if (!main_.Set(key, value, deadline)) {
+      status = absl::ResourceExhaustedError(
+          absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the ",
+                       "main cache (", main_.capacity(), " bytes)"));
     } else {
-      if (!main_.Set(key, value, deadline)) {
-        return done(absl::ResourceExhaustedError(
-            absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the ",
-                         "main cache (", main_.capacity(), " bytes)")));
-      }
       hot_.Erase(key);
-      if (!was_hot) return done(absl::OkStatus());
-      // It was hot: the replicas must drop their copies before the client hears "done". (The
-      // owner needs no tombstone: it is where versions come from.)
-      push = {.key = std::string(key), .deadline = deadline, .version = NextVersion(),
-              .remove = true};
+      if (tracked) {
+        // It is or was recently hot: the replicas must drop their copies before the client
+        // hears "done" (also when an earlier removal may still be on its way). The removal
+        // lives as long as the longest-lived copy it removes.
+        const UnixMillis until = std::max(it->second.deadline, deadline);
+        it->second = {version, until, true};
+        push = Replica{.key = std::string(key), .deadline = until, .version = version,
+                       .remove = true};
+      }
     }
   }
-  PushToReplicas(std::move(push), std::move(done));
+  // Callbacks never run under write_mu_.
+  if (push) return PushToReplicas(std::move(*push), std::move(done));
+  done(std::move(status));
 }
 
 void Group::PushToReplicas(Replica replica, StatusCallback done) {
@@ -232,6 +266,7 @@ void Group::PushToReplicas(Replica replica, StatusCallback done) {
   for (const std::shared_ptr<Peer>& peer : peers) {
     replica_pushes_.fetch_add(1, std::memory_order_relaxed);
     if (replica.remove) replica_invalidations_.fetch_add(1, std::memory_order_relaxed);
+    pushes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
     peer->Replicate(options_.name, replica, [this, fanout, key](absl::Status s) {
       if (!s.ok()) {
         replica_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -241,6 +276,7 @@ void Group::PushToReplicas(Replica replica, StatusCallback done) {
       // The write is acknowledged once every replica answered or its call failed (each call
       // has the peer deadline); failed replicas are reported above and in the stats.
       if (fanout->pending.fetch_sub(1) == 1) fanout->done(absl::OkStatus());
+      pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use of `this`
     });
   }
 }
@@ -253,6 +289,7 @@ bool Group::ApplyReplica(const Replica& r) {
     replicas_stale_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
+  RaiseVersionFloor(r.version);
   main_.Erase(r.key);
   // A removal keeps a tombstone with its version until the entry's deadline, so an older push
   // that arrives late cannot bring the value back.
@@ -269,20 +306,23 @@ void Group::Delete(std::string_view key, StatusCallback done) {
 }
 
 void Group::DeleteLocal(std::string_view key, StatusCallback done) {
-  Replica push;
+  std::optional<Replica> push;
   {
     absl::MutexLock lock(&write_mu_);
+    const UnixMillis now = clock_->NowMillis();
     main_.Erase(key);
-    uint64_t version = 0;
-    bool tombstone = false;
-    CachedValue old;
-    const bool was_hot = ReadHot(key, &version, &tombstone, &old) && !tombstone;
     hot_.Erase(key);
-    if (!was_hot) return done(absl::OkStatus());
-    push = {.key = std::string(key), .deadline = old.deadline, .version = NextVersion(),
-            .remove = true};
+    auto it = hot_registry_.find(absl::string_view(key.data(), key.size()));
+    if (it != hot_registry_.end() && now < it->second.deadline) {
+      const uint64_t version = NextVersion(it->second.version);
+      it->second.version = version;
+      it->second.removed = true;
+      push = Replica{.key = std::string(key), .deadline = it->second.deadline,
+                     .version = version, .remove = true};
+    }
   }
-  PushToReplicas(std::move(push), std::move(done));
+  if (push) return PushToReplicas(std::move(*push), std::move(done));
+  done(absl::OkStatus());
 }
 
 void Group::PushHotTo(const std::shared_ptr<Peer>& peer) {
@@ -301,11 +341,14 @@ void Group::PushHotTo(const std::shared_ptr<Peer>& peer) {
     if (owner != nullptr && owner != peer) continue;
     ++pushed;
     replica_pushes_.fetch_add(1, std::memory_order_relaxed);
+    pushes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
     peer->Replicate(options_.name, r, [this, key = r.key](absl::Status s) {
-      if (s.ok()) return;
-      replica_failures_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("group {}: hot key '{}' not pushed to a new member: {}", options_.name, key,
-                   std::string(s.message()));
+      if (!s.ok()) {
+        replica_failures_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("group {}: hot key '{}' not pushed to a new member: {}", options_.name, key,
+                     std::string(s.message()));
+      }
+      pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use of `this`
     });
   }
   if (pushed > 0) spdlog::info("group {}: pushed {} hot keys to a new member", options_.name, pushed);

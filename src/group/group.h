@@ -39,6 +39,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "cache/sharded_cache.h"
 #include "common/clock.h"
@@ -85,6 +86,8 @@ class Group {
   // `loader` may be null (misses are then NotFound); `peers` null means NoPeers.
   Group(GroupOptions options, std::shared_ptr<Loader> loader, std::shared_ptr<PeerPicker> peers,
         const Clock* clock);
+  // Waits (bounded) for replica pushes still in flight: their callbacks use this group.
+  ~Group();
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
 
@@ -128,7 +131,12 @@ class Group {
   static std::string EncodeHot(uint64_t version, bool tombstone, std::string_view value);
   // Reads the hot entry of `key`: false if none; `tombstone` set for removed keys.
   bool ReadHot(std::string_view key, uint64_t* version, bool* tombstone, CachedValue* out);
-  uint64_t NextVersion();
+  // A version above `above`, above every version handed out or seen here, and not below the
+  // wall-clock floor (now_ms << 20).
+  uint64_t NextVersion(uint64_t above = 0);
+  void RaiseVersionFloor(uint64_t seen);
+  // Drops registry records whose deadline passed (amortized: every 256 writes).
+  void PruneRegistryLocked(UnixMillis now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Owner: stores and, for keys that are or were hot, pushes to every replica before `done`.
   void Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
              StatusCallback done);
@@ -164,6 +172,18 @@ class Group {
   // Serializes version assignment with the local store on the owner (so the owner's copy is
   // always the highest version it handed out) and the read-compare-write of ApplyReplica.
   absl::Mutex write_mu_;
+  // Owner side: every key this node made hot, and whether it was removed since, until its
+  // deadline. Separate from the hot cache (which may evict): a later write or delete of a key
+  // in here pushes a removal to the replicas even if this node no longer holds the value, and
+  // also while an earlier removal may still be on its way.
+  struct HotRecord {
+    uint64_t version = 0;
+    UnixMillis deadline = kNoDeadline;
+    bool removed = false;
+  };
+  absl::flat_hash_map<std::string, HotRecord> hot_registry_ ABSL_GUARDED_BY(write_mu_);
+  uint64_t writes_since_prune_ ABSL_GUARDED_BY(write_mu_) = 0;
+  std::atomic<int64_t> pushes_in_flight_{0};
 };
 
 }  // namespace nexus

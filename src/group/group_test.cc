@@ -281,6 +281,41 @@ TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
   EXPECT_EQ(g.stats().replica_pushes, 5u);
 }
 
+TEST_F(GroupTest, RemovalsKeepGoingOutUntilTheHotDeadlineEvenIfTheOwnerLostItsCopy) {
+  auto others = std::make_shared<FakePeer>();
+  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
+  ASSERT_TRUE(g.SetSync("k", "hot", 10 * kMinute, true).ok());
+  const UnixMillis hot_deadline = others->replicas[0].deadline;
+  // The owner's hot cache evicts its copy; a later plain set must still clear the replicas.
+  g.hot_cache().Erase("k");
+  ASSERT_TRUE(g.SetSync("k", "plain1", kMinute, false).ok());
+  ASSERT_EQ(others->replicas.size(), 2u);
+  EXPECT_TRUE(others->replicas[1].remove);
+  // The removal lives as long as the copy it removes, not as the new short TTL.
+  EXPECT_EQ(others->replicas[1].deadline, hot_deadline);
+  // A second plain set while the first removal might still be on its way: removed again.
+  ASSERT_TRUE(g.SetSync("k", "plain2", kMinute, false).ok());
+  ASSERT_EQ(others->replicas.size(), 3u);
+  EXPECT_TRUE(others->replicas[2].remove);
+  EXPECT_GT(others->replicas[2].version, others->replicas[1].version);
+  // After the hot deadline nobody can hold a copy: plain writes stop paying for removals.
+  clock_.Set(hot_deadline);
+  ASSERT_TRUE(g.SetSync("k", "plain3", kMinute, false).ok());
+  EXPECT_EQ(others->replicas.size(), 3u);
+}
+
+TEST_F(GroupTest, VersionsNeverGoBackwardsBelowWhatThisNodeHasSeen) {
+  auto others = std::make_shared<FakePeer>();
+  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
+  // A replica pushed by an earlier owner whose clock was ahead.
+  const uint64_t ahead = (static_cast<uint64_t>(clock_.NowMillis()) + 3'600'000) << 20;
+  ASSERT_TRUE(g.ApplyReplica({.key = "k", .value = "old", .deadline = kNoDeadline, .version = ahead}));
+  ASSERT_TRUE(g.SetSync("k", "new", kMinute, true).ok());
+  ASSERT_EQ(others->replicas.size(), 1u);
+  EXPECT_GT(others->replicas[0].version, ahead);
+  EXPECT_EQ(g.GetSync("k")->data, "new");
+}
+
 TEST_F(GroupTest, AFailedReplicaIsReportedButDoesNotFailTheWrite) {
   auto others = std::make_shared<FakePeer>();
   others->replica_error = absl::UnavailableError("peer svc3 unreachable");

@@ -36,7 +36,17 @@ TEST(HotKeys, ExpireOnEveryNodeWithTheOwnersDeadline) {
   std::string failure;
   ASSERT_TRUE(c.Start(&failure)) << failure;
   ASSERT_EQ(SetHot(c.node(1).http_port, "flash", "sale", "ttl_ms=1500"), 200);
-  for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(Get(c.node(i).http_port, "flash"), "value=sale\n");
+  for (size_t i = 0; i < c.size(); ++i) {
+    // Every node holds a copy: reading it costs no peer call anywhere.
+    const double before = MetricSum(c.node(i).http_port, "nexuscache_peer_requests_total");
+    EXPECT_EQ(Get(c.node(i).http_port, "flash"), "value=sale\n");
+    EXPECT_EQ(MetricSum(c.node(i).http_port, "nexuscache_peer_requests_total"), before);
+  }
+  double applied = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    applied += MetricSum(c.node(i).http_port, "nexuscache_hot_replicas_applied_total");
+  }
+  EXPECT_EQ(applied, 2);  // the two nodes that are not the owner
   // TTL 1.5 s plus at most 10% jitter: gone everywhere by 1.65 s (checked with margin).
   std::this_thread::sleep_for(milliseconds(2000));
   for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(Get(c.node(i).http_port, "flash"), "404");
@@ -129,10 +139,17 @@ TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {
   ASSERT_NE(etcd, nullptr) << error;
   Cluster c(3, {"--etcd", etcd->endpoint(), "--lease-ttl", "2"}, /*static_peers=*/false);
   ASSERT_TRUE(c.Start(&error)) << error;
-  // Wait for the three to see each other.
+  // Wait until all three see all three (writes must reach the owner every node agrees on).
+  auto ring_complete = [&](uint16_t port) {
+    const std::string ring = Http(port, "GET", "/api/ring").body;
+    return ring.find("\"svc1\"") != std::string::npos &&
+           ring.find("\"svc2\"") != std::string::npos &&
+           ring.find("\"svc3\"") != std::string::npos;
+  };
   const auto give_up = Clock::now() + seconds(10);
   while (Clock::now() < give_up &&
-         Http(c.node(0).http_port, "GET", "/api/ring").body.find("svc3") == std::string::npos) {
+         !(ring_complete(c.node(0).http_port) && ring_complete(c.node(1).http_port) &&
+           ring_complete(c.node(2).http_port))) {
     std::this_thread::sleep_for(milliseconds(50));
   }
   for (int i = 0; i < 10; ++i) {

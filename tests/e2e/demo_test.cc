@@ -17,7 +17,7 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     http.push_back(FreePort());
     grpc.push_back(FreePort());
   }
-  const uint16_t etcd_client = FreePort(), etcd_peer = FreePort();
+  const uint16_t etcd_client = FreePort(), etcd_peer = FreePort(), prometheus = FreePort();
   auto join = [](const std::vector<uint16_t>& ports) {
     return std::to_string(ports[0]) + " " + std::to_string(ports[1]) + " " +
            std::to_string(ports[2]);
@@ -27,7 +27,8 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
                               {"DEMO_HTTP_PORTS", join(http)},
                               {"DEMO_GRPC_PORTS", join(grpc)},
                               {"DEMO_ETCD_PORTS", std::to_string(etcd_client) + " " +
-                                                      std::to_string(etcd_peer)}},
+                                                      std::to_string(etcd_peer)},
+                              {"DEMO_PROM_PORT", std::to_string(prometheus)}},
                              TempDir() + "/demo.log");
   ASSERT_NE(demo, nullptr);
   for (uint16_t port : http) {
@@ -55,6 +56,16 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   EXPECT_EQ(Http(http[1], "GET", "/api/get?key=popular").body, "value=Hot Data!\n");
   EXPECT_EQ(Http(http[1], "GET", "/api/get?key=Tom").body, "value=630\n");
 
+  // The demo's Prometheus comes up and answers.
+  bool prometheus_ready = false;
+  for (int i = 0; i < 200 && !prometheus_ready; ++i) {
+    prometheus_ready = Http(prometheus, "GET", "/-/ready", "", std::chrono::milliseconds(500)).status == 200;
+    if (!prometheus_ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(prometheus_ready) << demo->Log();
+  EXPECT_NE(demo->Log().find("Prometheus: http://127.0.0.1:" + std::to_string(prometheus)),
+            std::string::npos);
+
   demo->Signal(SIGINT);
   int code = 0;
   ASSERT_TRUE(demo->WaitExit(std::chrono::seconds(20), &code)) << demo->Log();
@@ -64,6 +75,8 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   }
   EXPECT_EQ(Http(etcd_client, "GET", "/health", "", std::chrono::milliseconds(500)).status, 0)
       << "etcd outlived the demo script";
+  EXPECT_EQ(Http(prometheus, "GET", "/-/ready", "", std::chrono::milliseconds(500)).status, 0)
+      << "prometheus outlived the demo script";
 }
 
 }  // namespace

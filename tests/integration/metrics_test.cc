@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <thread>
 
 #include "support/cluster.h"
@@ -133,6 +134,37 @@ TEST_F(MetricsCluster, ARealPrometheusScrapesEveryNode) {
   EXPECT_EQ(up, 3) << last;
   prometheus->Signal(SIGTERM);
   prometheus->WaitExit(seconds(10), nullptr);
+}
+
+TEST_F(MetricsCluster, GrafanaDashboardOnlyUsesMetricsWeExport) {
+  std::ifstream in(std::string(NEXUS_SOURCE_DIR) + "/deploy/grafana/dashboards/nexuscache.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json dashboard = nlohmann::json::parse(in);  // must parse: valid JSON
+  const std::string exported = Http(cluster_.node(0).http_port, "GET", "/metrics").body;
+  int exprs = 0;
+  const std::regex metric("nexuscache_[a-z_]+");
+  for (const auto& panel : dashboard["panels"]) {
+    ASSERT_TRUE(panel.contains("targets")) << panel["title"];
+    for (const auto& target : panel["targets"]) {
+      const std::string expr = target["expr"].get<std::string>();
+      ++exprs;
+      for (auto it = std::sregex_iterator(expr.begin(), expr.end(), metric);
+           it != std::sregex_iterator(); ++it) {
+        std::string name = it->str();
+        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+          const std::string s(suffix);
+          if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0 &&
+              exported.find("# TYPE " + name.substr(0, name.size() - s.size()) + " histogram") !=
+                  std::string::npos) {
+            name = name.substr(0, name.size() - s.size());
+          }
+        }
+        EXPECT_NE(exported.find("# TYPE " + name + " "), std::string::npos)
+            << "panel '" << panel["title"].get<std::string>() << "' uses " << name;
+      }
+    }
+  }
+  EXPECT_GE(exprs, 10);
 }
 
 }  // namespace

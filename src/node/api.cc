@@ -8,6 +8,8 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "node/dashboard.h"
+
 namespace nexus {
 
 namespace {
@@ -185,6 +187,11 @@ void Api::Install(http::Router& router) {
   router.Handle("GET", "/api/stats", bind(&Api::Stats));
   router.Handle("GET", "/api/ring", bind(&Api::Ring));
   router.Handle("GET", "/metrics", bind(&Api::Metrics));
+  router.Handle("GET", "/dashboard", [](http::Request&&, http::Responder respond) {
+    http::Response r = Text(200, std::string(DashboardHtml()));
+    r.content_type = "text/html; charset=utf-8";
+    respond(std::move(r));
+  });
   router.Handle("GET", "/healthz", [](http::Request&&, http::Responder respond) {
     respond(Text(200, "ok\n"));
   });

@@ -284,6 +284,20 @@ TEST(ProcessTest, BadFlagsExitTwoAndABusyPortFailsClearly) {
       << busy->Log();
 }
 
+TEST_F(OneNode, DashboardIsOneSelfContainedPage) {
+  const HttpResult r = Http(port_, "GET", "/dashboard");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers.at("content-type"), "text/html; charset=utf-8");
+  EXPECT_NE(r.body.find("<title>nexuscache dashboard</title>"), std::string::npos);
+  // Everything inline: no external script, stylesheet or CDN.
+  EXPECT_EQ(r.body.find("http://"), std::string::npos);
+  EXPECT_EQ(r.body.find("https://"), std::string::npos);
+  EXPECT_EQ(r.body.find("src="), std::string::npos);
+  // It reads only this node's endpoints, which exist.
+  EXPECT_NE(r.body.find("fetch(\"/metrics\")"), std::string::npos);
+  EXPECT_NE(r.body.find("fetch(\"/api/ring\")"), std::string::npos);
+}
+
 TEST(ProcessTest, MetricsPortServesOnlyMetrics) {
   const uint16_t metrics_port = FreePort();
   Cluster one(1, {"--metrics-port", std::to_string(metrics_port)});

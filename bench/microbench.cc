@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -25,6 +26,7 @@
 #include "common/clock.h"
 #include "common/process.h"
 #include "flight/flight.h"
+#include "metrics/metrics.h"
 #include "ring/hash_ring.h"
 
 namespace nexus {
@@ -163,6 +165,23 @@ void BM_FlightUncontended(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// What the HTTP layer adds per request for metrics: a counter increment, a histogram
+// observation and the two clock reads around the request (Api::Finish).
+void BM_RequestMetrics(benchmark::State& state) {
+  static metrics::Registry* registry = new metrics::Registry();
+  static auto* requests = registry->AddCounter("r_total", "r", {"op", "status"});
+  static auto* latency = registry->AddHistogram("d_seconds", "d", {"op"},
+                                                metrics::Registry::LatencyBounds());
+  static metrics::Counter* hit = requests->With({"get", "hit"});
+  static metrics::Histogram* get = latency->With({"get"});
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    hit->Inc();
+    get->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 size_t ResidentBytes() {
   std::ifstream statm("/proc/self/statm");
   size_t size = 0, resident = 0;
@@ -207,6 +226,7 @@ NEXUS_CACHE_BENCH(BM_ShardedSet);
 NEXUS_CACHE_BENCH(BM_ShardedMix90Get10Set);
 BENCHMARK(BM_RingOwner)->Arg(50)->Arg(200);
 BENCHMARK(BM_FlightUncontended);
+BENCHMARK(BM_RequestMetrics)->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 }  // namespace nexus

@@ -17,13 +17,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string OwnerOf(uint16_t http_port, const std::string& key) {
-  const HttpResult r = Http(http_port, "GET", "/api/ring?key=" + key);
-  if (r.status != 200) return "";
-  return nlohmann::json::parse(r.body)["owner"].get<std::string>();
-}
-
-
 uint64_t Items(uint16_t http_port) {
   const HttpResult r = Http(http_port, "GET", "/api/stats");
   return nlohmann::json::parse(r.body)["items"].get<uint64_t>();
@@ -72,11 +65,7 @@ TEST_F(ThreeNodes, SeedReadmeFlow) {
 
 TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
   // A hot key owned by svc1, written through svc2.
-  std::string key;
-  for (int i = 0; key.empty(); ++i) {
-    const std::string k = "hot" + std::to_string(i);
-    if (OwnerOf(cluster_.node(0).http_port, k) == "svc1") key = k;
-  }
+  const std::string key = KeyOwnedBy(cluster_.node(0).http_port, "svc1", "hot");
   ASSERT_EQ(Http(cluster_.node(1).http_port, "POST", "/api/set",
                  "key=" + key + "&value=first&expire=5&hot=true")
                 .status,
@@ -150,11 +139,7 @@ TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
 
 TEST_F(ThreeNodes, DeadPeerGivesAQuickGatewayErrorNotAHang) {
   // Find a key owned by svc3, then kill svc3 hard.
-  std::string key;
-  for (int i = 0; key.empty(); ++i) {
-    const std::string k = "dead" + std::to_string(i);
-    if (OwnerOf(cluster_.node(0).http_port, k) == "svc3") key = k;
-  }
+  const std::string key = KeyOwnedBy(cluster_.node(0).http_port, "svc3", "dead");
   cluster_.node(2).process->Signal(SIGKILL);
   ASSERT_TRUE(cluster_.node(2).process->WaitExit(seconds(5), nullptr));
   const auto start = std::chrono::steady_clock::now();
@@ -165,15 +150,12 @@ TEST_F(ThreeNodes, DeadPeerGivesAQuickGatewayErrorNotAHang) {
   EXPECT_LT(took, seconds(3));
   EXPECT_EQ(Http(cluster_.node(0).http_port, "GET", "/healthz").status, 200);
   // Keys owned by the survivors are unaffected.
-  for (int i = 0;; ++i) {
-    const std::string k = "alive" + std::to_string(i);
-    if (OwnerOf(cluster_.node(0).http_port, k) != "svc2") continue;
-    EXPECT_EQ(Http(cluster_.node(0).http_port, "POST", "/api/set", "key=" + k + "&value=x&expire=1")
-                  .status,
-              200);
-    EXPECT_EQ(Http(cluster_.node(0).http_port, "GET", "/api/get?key=" + k).body, "value=x\n");
-    break;
-  }
+  const std::string alive = KeyOwnedBy(cluster_.node(0).http_port, "svc2", "alive");
+  EXPECT_EQ(
+      Http(cluster_.node(0).http_port, "POST", "/api/set", "key=" + alive + "&value=x&expire=1")
+          .status,
+      200);
+  EXPECT_EQ(Http(cluster_.node(0).http_port, "GET", "/api/get?key=" + alive).body, "value=x\n");
 }
 
 class OneNode : public ::testing::Test {

@@ -80,14 +80,8 @@ TEST(HotKeys, ADeadReplicaDoesNotBlockWritesAndSurvivorsAgree) {
   Cluster c(3, {"--peer-timeout-ms", "1000"});
   std::string failure;
   ASSERT_TRUE(c.Start(&failure)) << failure;
-  // A key owned by svc1 or svc2, so the write itself does not need the dead node.
-  std::string key;
-  for (int i = 0; key.empty(); ++i) {
-    const std::string k = "k" + std::to_string(i);
-    const auto ring =
-        nlohmann::json::parse(Http(c.node(0).http_port, "GET", "/api/ring?key=" + k).body);
-    if (ring["owner"] != "svc3") key = k;
-  }
+  // A key owned by svc1, so the write itself does not need the node that dies.
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc1", "k");
   std::atomic<bool> stop{false};
   std::atomic<int> failed{0};
   std::atomic<long> slowest_ms{0};
@@ -118,13 +112,7 @@ TEST(HotKeys, SurviveTheDeathOfTheirOwner) {
   Cluster c(3, {});
   std::string failure;
   ASSERT_TRUE(c.Start(&failure)) << failure;
-  std::string key;
-  for (int i = 0; key.empty(); ++i) {
-    const std::string k = "k" + std::to_string(i);
-    const auto ring =
-        nlohmann::json::parse(Http(c.node(0).http_port, "GET", "/api/ring?key=" + k).body);
-    if (ring["owner"] == "svc3") key = k;
-  }
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc3", "k");
   ASSERT_EQ(SetHot(c.node(0).http_port, key, "kept"), 200);
   c.node(2).process->Signal(SIGKILL);
   ASSERT_TRUE(c.node(2).process->WaitExit(seconds(5), nullptr));

@@ -26,18 +26,6 @@ double Sample(const std::string& metrics, const std::string& series) {
   return std::stod(metrics.substr(pos + series.size() + 1));
 }
 
-std::string OwnerOf(uint16_t port, const std::string& key) {
-  return nlohmann::json::parse(Http(port, "GET", "/api/ring?key=" + key).body)["owner"];
-}
-
-// A key of the given owner, named with `prefix`.
-std::string KeyOwnedBy(uint16_t port, const std::string& owner, const std::string& prefix) {
-  for (int i = 0;; ++i) {
-    const std::string k = prefix + std::to_string(i);
-    if (OwnerOf(port, k) == owner) return k;
-  }
-}
-
 class MetricsCluster : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -217,6 +218,20 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
   }
   req += "\r\n" + body;
   return ParseResponse(RawExchange(port, req, timeout));
+}
+
+std::string OwnerOf(uint16_t http_port, const std::string& key) {
+  const HttpResult r = Http(http_port, "GET", "/api/ring?key=" + key);
+  if (r.status != 200) return "";
+  const nlohmann::json ring = nlohmann::json::parse(r.body, nullptr, false);
+  return ring.is_object() && ring["owner"].is_string() ? ring["owner"].get<std::string>() : "";
+}
+
+std::string KeyOwnedBy(uint16_t http_port, const std::string& owner, const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    const std::string key = prefix + std::to_string(i);
+    if (OwnerOf(http_port, key) == owner) return key;
+  }
 }
 
 double MetricSum(uint16_t http_port, const std::string& name) {

@@ -65,6 +65,12 @@ HttpResult ParseResponse(const std::string& raw);
 // when there is none.
 double MetricSum(uint16_t http_port, const std::string& name);
 
+// The node that owns `key` according to GET /api/ring?key= on `http_port` ("" if no answer).
+std::string OwnerOf(uint16_t http_port, const std::string& key);
+// The first key `prefix`0, `prefix`1, ... that `owner` owns according to the node on
+// `http_port`.
+std::string KeyOwnedBy(uint16_t http_port, const std::string& owner, const std::string& prefix);
+
 // Polls GET /healthz until it answers 200 or `timeout` passes.
 bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout);
 

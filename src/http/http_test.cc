@@ -466,6 +466,66 @@ TEST_F(ServerTest, PipelinedRequestsAnsweredInOrder) {
   EXPECT_EQ(r2->body(), "path=/echo key=second\n");
 }
 
+TEST_F(ServerTest, ManyPipelinedRequestsInOneWriteAnsweredInOrder) {
+  StartServer();
+  RawConn c(server_->port());
+  // 3000 requests (~120 KiB) in one write: more input than one connection may consume in one
+  // loop turn, and answers (~330 KiB) past the output the server queues before it stops
+  // parsing, so both limits are crossed and resumed.
+  std::string batch;
+  for (int i = 0; i < 3000; ++i) batch += Get("/echo?key=" + std::to_string(i));
+  c.Send(batch);
+  for (int i = 0; i < 3000; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r) << i;
+    ASSERT_EQ(r->body(), "path=/echo key=" + std::to_string(i) + "\n");
+  }
+  // Still usable afterwards.
+  c.Send(Get("/echo?key=after"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "path=/echo key=after\n");
+}
+
+TEST_F(ServerTest, LargeResponseReachesSlowReader) {
+  // 16 MiB is far more than the socket buffers: the server must wait for room (EPOLLOUT) and
+  // finish the write later while serving other connections.
+  const std::string big(16 << 20, 'x');
+  router_->Handle("GET", "/big", [&big](Request&&, Responder respond) {
+    respond(Text(200, big));
+  });
+  StartServer();
+  RawConn slow(server_->port());
+  slow.Send(Get("/big"));
+  std::this_thread::sleep_for(milliseconds(200));  // the server fills the buffers and waits
+  RawConn other(server_->port());
+  other.Send(Get("/echo?key=meanwhile"));
+  auto o = other.Read();
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->body(), "path=/echo key=meanwhile\n");
+  auto r = slow.Read(milliseconds(20000));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body().size(), big.size());
+  EXPECT_EQ(r->body(), big);
+}
+
+TEST_F(ServerTest, ManyConcurrentConnections) {
+  StartServer();
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 200; ++i) {
+    conns.push_back(std::make_unique<RawConn>(server_->port()));
+    conns.back()->Send(Get("/echo?key=" + std::to_string(i)));
+  }
+  for (int i = 0; i < 200; ++i) {
+    auto r = conns[i]->Read();
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body(), "path=/echo key=" + std::to_string(i) + "\n");
+  }
+  EXPECT_TRUE(WaitForConnections(200));
+  conns.clear();
+  EXPECT_TRUE(WaitForConnections(0));
+}
+
 TEST_F(ServerTest, LateAnswerFromOtherThreadDoesNotBlockOthers) {
   StartServer();
   RawConn slow(server_->port());

@@ -1,10 +1,22 @@
 #include "http/server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <array>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <future>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -12,69 +24,321 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "boost/asio.hpp"
-#include "boost/beast/core.hpp"
-#include "boost/beast/http.hpp"
+#include "boost/beast/core/string.hpp"
+#include "boost/beast/http/error.hpp"
+#include "boost/beast/http/parser.hpp"
+#include "boost/beast/http/status.hpp"
+#include "boost/beast/http/string_body.hpp"
 #include "spdlog/spdlog.h"
 
 namespace nexus::http {
 namespace internal {
 namespace {
 
-namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using tcp = net::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+using TimePoint = SteadyClock::time_point;
 
+constexpr TimePoint kNever = TimePoint::max();
 // After a response that closes the connection we drain the client's remaining bytes for at
-// most this long (see LingerClose).
+// most this long (see Conn::LingerClose).
 constexpr std::chrono::milliseconds kMaxLinger{2000};
+// Deadlines are checked this often (their precision), and a paused accept is retried after it.
+constexpr std::chrono::milliseconds kScanInterval{50};
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kDroppedBody = "internal error: handler dropped the request\n";
+constexpr size_t kInitialBuffer = 4096;
+constexpr int kMaxEvents = 256;
+// recv() calls one connection may make per loop turn before the others get theirs.
+constexpr int kReadsPerTurn = 16;
+// Connections accepted per wake-up of the listening socket.
+constexpr int kAcceptsPerTurn = 64;
+// A client that pipelines requests without reading answers is not parsed further while this
+// much output is unsent.
+constexpr size_t kMaxPendingOutput = 256 * 1024;
 
-std::string EndpointString(const tcp::endpoint& ep) {
-  const auto addr = ep.address();
-  return addr.is_v6() ? absl::StrCat("[", addr.to_string(), "]:", ep.port())
-                      : absl::StrCat(addr.to_string(), ":", ep.port());
+// Tags in epoll_event.data.ptr that are not connections.
+char kListenTag;
+char kWakeTag;
+
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof buf);  // GNU strerror_r returns the message
 }
 
-bool IsHttpParseError(const beast::error_code& ec) {
-  return ec.category() == beast::error_code(bhttp::error::bad_method).category();
-}
-
-// Orders posts from handler threads before the io_contexts are destroyed: once closed, a late
-// Responder is dropped instead of posting to a dead context.
-class PostGate {
- public:
-  template <class Handler>
-  void Post(const net::any_io_executor& ex, Handler&& handler) {
-    absl::MutexLock lock(&mu_);
-    if (open_) net::post(ex, std::forward<Handler>(handler));
+std::string AddressString(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "unknown";
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return absl::StrCat(host, ":", ntohs(in->sin_port));
   }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return absl::StrCat("[", host, "]:", ntohs(in6->sin6_port));
+  }
+  return "unknown";
+}
+
+// Header names and values must not smuggle CR/LF (a handler bug must not split responses).
+bool ValidHeader(std::string_view name, std::string_view value) {
+  return !name.empty() && name.find_first_of("\r\n:") == std::string_view::npos &&
+         value.find_first_of("\r\n") == std::string_view::npos;
+}
+
+// Serializes `r` by hand and appends it to `out`: for the small responses a cache serves,
+// Beast's generic serializer cost more CPU than the whole lookup (measured with perf under wrk).
+void AppendResponse(Response r, unsigned version, bool keep_alive, bool head,
+                    std::string_view server_name, std::string& out) {
+  int status = r.status;
+  if (status < 100 || status > 999) status = 500;
+  // These statuses must not carry a body.
+  const bool bodiless = status / 100 == 1 || status == 204 || status == 304;
+  if (bodiless) r.body.clear();
+  out.reserve(out.size() + 160 + r.body.size());
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  out.append(reason.data(), reason.size());
+  out += "\r\nServer: ";
+  out += server_name;
+  bool has_content_type = false;
+  for (const auto& [name, value] : r.headers) {
+    if (beast::iequals(name, "Content-Length") || beast::iequals(name, "Transfer-Encoding") ||
+        beast::iequals(name, "Connection") || beast::iequals(name, "Server") ||
+        !ValidHeader(name, value)) {
+      continue;
+    }
+    if (beast::iequals(name, "Content-Type")) has_content_type = true;
+    out += "\r\n";
+    out += name;
+    out += ": ";
+    out += value;
+  }
+  if (!has_content_type && ValidHeader("Content-Type", r.content_type)) {
+    out += "\r\nContent-Type: ";
+    out += r.content_type;
+  }
+  if (!bodiless) {
+    // HEAD answers like GET without the body: same Content-Length, nothing after the header.
+    out += "\r\nContent-Length: ";
+    out += std::to_string(r.body.size());
+  }
+  if (!keep_alive) {
+    out += "\r\nConnection: close";
+  } else if (version == 10) {
+    out += "\r\nConnection: keep-alive";
+  }
+  out += "\r\n\r\n";
+  if (!head) out += r.body;
+}
+
+// Work handed to a loop thread from other threads (a handler's late response, Stop). Wakes the
+// loop through an eventfd, written only when the queue goes from empty to non-empty. Once
+// closed (the loop is gone), posts are dropped, so a late Responder is harmless.
+class Mailbox {
+ public:
+  using Task = absl::AnyInvocable<void()>;
+
+  explicit Mailbox(int event_fd) : fd_(event_fd) {}
+  ~Mailbox() { ::close(fd_); }
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+
+  int fd() const { return fd_; }
+
+  void Post(Task task) {
+    bool wake;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!open_) return;
+      wake = tasks_.empty();
+      tasks_.push_back(std::move(task));
+    }
+    if (wake) {
+      const uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);
+    }
+  }
+
+  // Loop thread: everything posted so far.
+  std::vector<Task> Take() {
+    uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(fd_, &count, sizeof count);
+    absl::MutexLock lock(&mu_);
+    return std::exchange(tasks_, {});
+  }
+
   void Close() {
+    std::vector<Task> dropped;  // destroyed outside the lock
     absl::MutexLock lock(&mu_);
     open_ = false;
+    dropped.swap(tasks_);
   }
 
  private:
+  const int fd_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
+  std::vector<Task> tasks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-class Session;
+class Loop;
+
+// One connection, owned by its Loop; every member runs on that loop's thread.
+//
+// States: kReading (a request is being received; also the keep-alive wait before it) ->
+// kHandling (the router has it; no reading, so responses stay in order) -> kReading again, or
+// kClosing (the last response is being flushed) -> kLingering (half-closed, discarding input)
+// -> kClosed. Output is appended to out_ and flushed whenever the socket is writable, so
+// answers to pipelined requests leave in one send.
+//
+// Readiness is tracked like nginx does with edge-triggered epoll: readable_ becomes false when
+// a recv() returns less than asked (the socket is drained) and true on the next EPOLLIN, so a
+// keep-alive connection costs one recv() and one send() per request and no failed reads.
+class Conn {
+ public:
+  Conn(Loop* loop, int fd, uint64_t id, std::string remote);
+  ~Conn() { ::close(fd_); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  uint64_t id() const { return id_; }
+  void OnEvents(uint32_t events);
+  void OnResponse(uint64_t seq, Response response);
+  void OnDrain();
+  // Closes the connection if a deadline has passed.
+  void CheckDeadline(TimePoint now);
+  // Processes buffered and readable input and flushes output, until it has to wait.
+  void Drive();
+
+ private:
+  enum class State { kReading, kHandling, kClosing, kLingering, kClosed };
+
+  void StartRequest();
+  // Feeds buffered input to the parser; true when the state changed (request complete or
+  // rejected), false when more input is needed.
+  bool ParseBuffered();
+  void OnParseError(const beast::error_code& ec);
+  void OnRequest();
+  // Reads once into the buffer; false when there is nothing to read now or the connection
+  // closed.
+  bool ReadSome();
+  void Reply(Response response, bool keep_alive);
+  void Flush();
+  void LingerClose();
+  void Discard();
+  bool Idle() const;
+  void Close();
+  bool Draining() const;
+
+  Loop* const loop_;
+  const ServerOptions& options_;
+  const int fd_;
+  const uint64_t id_;
+  const std::string remote_;
+  State state_ = State::kReading;
+  bool in_drive_ = false;
+  bool readable_ = true;
+  bool writable_ = true;
+
+  // Input: bytes [begin_, end_) of in_ are received and not yet parsed.
+  std::unique_ptr<char[]> in_;
+  size_t capacity_ = 0;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bool continue_sent_ = false;
+
+  std::string out_;
+  size_t out_sent_ = 0;
+
+  TimePoint read_deadline_ = kNever;
+  TimePoint write_deadline_ = kNever;
+
+  uint64_t seq_ = 0;  // numbers requests so a stale Responder cannot answer a later one
+  bool head_ = false;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+};
+
+// One thread with its epoll instance and the connections it accepted. The listening socket is
+// registered in every loop with EPOLLEXCLUSIVE, so the kernel wakes one waiting loop per new
+// connection and that loop keeps it (as nginx's workers do); no connection ever moves between
+// threads.
+class Loop {
+ public:
+  Loop(ServerImpl* server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
+  ~Loop() {
+    conns_.clear();
+    graveyard_.clear();
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    if (mailbox_) mailbox_->Close();
+  }
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  absl::Status Init();
+  void Run();  // the thread body; returns after Quit()
+
+  // Any thread.
+  const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
+  void Quit() {
+    mailbox_->Post([this] { quit_ = true; });
+  }
+
+  // Loop thread.
+  static Loop* Current() { return current_; }
+  ServerImpl& server() { return *server_; }
+  TimePoint now() const { return now_; }
+  void BeginDrain();
+  void Deliver(uint64_t conn_id, uint64_t seq, Response response);
+  void Closed(Conn* conn);
+  void ScheduleTurn(Conn* conn) { turns_.push_back(conn->id()); }
+
+ private:
+  void AcceptSome();
+  void PauseAccepting();
+  void ResumeAccepting();
+  void RunTasks();
+  void Scan();
+  int WaitTimeoutMs() const;
+
+  static thread_local Loop* current_;
+
+  ServerImpl* const server_;
+  const int listen_fd_;
+  int epoll_fd_ = -1;
+  std::shared_ptr<Mailbox> mailbox_;
+  bool quit_ = false;
+  bool accepting_ = false;
+  bool draining_ = false;
+  TimePoint accept_resume_ = kNever;
+  TimePoint now_ = SteadyClock::now();
+  TimePoint next_scan_ = kNever;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  // Closed connections are freed after the current batch of events, which may still name them.
+  std::vector<std::unique_ptr<Conn>> graveyard_;
+  std::vector<uint64_t> turns_;  // connections that used up their turn with input left
+};
+
+thread_local Loop* Loop::current_ = nullptr;
 
 class ServerImpl {
  public:
   ServerImpl(ServerOptions options, std::shared_ptr<const Router> router)
-      : options_(std::move(options)),
-        router_(std::move(router)),
-        gate_(std::make_shared<PostGate>()) {}
+      : options_(std::move(options)), router_(std::move(router)) {}
   ~ServerImpl();
 
   absl::Status Start();
@@ -82,358 +346,576 @@ class ServerImpl {
   uint16_t port() const { return port_.load(); }
   size_t active_connections() const {
     absl::MutexLock lock(&mu_);
-    return sessions_.size();
+    return connections_;
   }
 
-  // For sessions.
+  // For loops and connections.
   const ServerOptions& options() const { return options_; }
   const Router& router() const { return *router_; }
-  const std::shared_ptr<PostGate>& gate() const { return gate_; }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
-  void Unregister(Session* session);
+  void ConnectionOpened() {
+    absl::MutexLock lock(&mu_);
+    ++connections_;
+  }
+  void ConnectionClosed() {
+    absl::MutexLock lock(&mu_);
+    --connections_;
+  }
 
  private:
-  void DoAccept();
-  void OnAccept(beast::error_code ec, tcp::socket socket);
-  bool NoSessionsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.empty(); }
+  bool NoConnectionsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return connections_ == 0; }
+  absl::StatusOr<int> Listen();
 
   const ServerOptions options_;
   const std::shared_ptr<const Router> router_;
-  const std::shared_ptr<PostGate> gate_;
   std::atomic<bool> draining_{false};
   std::atomic<uint16_t> port_{0};
   std::string listen_address_;
 
   mutable absl::Mutex mu_;
-  // Owns every open connection, so a session waiting for its handler (no I/O pending) stays
-  // alive; a session removes itself when it closes.
-  std::unordered_map<Session*, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  size_t connections_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex lifecycle_mu_;
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
 
-  // Touched only by Start/Stop/~ServerImpl (serialized by lifecycle_mu_ and thread joins) and,
-  // for next_context_/acceptor_, by the first context's thread.
-  std::vector<std::unique_ptr<net::io_context>> contexts_;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
+  // Touched only by Start/Stop/~ServerImpl (serialized by lifecycle_mu_ and thread joins).
+  int listen_fd_ = -1;
+  std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<std::thread> threads_;
-  std::unique_ptr<tcp::acceptor> acceptor_;
-  std::unique_ptr<net::steady_timer> accept_retry_;  // on the acceptor's context
-  size_t next_context_ = 0;
 };
 
-// One connection. Every member function runs on the connection's io_context thread (Start and
-// BeginDrain post there first). State machine:
-//   kReading -> kHandling -> kWriting -> (kReading | kLingering) -> kClosed
-// with errors jumping to kWriting (400/413/431) or kClosed.
-class Session : public std::enable_shared_from_this<Session> {
+// ---------------------------------------------------------------------------------------------
+// Responder.
+
+namespace {
+
+// The Responder handed to handlers: move-only, answers 500 if destroyed uncalled, delivers on
+// the connection's loop (inline when called there, e.g. a cache hit; else through its mailbox)
+// and names the connection by id, so a connection that closed meanwhile drops the answer.
+class ResponderImpl {
  public:
-  Session(tcp::socket socket, ServerImpl* server)
-      : server_(server), options_(server->options()), stream_(std::move(socket)) {
-    beast::error_code ec;
-    const tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
-    remote_ = ec ? std::string("unknown") : EndpointString(ep);
-    // Every response goes out in one write; Nagle would only hold it back waiting for an ACK.
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+  ResponderImpl(Loop* loop, std::shared_ptr<Mailbox> mailbox, uint64_t conn_id, uint64_t seq)
+      : loop_(loop), mailbox_(std::move(mailbox)), conn_id_(conn_id), seq_(seq) {}
+  ResponderImpl(ResponderImpl&& other) noexcept
+      : loop_(other.loop_),
+        mailbox_(std::move(other.mailbox_)),
+        conn_id_(other.conn_id_),
+        seq_(other.seq_),
+        armed_(std::exchange(other.armed_, false)) {}
+  ResponderImpl& operator=(ResponderImpl&&) = delete;
+  ~ResponderImpl() {
+    if (armed_) {
+      spdlog::warn("http: a handler dropped its Responder; answering 500");
+      Deliver(Text(500, std::string(kDroppedBody)));
+    }
   }
 
-  void Start() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
-  }
-
-  // Stop() began: close now if idle; otherwise the current request finishes first.
-  void BeginDrain() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
-  }
-
-  // The handler's response for request number `seq` (stale or late ones are dropped).
-  void OnHandlerResponse(uint64_t seq, Response response) {
-    if (state_ != State::kHandling || seq != seq_) return;
-    const bool keep_alive = keep_alive_ && !response.close;
-    WriteResponse(std::move(response), version_, keep_alive, head_);
+  void operator()(Response response) {
+    if (armed_) Deliver(std::move(response));
   }
 
  private:
-  enum class State { kReading, kHandling, kWriting, kLingering, kClosed };
-
-  void ReadHeader() {
-    if (state_ == State::kClosed) return;
-    if (server_->draining()) {
-      Close();
+  void Deliver(Response response) {
+    armed_ = false;
+    if (Loop::Current() == loop_) {
+      loop_->Deliver(conn_id_, seq_, std::move(response));
       return;
     }
-    state_ = State::kReading;
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(
-        std::min<size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-    parser_->body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
-    // One deadline for the whole request (and the idle time before it): slow-loris clients
-    // cannot hold a connection by trickling bytes.
-    stream_.expires_after(options_.read_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+    mailbox_->Post([loop = loop_, id = conn_id_, seq = seq_,
+                    response = std::move(response)]() mutable {
+      loop->Deliver(id, seq, std::move(response));
+    });
   }
 
-  void OnHeader(beast::error_code ec, size_t /*bytes*/) {
-    if (state_ == State::kClosed) return;
-    if (ec) return OnReadError(ec);
-    if (parser_->is_done()) return OnRequest();
-    const auto& req = parser_->get();
-    if (req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
-      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
-                         if (self->state_ == State::kClosed) return;
-                         if (ec) return self->OnReadError(ec);
-                         self->ReadBody();
-                       });
-      return;
-    }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
-  }
-
-  void OnBody(beast::error_code ec, size_t /*bytes*/) {
-    if (state_ == State::kClosed) return;
-    if (ec) return OnReadError(ec);
-    OnRequest();
-  }
-
-  void OnReadError(const beast::error_code& ec) {
-    if (ec == bhttp::error::body_limit) {
-      WriteResponse(Text(413, "request body too large\n"), 11, false, false);
-    } else if (ec == bhttp::error::header_limit) {
-      WriteResponse(Text(431, "request header too large\n"), 11, false, false);
-    } else if (IsHttpParseError(ec) && ec != bhttp::error::end_of_stream &&
-               ec != bhttp::error::partial_message && ec != bhttp::error::short_read) {
-      spdlog::debug("http: bad request from {}: {}", remote_, ec.message());
-      WriteResponse(Text(400, "bad request\n"), 11, false, false);
-    } else {
-      // Timeout, EOF, reset or our own Close(): nothing to answer.
-      spdlog::debug("http: closing connection from {}: {}", remote_, ec.message());
-      Close();
-    }
-  }
-
-  void OnRequest() {
-    state_ = State::kHandling;
-    // The handler may take long (peer fetch, origin load); the read deadline does not apply.
-    stream_.expires_never();
-    auto msg = parser_->release();
-    parser_.reset();
-    head_ = msg.method() == bhttp::verb::head;
-    keep_alive_ = msg.keep_alive();
-    version_ = msg.version();
-
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    req.headers.reserve(std::distance(msg.begin(), msg.end()));
-    for (const auto& field : msg) {
-      req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    req.body = std::move(msg.body());
-    req.keep_alive = keep_alive_;
-    req.remote = remote_;
-    DecodeRequest(req);
-
-    const uint64_t seq = ++seq_;
-    Responder respond(
-        ResponderImpl(weak_from_this(), stream_.get_executor(), server_->gate(), seq));
-    try {
-      server_->router().Dispatch(std::move(req), std::move(respond));
-    } catch (const std::exception& e) {
-      // The Responder died in the unwinding and answers 500.
-      spdlog::error("http: handler for {} threw: {}", std::string(msg.target()), e.what());
-    }
-  }
-
-  // Serializes the response by hand into one buffer and writes it with one call: for the small
-  // responses a cache serves, Beast's generic serializer cost more CPU than the whole lookup
-  // (measured with perf under wrk), and one contiguous buffer is one sendmsg.
-  void WriteResponse(Response r, unsigned version, bool keep_alive, bool head) {
-    state_ = State::kWriting;
-    if (server_->draining()) keep_alive = false;
-    int status = r.status;
-    if (status < 100 || status > 999) status = 500;
-    // These statuses must not carry a body.
-    if (status / 100 == 1 || status == 204 || status == 304) r.body.clear();
-    out_.clear();
-    out_.reserve(160 + r.body.size());
-    out_ += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    out_ += std::to_string(status);
-    out_ += ' ';
-    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
-    out_.append(reason.data(), reason.size());
-    out_ += "\r\nServer: ";
-    out_ += options_.server_name;
-    bool has_content_type = false;
-    for (const auto& [name, value] : r.headers) {
-      if (beast::iequals(name, "Content-Length") || beast::iequals(name, "Transfer-Encoding") ||
-          beast::iequals(name, "Connection") || beast::iequals(name, "Server") ||
-          !ValidHeader(name, value)) {
-        continue;
-      }
-      if (beast::iequals(name, "Content-Type")) has_content_type = true;
-      out_ += "\r\n";
-      out_ += name;
-      out_ += ": ";
-      out_ += value;
-    }
-    if (!has_content_type && ValidHeader("Content-Type", r.content_type)) {
-      out_ += "\r\nContent-Type: ";
-      out_ += r.content_type;
-    }
-    if (status / 100 != 1 && status != 204 && status != 304) {
-      // HEAD answers like GET without the body: same Content-Length, nothing after the header.
-      out_ += "\r\nContent-Length: ";
-      out_ += std::to_string(r.body.size());
-    }
-    if (!keep_alive) {
-      out_ += "\r\nConnection: close";
-    } else if (version == 10) {
-      out_ += "\r\nConnection: keep-alive";
-    }
-    out_ += "\r\n\r\n";
-    if (!head) out_ += r.body;
-    stream_.expires_after(options_.write_timeout);
-    net::async_write(
-        stream_, net::buffer(out_),
-        beast::bind_front_handler(&Session::OnWrite, shared_from_this(), keep_alive));
-  }
-
-  // Header names and values must not smuggle CR/LF (a handler bug must not split responses).
-  static bool ValidHeader(std::string_view name, std::string_view value) {
-    return !name.empty() && name.find_first_of("\r\n:") == std::string_view::npos &&
-           value.find_first_of("\r\n") == std::string_view::npos;
-  }
-
-  void OnWrite(bool keep_alive, beast::error_code ec, size_t /*bytes*/) {
-    if (state_ == State::kClosed) return;
-    if (ec) {
-      spdlog::debug("http: write to {} failed: {}", remote_, ec.message());
-      return Close();
-    }
-    if (!keep_alive) return LingerClose();
-    ReadHeader();  // pipelined requests are already in buffer_
-  }
-
-  // Half-closes and discards what the client still sends until it closes too (or kMaxLinger),
-  // because closing a socket with unread input makes the kernel send RST, which can destroy
-  // the response before the client reads it (e.g. a 413 while the client is still uploading).
-  void LingerClose() {
-    state_ = State::kLingering;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec || server_->draining()) return Close();
-    stream_.expires_after(std::min<std::chrono::milliseconds>(options_.read_timeout, kMaxLinger));
-    Discard();
-  }
-
-  void Discard() {
-    stream_.async_read_some(net::buffer(discard_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              if (self->state_ == State::kClosed) return;
-                              if (ec) return self->Close();
-                              self->Discard();
-                            });
-  }
-
-  void OnDrain() {
-    const bool idle = state_ == State::kReading && parser_.has_value() && !parser_->got_some() &&
-                      buffer_.size() == 0;
-    if (idle || state_ == State::kLingering) Close();
-  }
-
-  void Close() {
-    if (state_ == State::kClosed) return;
-    state_ = State::kClosed;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
-    server_->Unregister(this);
-  }
-
-  // The Responder handed to handlers: move-only, answers 500 if destroyed uncalled, posts the
-  // response to the session's context (handlers may run on any thread) and holds the session
-  // weakly, so a session that closed meanwhile just drops the late response.
-  class ResponderImpl {
-   public:
-    ResponderImpl(std::weak_ptr<Session> session, net::any_io_executor executor,
-                  std::shared_ptr<PostGate> gate, uint64_t seq)
-        : session_(std::move(session)),
-          executor_(std::move(executor)),
-          gate_(std::move(gate)),
-          seq_(seq) {}
-    ResponderImpl(ResponderImpl&& other) noexcept
-        : session_(std::move(other.session_)),
-          executor_(std::move(other.executor_)),
-          gate_(std::move(other.gate_)),
-          seq_(other.seq_),
-          armed_(std::exchange(other.armed_, false)) {}
-    ResponderImpl& operator=(ResponderImpl&&) = delete;
-    ~ResponderImpl() {
-      if (armed_) {
-        spdlog::warn("http: a handler dropped its Responder; answering 500");
-        Deliver(Text(500, std::string(kDroppedBody)));
-      }
-    }
-
-    void operator()(Response response) {
-      if (armed_) Deliver(std::move(response));
-    }
-
-   private:
-    void Deliver(Response response) {
-      armed_ = false;
-      // Answered on the session's own thread (a cache hit, a bad request): write directly,
-      // skipping a queue hop through the io_context and the gate's lock.
-      if (const auto* ex = executor_.target<net::io_context::executor_type>();
-          ex != nullptr && ex->running_in_this_thread()) {
-        if (auto s = session_.lock()) s->OnHandlerResponse(seq_, std::move(response));
-        return;
-      }
-      gate_->Post(executor_,
-                  [session = session_, seq = seq_, response = std::move(response)]() mutable {
-                    if (auto s = session.lock()) s->OnHandlerResponse(seq, std::move(response));
-                  });
-    }
-
-    std::weak_ptr<Session> session_;
-    net::any_io_executor executor_;
-    std::shared_ptr<PostGate> gate_;
-    uint64_t seq_;
-    bool armed_ = true;
-  };
-
-  ServerImpl* const server_;
-  const ServerOptions& options_;
-  beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::string out_;  // the serialized response, kept alive during async_write
-  std::array<char, 4096> discard_;
-  std::string remote_;
-  State state_ = State::kReading;
-  uint64_t seq_ = 0;  // numbers requests so a stale Responder cannot answer a later one
-  bool head_ = false;
-  bool keep_alive_ = false;
-  unsigned version_ = 11;
+  Loop* loop_;  // compared, and used only by tasks that run on that loop
+  std::shared_ptr<Mailbox> mailbox_;
+  uint64_t conn_id_;
+  uint64_t seq_;
+  bool armed_ = true;
 };
 
-ServerImpl::~ServerImpl() {
-  Stop(std::chrono::milliseconds(0));
-  // Order matters: the acceptor and sockets must go before their io_contexts; destroying a
-  // context also destroys handlers (and sessions) it still holds.
-  accept_retry_.reset();
-  acceptor_.reset();
-  work_.clear();
-  contexts_.clear();
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Conn.
+
+Conn::Conn(Loop* loop, int fd, uint64_t id, std::string remote)
+    : loop_(loop),
+      options_(loop->server().options()),
+      fd_(fd),
+      id_(id),
+      remote_(std::move(remote)) {
+  StartRequest();
+}
+
+bool Conn::Draining() const { return loop_->server().draining(); }
+
+void Conn::OnEvents(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readable_ = true;
+  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) writable_ = true;
+  if ((events & (EPOLLERR | EPOLLHUP)) && state_ == State::kHandling) {
+    // Reset or fully closed while the handler runs: nobody will read the answer.
+    return Close();
+  }
+  Drive();
+}
+
+void Conn::Drive() {
+  if (in_drive_ || state_ == State::kClosed) return;
+  in_drive_ = true;
+  int reads = 0;
+  for (;;) {
+    if (state_ == State::kReading) {
+      if (out_.size() - out_sent_ > kMaxPendingOutput) {
+        Flush();
+        if (state_ == State::kClosed || out_.size() - out_sent_ > kMaxPendingOutput) break;
+      }
+      if (ParseBuffered()) continue;
+      if (!readable_) break;
+      if (reads == kReadsPerTurn) {
+        loop_->ScheduleTurn(this);
+        break;
+      }
+      ++reads;
+      if (!ReadSome()) break;
+    } else if (state_ == State::kLingering) {
+      Discard();
+      break;
+    } else {
+      break;  // kHandling waits for the Responder; kClosing for the flush below
+    }
+  }
+  if (state_ != State::kClosed && state_ != State::kLingering) Flush();
+  in_drive_ = false;
+}
+
+void Conn::StartRequest() {
+  state_ = State::kReading;
+  parser_.emplace();
+  parser_->eager(true);
+  parser_->header_limit(static_cast<std::uint32_t>(
+      std::min<size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+  parser_->body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
+  continue_sent_ = false;
+  // One deadline for the whole request (and the idle time before it): slow-loris clients
+  // cannot hold a connection by trickling bytes.
+  read_deadline_ = loop_->now() + options_.read_timeout;
+}
+
+bool Conn::ParseBuffered() {
+  while (begin_ < end_) {
+    beast::error_code ec;
+    const size_t used = parser_->put(boost::asio::const_buffer(in_.get() + begin_, end_ - begin_), ec);
+    begin_ += used;
+    if (begin_ == end_) begin_ = end_ = 0;
+    if (ec == bhttp::error::need_more) break;
+    if (ec) {
+      OnParseError(ec);
+      return true;
+    }
+    if (parser_->is_done()) {
+      OnRequest();
+      return true;
+    }
+    if (used == 0) break;
+  }
+  if (parser_->is_header_done() && !parser_->is_done() && !continue_sent_) {
+    continue_sent_ = true;
+    const auto& req = parser_->get();
+    // curl sends "Expect: 100-continue" for bodies over 1 KiB and waits for this.
+    if (req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
+      out_.append(kContinue);
+    }
+  }
+  return false;
+}
+
+void Conn::OnParseError(const beast::error_code& ec) {
+  if (ec == bhttp::error::body_limit) {
+    version_ = 11;
+    head_ = false;
+    return Reply(Text(413, "request body too large\n"), false);
+  }
+  if (ec == bhttp::error::header_limit) {
+    version_ = 11;
+    head_ = false;
+    return Reply(Text(431, "request header too large\n"), false);
+  }
+  spdlog::debug("http: bad request from {}: {}", remote_, ec.message());
+  version_ = 11;
+  head_ = false;
+  Reply(Text(400, "bad request\n"), false);
+}
+
+bool Conn::ReadSome() {
+  if (end_ == capacity_) {
+    // Full: grow (a large header or body chunk), or move the unparsed bytes to the front.
+    if (begin_ > 0) {
+      std::memmove(in_.get(), in_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    } else {
+      const size_t grown = std::max(kInitialBuffer, capacity_ * 2);
+      auto bigger = std::unique_ptr<char[]>(new char[grown]);
+      if (end_ > 0) std::memcpy(bigger.get(), in_.get(), end_);
+      in_ = std::move(bigger);
+      capacity_ = grown;
+    }
+  }
+  const size_t want = capacity_ - end_;
+  const ssize_t n = ::recv(fd_, in_.get() + end_, want, 0);
+  if (n > 0) {
+    end_ += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < want) readable_ = false;  // drained; EPOLLIN says when more
+    return true;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    readable_ = false;
+    return false;
+  }
+  // EOF or error (e.g. reset) mid-request or between requests: nothing to answer.
+  if (n < 0) spdlog::debug("http: reading from {}: {}", remote_, ErrnoText(errno));
+  Close();
+  return false;
+}
+
+void Conn::OnRequest() {
+  state_ = State::kHandling;
+  // The handler may take long (peer fetch, origin load); the read deadline does not apply.
+  read_deadline_ = kNever;
+  auto msg = parser_->release();
+  parser_.reset();
+  head_ = msg.method() == bhttp::verb::head;
+  keep_alive_ = msg.keep_alive();
+  version_ = msg.version();
+
+  Request req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  req.headers.reserve(std::distance(msg.begin(), msg.end()));
+  for (const auto& field : msg) {
+    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  req.body = std::move(msg.body());
+  req.keep_alive = keep_alive_;
+  req.remote = remote_;
+  DecodeRequest(req);
+
+  const uint64_t seq = ++seq_;
+  Responder respond(ResponderImpl(loop_, loop_->mailbox(), id_, seq));
+  try {
+    loop_->server().router().Dispatch(std::move(req), std::move(respond));
+  } catch (const std::exception& e) {
+    // The Responder died in the unwinding and answered 500.
+    spdlog::error("http: handler for {} threw: {}", std::string(msg.target()), e.what());
+  }
+}
+
+void Conn::OnResponse(uint64_t seq, Response response) {
+  if (state_ != State::kHandling || seq != seq_) return;
+  const bool keep_alive = keep_alive_ && !response.close;
+  Reply(std::move(response), keep_alive);
+  Drive();  // a no-op when called from inside Drive (an inline answer); it continues there
+}
+
+void Conn::Reply(Response response, bool keep_alive) {
+  if (Draining()) keep_alive = false;
+  AppendResponse(std::move(response), version_, keep_alive, head_, options_.server_name, out_);
+  if (keep_alive) {
+    StartRequest();  // pipelined requests may already be buffered
+  } else {
+    state_ = State::kClosing;
+    read_deadline_ = kNever;
+    parser_.reset();
+  }
+}
+
+void Conn::Flush() {
+  while (out_sent_ < out_.size() && writable_) {
+    const ssize_t n =
+        ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_sent_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writable_ = false;  // EPOLLOUT says when there is room again
+    } else {
+      spdlog::debug("http: write to {} failed: {}", remote_, ErrnoText(errno));
+      return Close();
+    }
+  }
+  if (out_sent_ < out_.size()) {
+    // Writing one response must finish within write_timeout.
+    if (write_deadline_ == kNever) write_deadline_ = loop_->now() + options_.write_timeout;
+    return;
+  }
+  write_deadline_ = kNever;
+  out_sent_ = 0;
+  out_.clear();
+  if (out_.capacity() > kMaxPendingOutput) out_.shrink_to_fit();
+  if (state_ == State::kClosing) return LingerClose();
+  if (Draining() && Idle()) Close();
+}
+
+// Half-closes and discards what the client still sends until it closes too (or kMaxLinger),
+// because closing a socket with unread input makes the kernel send RST, which can destroy the
+// response before the client reads it (e.g. a 413 while the client is still uploading).
+void Conn::LingerClose() {
+  state_ = State::kLingering;
+  if (::shutdown(fd_, SHUT_WR) != 0 || Draining()) return Close();
+  read_deadline_ =
+      loop_->now() + std::min<std::chrono::milliseconds>(options_.read_timeout, kMaxLinger);
+  begin_ = end_ = 0;
+  Discard();
+}
+
+void Conn::Discard() {
+  char scratch[4096];
+  while (readable_) {
+    const ssize_t n = ::recv(fd_, scratch, sizeof scratch, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      readable_ = false;
+      return;
+    }
+    return Close();  // the client closed too (or reset)
+  }
+}
+
+bool Conn::Idle() const {
+  return state_ == State::kReading && begin_ == end_ && out_sent_ == out_.size() &&
+         parser_.has_value() && !parser_->got_some();
+}
+
+void Conn::OnDrain() {
+  if (Idle() || state_ == State::kLingering) Close();
+}
+
+void Conn::CheckDeadline(TimePoint now) {
+  if (state_ == State::kClosed) return;
+  if (now >= read_deadline_ || now >= write_deadline_) {
+    spdlog::debug("http: closing connection from {}: timed out", remote_);
+    Close();
+  }
+}
+
+void Conn::Close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  ::shutdown(fd_, SHUT_RDWR);
+  loop_->Closed(this);  // the fd is closed when the loop frees this object
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loop.
+
+absl::Status Loop::Init() {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) return absl::InternalError("http: epoll_create1: " + ErrnoText(errno));
+  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd < 0) return absl::InternalError("http: eventfd: " + ErrnoText(errno));
+  mailbox_ = std::make_shared<Mailbox>(efd);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &kWakeTag;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, efd, &ev) != 0) {
+    return absl::InternalError("http: epoll_ctl: " + ErrnoText(errno));
+  }
+  ResumeAccepting();
+  if (!accepting_) return absl::InternalError("http: epoll_ctl(listen): " + ErrnoText(errno));
+  return absl::OkStatus();
+}
+
+void Loop::ResumeAccepting() {
+  accept_resume_ = kNever;
+  if (accepting_ || draining_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  ev.data.ptr = &kListenTag;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0) {
+    accepting_ = true;
+  } else {
+    spdlog::warn("http: cannot watch the listening socket: {}", ErrnoText(errno));
+    accept_resume_ = now_ + kScanInterval;
+  }
+}
+
+void Loop::PauseAccepting() {
+  if (!accepting_) return;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  accepting_ = false;
+}
+
+void Loop::AcceptSome() {
+  for (int i = 0; i < kAcceptsPerTurn && accepting_; ++i) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      // E.g. EMFILE: keep the server alive rather than spinning on a level-triggered listen
+      // socket; stop watching it for a moment.
+      spdlog::warn("http: accept failed: {}", ErrnoText(err));
+      PauseAccepting();
+      accept_resume_ = now_ + kScanInterval;
+      return;
+    }
+    if (draining_) {
+      ::close(fd);
+      continue;
+    }
+    // Every response goes out in one send; Nagle would only hold it back waiting for an ACK.
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const uint64_t id = next_id_++;
+    auto conn = std::make_unique<Conn>(this, fd, id,
+                                       AddressString(reinterpret_cast<sockaddr*>(&addr)));
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = conn.get();
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      spdlog::warn("http: cannot watch a new connection: {}", ErrnoText(errno));
+      continue;  // the Conn destructor closes fd
+    }
+    server_->ConnectionOpened();
+    Conn* raw = conn.get();
+    conns_.emplace(id, std::move(conn));
+    if (next_scan_ == kNever) next_scan_ = now_ + kScanInterval;
+    raw->Drive();
+  }
+}
+
+void Loop::Closed(Conn* conn) {
+  auto it = conns_.find(conn->id());
+  if (it == conns_.end()) return;
+  graveyard_.push_back(std::move(it->second));
+  conns_.erase(it);
+  server_->ConnectionClosed();
+}
+
+void Loop::Deliver(uint64_t conn_id, uint64_t seq, Response response) {
+  auto it = conns_.find(conn_id);
+  if (it != conns_.end()) it->second->OnResponse(seq, std::move(response));
+}
+
+void Loop::BeginDrain() {
+  draining_ = true;
+  PauseAccepting();
+  accept_resume_ = kNever;
+  std::vector<Conn*> conns;
+  conns.reserve(conns_.size());
+  for (auto& [id, conn] : conns_) conns.push_back(conn.get());
+  for (Conn* conn : conns) conn->OnDrain();
+}
+
+void Loop::RunTasks() {
+  for (auto& task : mailbox_->Take()) task();
+}
+
+void Loop::Scan() {
+  next_scan_ = now_ + kScanInterval;
+  if (accept_resume_ != kNever && now_ >= accept_resume_) ResumeAccepting();
+  std::vector<Conn*> conns;
+  conns.reserve(conns_.size());
+  for (auto& [id, conn] : conns_) conns.push_back(conn.get());
+  for (Conn* conn : conns) conn->CheckDeadline(now_);
+}
+
+int Loop::WaitTimeoutMs() const {
+  if (!turns_.empty()) return 0;
+  if (conns_.empty() && accept_resume_ == kNever) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan_ - now_);
+  return static_cast<int>(std::clamp<int64_t>(left.count() + 1, 1, kScanInterval.count()));
+}
+
+void Loop::Run() {
+  current_ = this;
+  epoll_event events[kMaxEvents];
+  while (!quit_) {
+    if (next_scan_ == kNever && accept_resume_ != kNever) next_scan_ = now_ + kScanInterval;
+    const int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, WaitTimeoutMs());
+    now_ = SteadyClock::now();
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("http: epoll_wait: {}", ErrnoText(errno));
+      std::this_thread::sleep_for(kScanInterval);
+    }
+    try {
+      for (int i = 0; i < n; ++i) {
+        void* tag = events[i].data.ptr;
+        if (tag == &kListenTag) {
+          AcceptSome();
+        } else if (tag == &kWakeTag) {
+          RunTasks();
+        } else {
+          static_cast<Conn*>(tag)->OnEvents(events[i].events);
+        }
+      }
+      if (!turns_.empty()) {
+        for (uint64_t id : std::exchange(turns_, {})) {
+          if (auto it = conns_.find(id); it != conns_.end()) it->second->Drive();
+        }
+      }
+      if (now_ >= next_scan_) Scan();
+      if (conns_.empty() && accept_resume_ == kNever) next_scan_ = kNever;
+    } catch (const std::exception& e) {
+      // Our handlers do not throw; keep serving the other connections if one did.
+      spdlog::error("http: exception escaped a handler: {}", e.what());
+    }
+    graveyard_.clear();
+  }
+  current_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ServerImpl.
+
+ServerImpl::~ServerImpl() { Stop(std::chrono::milliseconds(0)); }
+
+absl::StatusOr<int> ServerImpl::Listen() {
+  listen_address_ = options_.address.find(':') != std::string::npos
+                        ? absl::StrCat("[", options_.address, "]:", options_.port)
+                        : absl::StrCat(options_.address, ":", options_.port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(options_.port);
+  if (const int rc = ::getaddrinfo(options_.address.c_str(), port.c_str(), &hints, &found);
+      rc != 0 || found == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("http: cannot resolve listen address ",
+                                                   listen_address_, ": ", gai_strerror(rc)));
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(found, &freeaddrinfo);
+  auto fail = [&](std::string_view what, int err, int fd) {
+    if (fd >= 0) ::close(fd);
+    return absl::UnavailableError(absl::StrCat("http: cannot listen on ", listen_address_, ": ",
+                                               ErrnoText(err), " (", std::string(what), ")"));
+  };
+  const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail("socket", errno, -1);
+  const int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    return fail("setsockopt", errno, fd);
+  }
+  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0) return fail("bind", errno, fd);
+  if (::listen(fd, SOMAXCONN) != 0) return fail("listen", errno, fd);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_.store(bound.ss_family == AF_INET6
+                  ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                  : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port));
+  spdlog::info("http: listening on {}", AddressString(reinterpret_cast<sockaddr*>(&bound)));
+  return fd;
 }
 
 absl::Status ServerImpl::Start() {
@@ -441,110 +923,26 @@ absl::Status ServerImpl::Start() {
   if (started_ || stopped_) {
     return absl::FailedPreconditionError("http: Start called twice or after Stop");
   }
+  absl::StatusOr<int> fd = Listen();
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = *fd;
 
   const int threads = options_.threads > 0
                           ? options_.threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  std::vector<std::unique_ptr<net::io_context>> contexts;
-  for (int i = 0; i < threads; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
-
-  listen_address_ = options_.address.find(':') != std::string::npos
-                        ? absl::StrCat("[", options_.address, "]:", options_.port)
-                        : absl::StrCat(options_.address, ":", options_.port);
-  beast::error_code ec;
-  tcp::endpoint endpoint;
-  const net::ip::address address = net::ip::make_address(options_.address, ec);
-  if (!ec) {
-    endpoint = tcp::endpoint(address, options_.port);
-  } else {
-    tcp::resolver resolver(*contexts[0]);
-    auto results = resolver.resolve(options_.address, std::to_string(options_.port),
-                                    tcp::resolver::passive, ec);
-    if (ec || results.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("http: cannot resolve listen address ",
-                                                     listen_address_, ": ", ec.message()));
+  for (int i = 0; i < threads; ++i) {
+    auto loop = std::make_unique<Loop>(this, listen_fd_);
+    if (absl::Status status = loop->Init(); !status.ok()) {
+      loops_.clear();
+      ::close(listen_fd_);
+      listen_fd_ = -1;
+      return status;
     }
-    endpoint = results.begin()->endpoint();
+    loops_.push_back(std::move(loop));
   }
-
-  auto acceptor = std::make_unique<tcp::acceptor>(*contexts[0]);
-  auto fail = [&](std::string_view what) {
-    return absl::UnavailableError(absl::StrCat("http: cannot listen on ", listen_address_, ": ",
-                                               ec.message(), " (", std::string(what), ")"));
-  };
-  acceptor->open(endpoint.protocol(), ec);
-  if (ec) return fail("open");
-  acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (ec) return fail("setsockopt");
-  acceptor->bind(endpoint, ec);
-  if (ec) return fail("bind");
-  acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen");
-  port_.store(acceptor->local_endpoint(ec).port());
-
-  contexts_ = std::move(contexts);
-  acceptor_ = std::move(acceptor);
-  accept_retry_ = std::make_unique<net::steady_timer>(*contexts_[0]);
-  for (auto& ctx : contexts_) work_.push_back(net::make_work_guard(*ctx));
-  DoAccept();
-  for (auto& ctx : contexts_) {
-    threads_.emplace_back([ctx = ctx.get()] {
-      for (;;) {
-        try {
-          ctx->run();
-          return;
-        } catch (const std::exception& e) {
-          // Our handlers do not throw; keep serving the other connections if one did.
-          spdlog::error("http: exception escaped a handler: {}", e.what());
-        }
-      }
-    });
-  }
+  for (auto& loop : loops_) threads_.emplace_back([loop = loop.get()] { loop->Run(); });
   started_ = true;
-  spdlog::info("http: listening on {}", EndpointString(acceptor_->local_endpoint(ec)));
   return absl::OkStatus();
-}
-
-void ServerImpl::DoAccept() {
-  // Round-robin: the new socket (and so its session) belongs to the next context.
-  net::io_context& target = *contexts_[next_context_];
-  next_context_ = (next_context_ + 1) % contexts_.size();
-  acceptor_->async_accept(target, beast::bind_front_handler(&ServerImpl::OnAccept, this));
-}
-
-void ServerImpl::OnAccept(beast::error_code ec, tcp::socket socket) {
-  if (ec == net::error::operation_aborted || !acceptor_->is_open()) return;
-  if (draining()) {
-    beast::error_code ignored;
-    socket.close(ignored);
-    return;
-  }
-  if (ec) {
-    // E.g. EMFILE: keep accepting rather than going deaf, but pause so a persistent error
-    // does not spin the thread and flood the log.
-    spdlog::warn("http: accept failed: {}", ec.message());
-    accept_retry_->expires_after(std::chrono::milliseconds(50));
-    accept_retry_->async_wait([this](beast::error_code wait_ec) {
-      if (!wait_ec && acceptor_->is_open() && !draining()) DoAccept();
-    });
-    return;
-  }
-  auto session = std::make_shared<Session>(std::move(socket), this);
-  {
-    absl::MutexLock lock(&mu_);
-    sessions_.emplace(session.get(), session);
-  }
-  session->Start();
-  DoAccept();
-}
-
-void ServerImpl::Unregister(Session* session) {
-  std::shared_ptr<Session> removed;  // released outside the lock
-  absl::MutexLock lock(&mu_);
-  if (auto it = sessions_.find(session); it != sessions_.end()) {
-    removed = std::move(it->second);
-    sessions_.erase(it);
-  }
 }
 
 void ServerImpl::Stop(std::chrono::milliseconds grace) {
@@ -555,46 +953,39 @@ void ServerImpl::Stop(std::chrono::milliseconds grace) {
   const absl::Time deadline = absl::Now() + absl::FromChrono(grace);
   draining_.store(true, std::memory_order_release);
 
-  // The acceptor belongs to the first context's thread; close it there and wait, so no
-  // session is registered after the snapshot below.
-  auto closed = std::make_shared<std::promise<void>>();
-  auto closed_future = closed->get_future();
-  net::post(*contexts_[0], [this, closed] {
-    beast::error_code ec;
-    acceptor_->close(ec);
-    accept_retry_->cancel();
-    closed->set_value();
-  });
-  closed_future.wait_for(std::max(grace, std::chrono::milliseconds(1000)));
-
-  std::vector<std::shared_ptr<Session>> sessions;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [ptr, session] : sessions_) sessions.push_back(session);
+  // Every loop stops watching the listening socket and closes its idle connections; once all
+  // have, the socket is closed, so new connections are refused.
+  std::vector<std::future<void>> drained;
+  for (auto& loop : loops_) {
+    auto done = std::make_shared<std::promise<void>>();
+    drained.push_back(done->get_future());
+    loop->mailbox()->Post([loop = loop.get(), done] {
+      loop->BeginDrain();
+      done->set_value();
+    });
   }
-  for (auto& session : sessions) session->BeginDrain();
-  sessions.clear();
+  const auto ack_deadline =
+      std::chrono::steady_clock::now() + std::max(grace, std::chrono::milliseconds(1000));
+  for (auto& f : drained) f.wait_until(ack_deadline);
+  ::close(listen_fd_);
+  listen_fd_ = -1;
 
-  if (mu_.LockWhenWithDeadline(absl::Condition(this, &ServerImpl::NoSessionsLocked), deadline)) {
+  if (mu_.LockWhenWithDeadline(absl::Condition(this, &ServerImpl::NoConnectionsLocked),
+                               deadline)) {
     spdlog::debug("http: all connections drained");
   }
-  const size_t left = sessions_.size();
+  const size_t left = connections_;
   mu_.Unlock();
   if (left > 0) spdlog::info("http: closing {} connection(s) after the grace period", left);
 
-  for (auto& guard : work_) guard.reset();
-  for (auto& ctx : contexts_) ctx->stop();
+  for (auto& loop : loops_) loop->Quit();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
-  gate_->Close();
-
-  // The threads are gone, so the remaining sessions can be destroyed here.
-  std::unordered_map<Session*, std::shared_ptr<Session>> remaining;
-  {
-    absl::MutexLock lock(&mu_);
-    remaining.swap(sessions_);
-  }
-  remaining.clear();
+  // The threads are gone: the loops' connections close with them, and late Responders find
+  // their mailboxes closed.
+  loops_.clear();
+  absl::MutexLock lock(&mu_);
+  connections_ = 0;
 }
 
 }  // namespace internal

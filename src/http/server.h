@@ -1,13 +1,20 @@
-// Server: the node's HTTP/1.1 front end (DESIGN §4), built on Boost.Beast but exposing no Beast
-// types (pimpl), so includers do not compile Beast.
+// Server: the node's HTTP/1.1 front end (DESIGN §4): an epoll event loop per thread, with
+// Boost.Beast's parser for requests; no Beast or system types in this header (pimpl).
 //
-// Architecture (Beast's example/http/server/async, multi-context variant): one io_context per
-// thread, each run by exactly one thread; one acceptor on the first context hands accepted
-// sockets round-robin to the contexts. All of a connection's handlers therefore run on one
-// thread and need no strand. A connection reads one request (whole request within
-// read_timeout), dispatches it to the Router, waits for the handler's Responder (which may be
-// called from any thread; it posts back to the connection's context), writes the response and
-// only then reads the next request, so pipelined requests are answered in order.
+// Architecture (nginx's worker model inside one process): `threads` loops, each one thread
+// with its own epoll instance. The listening socket is in every loop with EPOLLEXCLUSIVE, so
+// the kernel hands each new connection to one waiting loop, which keeps it for its whole life:
+// a connection's work never needs a lock or a strand. Sockets are edge-triggered and their
+// readiness is tracked (a short read means drained), so a keep-alive request costs one recv()
+// and one send() and no failed reads. A connection reads one request (whole request within
+// read_timeout), dispatches it to the Router and reads the next only once the handler's
+// Responder has answered, so pipelined requests are answered in order; answers to several
+// pipelined requests leave in one send(). A Responder called on the loop's thread (a cache
+// hit) writes at once; from any other thread (a peer fetch) it goes through the loop's mailbox
+// (a queue and an eventfd). Deadlines are checked every 50 ms, which is their precision.
+// (Asio was the first design: Boost 1.74's reactor always tried a speculative read, one failed
+// recv() per request, and the server reached 0.70x nginx's throughput; this one is ~1.1x,
+// docs/benchmarks.md.)
 //
 // Protocol behaviour: body > max_body_bytes -> 413 and close; header > max_header_bytes -> 431
 // and close; malformed request -> 400 and close; timeout, EOF or reset mid-request -> quiet
@@ -38,7 +45,7 @@ struct ServerOptions {
   std::string address = "0.0.0.0";
   // 0 picks a free port (see Server::port()).
   uint16_t port = 9999;
-  // Threads (= io_contexts); 0 means std::thread::hardware_concurrency().
+  // Threads (= event loops); 0 means std::thread::hardware_concurrency().
   int threads = 0;
   // Request line + header fields.
   size_t max_header_bytes = 16 * 1024;

@@ -4,10 +4,14 @@
 
 #include <charconv>
 #include <fstream>
-
+#include <map>
 #include <thread>
+#include <utility>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
+#include "absl/synchronization/mutex.h"
 #include "node/dashboard.h"
 
 namespace nexus {
@@ -17,6 +21,8 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr int64_t kMaxExpireMinutes = 4320;
+// /api/cluster waits this long for a member's metrics; the dashboard asks every second.
+constexpr std::chrono::milliseconds kClusterFetchDeadline{800};
 
 http::Response Text(int status, std::string body) {
   http::Response r;
@@ -187,6 +193,7 @@ void Api::Install(http::Router& router) {
   router.Handle("GET", "/api/stats", bind(&Api::Stats));
   router.Handle("GET", "/api/ring", bind(&Api::Ring));
   router.Handle("GET", "/metrics", bind(&Api::Metrics));
+  router.Handle("GET", "/api/cluster", bind(&Api::Cluster));
   router.Handle("GET", "/dashboard", [](http::Request&&, http::Responder respond) {
     http::Response r = Text(200, std::string(DashboardHtml()));
     r.content_type = "text/html; charset=utf-8";
@@ -415,6 +422,65 @@ void Api::Metrics(http::Request&&, http::Responder respond) {
   http::Response r = Text(200, metrics_->Render());
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   respond(std::move(r));
+}
+
+}  // namespace nexus
+
+namespace nexus {
+
+// Answers once every member has answered or failed (each within kClusterFetchDeadline), so a
+// dead member costs the dashboard one slow refresh, never a hang. The callbacks hold only the
+// shared Gather, not the Api.
+void Api::Cluster(http::Request&&, http::Responder respond) {
+  struct Gather {
+    absl::Mutex mu;
+    nlohmann::json nodes = nlohmann::json::array();  // one slot per member, sorted by name
+    size_t pending = 0;
+    http::Responder respond;
+    nlohmann::json head;
+  };
+  std::map<std::string, std::shared_ptr<GrpcPeer>> clients;
+  for (auto& client : picker_->OtherClients()) clients.emplace(client->name(), client);
+
+  auto gather = std::make_shared<Gather>();
+  std::vector<std::pair<size_t, std::shared_ptr<GrpcPeer>>> calls;
+  for (const auto& [name, address] : picker_->Members()) {
+    nlohmann::json node = {{"name", name}, {"grpc", address}, {"self", name == picker_->self()}};
+    if (name == picker_->self()) {
+      node["ok"] = true;
+      node["metrics"] = metrics_->Render();
+    } else if (auto it = clients.find(name); it != clients.end()) {
+      calls.emplace_back(gather->nodes.size(), it->second);
+    } else {
+      node["ok"] = false;  // left the ring between the two snapshots above
+      node["error"] = "no longer a member";
+    }
+    gather->nodes.push_back(std::move(node));
+  }
+  gather->head = {{"self", picker_->self()}, {"generation", picker_->generation()}};
+  gather->pending = calls.size();
+  gather->respond = std::move(respond);
+  auto finish = [](Gather& g) {
+    nlohmann::json body = std::move(g.head);
+    body["nodes"] = std::move(g.nodes);
+    http::Responder respond = std::move(g.respond);
+    respond(Json(body));
+  };
+  if (calls.empty()) return finish(*gather);
+  for (auto& [slot, client] : calls) {
+    client->FetchMetrics(kClusterFetchDeadline,
+                         [gather, slot, finish](absl::StatusOr<std::string> text) {
+                           absl::MutexLock lock(&gather->mu);
+                           nlohmann::json& node = gather->nodes[slot];
+                           node["ok"] = text.ok();
+                           if (text.ok()) {
+                             node["metrics"] = std::move(*text);
+                           } else {
+                             node["error"] = std::string(text.status().message());
+                           }
+                           if (--gather->pending == 0) finish(*gather);
+                         });
+  }
 }
 
 }  // namespace nexus

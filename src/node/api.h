@@ -4,7 +4,8 @@
 //   POST /api/set key,value,expire,hot     200 "done\n" | 400/413 with the seed's messages
 //   DELETE /api/delete?key=K (POST too)    200 "done\n"
 //   POST /setpeer peer=NAME[&addr=H:P]     200 "set peer NAME successful\n"
-//   GET  /healthz, /api/stats, /api/ring, /metrics
+//   GET  /healthz, /api/stats, /api/ring, /metrics, /dashboard
+//   GET  /api/cluster                      every ring member's /metrics text (for /dashboard)
 //
 // Handlers never block: group operations complete through callbacks, possibly on a gRPC or
 // origin thread, and the http layer posts the response back to the connection's event loop.
@@ -50,6 +51,7 @@ class Api {
   void Stats(http::Request&& req, http::Responder respond);
   void Ring(http::Request&& req, http::Responder respond);
   void Metrics(http::Request&& req, http::Responder respond);
+  void Cluster(http::Request&& req, http::Responder respond);
 
   // The group named by the request's `group` parameter (default: the configured group).
   Group* GroupFor(const http::Request& req, std::string* name);

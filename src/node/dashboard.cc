@@ -4,8 +4,9 @@ namespace nexus {
 
 namespace {
 
-// Polls this node's /metrics and /api/ring every second and derives rates and latency
-// percentiles from counter and histogram deltas between two scrapes.
+// Polls /api/cluster every second (this node gathers every ring member's /metrics over gRPC)
+// and derives rates and latency percentiles from counter and histogram deltas between two
+// polls, per node and for the whole cluster (percentiles from the summed bucket deltas).
 constexpr std::string_view kHtml = R"HTML(<!doctype html>
 <html lang="en">
 <head>
@@ -14,28 +15,39 @@ constexpr std::string_view kHtml = R"HTML(<!doctype html>
 <style>
   body { font-family: system-ui, sans-serif; margin: 2rem; background: #fafafa; color: #222; }
   h1 { font-size: 1.4rem; }
+  h2 { font-size: 1.1rem; margin-top: 2rem; }
   .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: 1rem; }
   .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 1rem; }
   .label { color: #666; font-size: .85rem; }
   .value { font-size: 1.6rem; font-variant-numeric: tabular-nums; }
-  ul { margin: .3rem 0 0 1rem; padding: 0; }
+  table { border-collapse: collapse; background: #fff; font-variant-numeric: tabular-nums; }
+  th, td { border: 1px solid #ddd; padding: .4rem .8rem; text-align: right; }
+  th:first-child, td:first-child, td.status { text-align: left; }
+  td.down { color: #b00; }
   #status { color: #888; font-size: .8rem; }
 </style>
 </head>
 <body>
-<h1>nexuscache <span id="node"></span></h1>
+<h1>nexuscache cluster <span class="label">seen from <span id="node"></span>, ring generation
+<span id="gen">-</span></span></h1>
 <div class="grid">
   <div class="card"><div class="label">requests / s</div><div class="value" id="rps">-</div></div>
   <div class="card"><div class="label">GET hit rate</div><div class="value" id="hit">-</div></div>
   <div class="card"><div class="label">latency p50 / p95 / p99</div><div class="value" id="lat">-</div></div>
   <div class="card"><div class="label">cache bytes (main + hot)</div><div class="value" id="bytes">-</div></div>
   <div class="card"><div class="label">process memory (RSS)</div><div class="value" id="rss">-</div></div>
-  <div class="card"><div class="label">ring (generation <span id="gen">-</span>)</div><ul id="members"></ul></div>
+  <div class="card"><div class="label">ring members up</div><div class="value" id="up">-</div></div>
 </div>
+<h2>Nodes</h2>
+<table>
+  <thead><tr><th>node</th><th>status</th><th>req/s</th><th>GET hit rate</th><th>p50</th>
+  <th>p95</th><th>p99</th><th>cache bytes</th><th>RSS</th></tr></thead>
+  <tbody id="nodes"></tbody>
+</table>
 <p id="status">loading…</p>
 <script>
 "use strict";
-let previous = null;
+const previous = new Map();  // node name -> {at, samples}
 
 function parseMetrics(text) {
   const samples = [];
@@ -56,6 +68,7 @@ function sum(samples, name, match = {}) {
     .reduce((a, s) => a + s.value, 0);
 }
 
+// Cumulative latency bucket counts by upper bound, over every op.
 function buckets(samples) {
   const by = new Map();
   for (const s of samples) {
@@ -63,15 +76,18 @@ function buckets(samples) {
     const le = s.labels.le === "+Inf" ? Infinity : parseFloat(s.labels.le);
     by.set(le, (by.get(le) || 0) + s.value);
   }
-  return [...by.entries()].sort((a, b) => a[0] - b[0]);
+  return by;
 }
 
-function quantile(q, now, before) {
-  const b = buckets(now), a = new Map(buckets(before));
-  const delta = b.map(([le, c]) => [le, c - (a.get(le) || 0)]);
-  const total = delta.length ? delta[delta.length - 1][1] : 0;
+function addInto(target, source, sign = 1) {
+  for (const [k, v] of source) target.set(k, (target.get(k) || 0) + sign * v);
+}
+
+function quantile(q, delta) {
+  const sorted = [...delta.entries()].sort((a, b) => a[0] - b[0]);
+  const total = sorted.length ? sorted[sorted.length - 1][1] : 0;
   if (total <= 0) return null;
-  for (const [le, c] of delta) if (c >= q * total) return le;
+  for (const [le, c] of sorted) if (c >= q * total) return le;
   return null;
 }
 
@@ -88,40 +104,89 @@ function fmtBytes(b) {
   return b.toFixed(i ? 1 : 0) + " " + u[i];
 }
 
+function fmtRate(hits, gets) {
+  return gets > 0 ? (100 * hits / gets).toFixed(1) + " %" : "-";
+}
+
+// Rates of one node between its previous poll and this one; null on its first poll.
+function nodeRates(now, before) {
+  if (!before) return null;
+  const secs = (now.at - before.at) / 1000;
+  const s = now.samples, p = before.samples;
+  const delta = buckets(s);
+  addInto(delta, buckets(p), -1);
+  const get = { op: "get" }, hit = { op: "get", status: "hit" };
+  return {
+    requests: sum(s, "nexuscache_requests_total") - sum(p, "nexuscache_requests_total"),
+    secs,
+    hits: sum(s, "nexuscache_requests_total", hit) - sum(p, "nexuscache_requests_total", hit),
+    gets: sum(s, "nexuscache_requests_total", get) - sum(p, "nexuscache_requests_total", get),
+    delta,
+  };
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
 async function tick() {
   try {
-    const [metricsText, ring] = await Promise.all([
-      fetch("/metrics").then(r => r.text()),
-      fetch("/api/ring").then(r => r.json()),
-    ]);
-    const now = { at: performance.now(), samples: parseMetrics(metricsText) };
-    document.getElementById("node").textContent = ring.self;
-    document.getElementById("gen").textContent = ring.generation;
-    const ul = document.getElementById("members");
-    ul.replaceChildren(...ring.members.map(m => {
-      const li = document.createElement("li");
-      li.textContent = m.name + "  " + m.grpc;
-      return li;
-    }));
-    const s = now.samples;
-    document.getElementById("bytes").textContent = fmtBytes(sum(s, "nexuscache_cache_size_bytes"));
-    document.getElementById("rss").textContent =
-        fmtBytes(sum(s, "nexuscache_process_resident_memory_bytes"));
-    if (previous) {
-      const secs = (now.at - previous.at) / 1000;
-      const p = previous.samples;
-      const reqs = sum(s, "nexuscache_requests_total") - sum(p, "nexuscache_requests_total");
-      document.getElementById("rps").textContent = (reqs / secs).toFixed(1);
-      const hits = sum(s, "nexuscache_requests_total", { op: "get", status: "hit" }) -
-                   sum(p, "nexuscache_requests_total", { op: "get", status: "hit" });
-      const gets = sum(s, "nexuscache_requests_total", { op: "get" }) -
-                   sum(p, "nexuscache_requests_total", { op: "get" });
-      document.getElementById("hit").textContent =
-          gets > 0 ? (100 * hits / gets).toFixed(1) + " %" : "-";
-      document.getElementById("lat").textContent = [0.5, 0.95, 0.99]
-          .map(q => fmtSeconds(quantile(q, s, p))).join(" / ");
+    const cluster = await fetch("/api/cluster").then(r => r.json());
+    const at = performance.now();
+    document.getElementById("node").textContent = cluster.self;
+    document.getElementById("gen").textContent = cluster.generation;
+    const totals = { rps: 0, hits: 0, gets: 0, delta: new Map(), bytes: 0, rss: 0, up: 0,
+                     measured: false };
+    const rows = [];
+    for (const node of cluster.nodes) {
+      const tr = document.createElement("tr");
+      tr.dataset.node = node.name;
+      tr.appendChild(cell(node.name + (node.self ? " (this node)" : "")));
+      if (!node.ok) {
+        previous.delete(node.name);
+        tr.appendChild(cell("down: " + node.error, "status down"));
+        for (let i = 0; i < 7; i++) tr.appendChild(cell("-"));
+        rows.push(tr);
+        continue;
+      }
+      totals.up++;
+      const now = { at, samples: parseMetrics(node.metrics) };
+      const r = nodeRates(now, previous.get(node.name));
+      previous.set(node.name, now);
+      const bytes = sum(now.samples, "nexuscache_cache_size_bytes");
+      const rss = sum(now.samples, "nexuscache_process_resident_memory_bytes");
+      totals.bytes += bytes;
+      totals.rss += rss;
+      tr.appendChild(cell("up", "status"));
+      if (r) {
+        totals.measured = true;
+        totals.rps += r.requests / r.secs;
+        totals.hits += r.hits;
+        totals.gets += r.gets;
+        addInto(totals.delta, r.delta);
+        tr.appendChild(cell((r.requests / r.secs).toFixed(1), "rps"));
+        tr.appendChild(cell(fmtRate(r.hits, r.gets), "hit"));
+        for (const q of [0.5, 0.95, 0.99]) tr.appendChild(cell(fmtSeconds(quantile(q, r.delta))));
+      } else {
+        for (let i = 0; i < 5; i++) tr.appendChild(cell("-"));
+      }
+      tr.appendChild(cell(fmtBytes(bytes)));
+      tr.appendChild(cell(fmtBytes(rss)));
+      rows.push(tr);
     }
-    previous = now;
+    document.getElementById("nodes").replaceChildren(...rows);
+    document.getElementById("up").textContent = totals.up + " / " + cluster.nodes.length;
+    document.getElementById("bytes").textContent = fmtBytes(totals.bytes);
+    document.getElementById("rss").textContent = fmtBytes(totals.rss);
+    if (totals.measured) {
+      document.getElementById("rps").textContent = totals.rps.toFixed(1);
+      document.getElementById("hit").textContent = fmtRate(totals.hits, totals.gets);
+      document.getElementById("lat").textContent = [0.5, 0.95, 0.99]
+          .map(q => fmtSeconds(quantile(q, totals.delta))).join(" / ");
+    }
     document.getElementById("status").textContent =
         "updated " + new Date().toLocaleTimeString() + " (every second)";
   } catch (e) {

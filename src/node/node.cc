@@ -59,7 +59,10 @@ Node::~Node() { Stop(); }
 
 absl::Status Node::Start() {
   grpc_ = std::make_unique<PeerServer>(
-      &groups_, PeerServerOptions{.address = config_.bind_address, .port = config_.grpc_port});
+      &groups_, PeerServerOptions{.address = config_.bind_address,
+                                  .port = config_.grpc_port,
+                                  .node_name = config_.name,
+                                  .metrics_text = [this] { return metrics_.Render(); }});
   if (absl::Status s = grpc_->Start(); !s.ok()) return s;
 
   auto router = std::make_shared<http::Router>();

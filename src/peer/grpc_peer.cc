@@ -160,6 +160,28 @@ class GrpcPeer::Impl {
                                     });
   }
 
+  static void FetchMetrics(const std::shared_ptr<Impl>& self, std::chrono::milliseconds deadline,
+                           MetricsCallback done) {
+    using MetricsCall =
+        Call<nexuscachepb::MetricsRequest, nexuscachepb::MetricsResponse, MetricsCallback>;
+    auto* call = new MetricsCall(self, std::move(done));
+    call->ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+    self->stub_->async()->Metrics(
+        &call->ctx, &call->request, &call->response, [call, deadline](grpc::Status status) {
+          std::unique_ptr<MetricsCall> owned(call);
+          const Impl& impl = *owned->impl;
+          absl::StatusOr<std::string> result;
+          if (status.ok()) {
+            result = std::move(*owned->response.mutable_text());
+          } else {
+            result = FromPeerGrpcStatus(status, impl.name_, impl.address_, deadline);
+          }
+          MetricsCallback done = std::move(owned->done);
+          owned.reset();
+          done(std::move(result));
+        });
+  }
+
   const std::string name_;
   const std::string address_;
   const GrpcPeerOptions options_;
@@ -189,6 +211,10 @@ void GrpcPeer::Delete(std::string_view group, std::string_view key, StatusCallba
 
 void GrpcPeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
   Impl::Replicate(impl_, group, replica, std::move(done));
+}
+
+void GrpcPeer::FetchMetrics(std::chrono::milliseconds deadline, MetricsCallback done) {
+  Impl::FetchMetrics(impl_, deadline, std::move(done));
 }
 
 const std::string& GrpcPeer::name() const { return impl_->name_; }

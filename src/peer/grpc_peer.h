@@ -18,9 +18,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
 #include "group/peers.h"
 
 namespace nexus {
@@ -53,6 +55,12 @@ class GrpcPeer final : public Peer {
            bool hot, StatusCallback done) override;
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override;
   void Replicate(std::string_view group, const Replica& replica, StatusCallback done) override;
+
+  // The peer's Prometheus text exposition (Metrics RPC), for the dashboard's cluster view.
+  // `deadline` replaces options.deadline (a dashboard refreshes every second). Not counted in
+  // calls(), failures() or CallCounts(): those describe cache traffic.
+  using MetricsCallback = absl::AnyInvocable<void(absl::StatusOr<std::string>)>;
+  void FetchMetrics(std::chrono::milliseconds deadline, MetricsCallback done);
 
   const std::string& name() const;
   const std::string& address() const;

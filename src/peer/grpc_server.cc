@@ -59,7 +59,12 @@ class GetReactor final : public grpc::ServerUnaryReactor {
 
 class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackService {
  public:
-  Service(GroupRegistry* groups, const Clock* clock) : groups_(groups), clock_(clock) {}
+  Service(GroupRegistry* groups, const Clock* clock, std::string node_name,
+          std::function<std::string()> metrics_text)
+      : groups_(groups),
+        clock_(clock),
+        node_name_(std::move(node_name)),
+        metrics_text_(std::move(metrics_text)) {}
 
   uint64_t served() const { return served_.load(std::memory_order_relaxed); }
 
@@ -133,6 +138,17 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
     return FinishNow(ctx, grpc::Status::OK);
   }
 
+  grpc::ServerUnaryReactor* Metrics(grpc::CallbackServerContext* ctx,
+                                    const nexuscachepb::MetricsRequest*,
+                                    nexuscachepb::MetricsResponse* resp) override {
+    if (!metrics_text_) {
+      return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no metrics here"));
+    }
+    resp->set_node(node_name_);
+    resp->set_text(metrics_text_());
+    return FinishNow(ctx, grpc::Status::OK);
+  }
+
  private:
   static grpc::Status NoSuchGroup(const std::string& name) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such group: " + name);
@@ -173,6 +189,8 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
 
   GroupRegistry* const groups_;
   const Clock* const clock_;
+  const std::string node_name_;
+  const std::function<std::string()> metrics_text_;
   std::atomic<uint64_t> served_{0};
 };
 
@@ -184,7 +202,8 @@ PeerServer::PeerServer(GroupRegistry* groups, PeerServerOptions options)
     : groups_(groups),
       options_(std::move(options)),
       service_(std::make_unique<Service>(
-          groups_, options_.clock != nullptr ? options_.clock : &SystemClock::Get())) {}
+          groups_, options_.clock != nullptr ? options_.clock : &SystemClock::Get(),
+          options_.node_name, options_.metrics_text)) {}
 
 PeerServer::~PeerServer() { Stop(std::chrono::milliseconds(0)); }
 

@@ -1,5 +1,5 @@
 // PeerServer: the owner side of node-to-node traffic. Serves nexuscachepb.NexusCache (Get, Set,
-// Delete) over gRPC by running the owner-side operations of the groups in a GroupRegistry
+// Delete, Replicate, Metrics) over gRPC by running the owner-side operations of the groups in a GroupRegistry
 // (Group::GetLocal / SetLocal / StoreLocal / DeleteLocal); it never forwards.
 //
 // Requests use gRPC's callback API: a Get whose key misses runs the group's loader, which may
@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,10 @@ struct PeerServerOptions {
   const Clock* clock = nullptr;
   // Largest request accepted (a Set carries a value up to --max-value-bytes, 1 MiB by default).
   int max_receive_message_bytes = 8 << 20;
+  // Serves the Metrics RPC: this node's name and its Prometheus text exposition, rendered per
+  // call (any gRPC thread). Without it Metrics answers UNIMPLEMENTED.
+  std::string node_name;
+  std::function<std::string()> metrics_text;
 };
 
 class PeerServer {

@@ -126,8 +126,13 @@ std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {
 }
 
 std::vector<std::shared_ptr<Peer>> RingPeerPicker::OtherPeers() {
+  std::vector<std::shared_ptr<GrpcPeer>> clients = OtherClients();
+  return {clients.begin(), clients.end()};
+}
+
+std::vector<std::shared_ptr<GrpcPeer>> RingPeerPicker::OtherClients() const {
   absl::ReaderMutexLock lock(&mu_);
-  std::vector<std::shared_ptr<Peer>> out;
+  std::vector<std::shared_ptr<GrpcPeer>> out;
   for (const auto& [name, member] : members_) {
     if (member.client != nullptr) out.push_back(member.client);
   }

@@ -74,6 +74,9 @@ class RingPeerPicker final : public PeerPicker {
   std::vector<std::pair<std::string, std::string>> Members() const;
   // The clients of every member but self.
   std::vector<std::shared_ptr<Peer>> OtherPeers() override;
+  // The same, as GrpcPeers (for calls outside the Peer interface, e.g. FetchMetrics), sorted
+  // by name.
+  std::vector<std::shared_ptr<GrpcPeer>> OtherClients() const;
 
   uint64_t generation() const;
 

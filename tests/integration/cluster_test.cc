@@ -158,6 +158,40 @@ TEST_F(ThreeNodes, DeadPeerGivesAQuickGatewayErrorNotAHang) {
   EXPECT_EQ(Http(cluster_.node(0).http_port, "GET", "/api/get?key=" + alive).body, "value=x\n");
 }
 
+TEST_F(ThreeNodes, ClusterViewGathersEveryMembersMetrics) {
+  for (int i = 0; i < 5; ++i) Http(cluster_.node(1).http_port, "GET", "/api/get?key=Tom");
+  const HttpResult r = Http(cluster_.node(0).http_port, "GET", "/api/cluster");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const nlohmann::json j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["self"], "svc1");
+  ASSERT_EQ(j["nodes"].size(), 3u) << r.body;
+  for (size_t i = 0; i < 3; ++i) {
+    const nlohmann::json& node = j["nodes"][i];
+    EXPECT_EQ(node["name"], "svc" + std::to_string(i + 1));
+    EXPECT_EQ(node["self"], i == 0);
+    ASSERT_TRUE(node["ok"].get<bool>()) << node.dump();
+  }
+  // svc2's numbers are svc2's own: the 5 GETs it answered (no other traffic reached it).
+  const std::string svc2 = j["nodes"][1]["metrics"].get<std::string>();
+  EXPECT_EQ(MetricSumIn(svc2, "nexuscache_requests_total"), 5);
+  EXPECT_EQ(MetricSumIn(svc2, "nexuscache_requests_total"),
+            MetricSum(cluster_.node(1).http_port, "nexuscache_requests_total"));
+
+  // A dead member is reported as down, quickly, and the others still answer.
+  cluster_.node(2).process->Signal(SIGKILL);
+  ASSERT_TRUE(cluster_.node(2).process->WaitExit(seconds(5), nullptr));
+  const auto start = std::chrono::steady_clock::now();
+  const HttpResult after = Http(cluster_.node(0).http_port, "GET", "/api/cluster");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(3));
+  ASSERT_EQ(after.status, 200);
+  const nlohmann::json k = nlohmann::json::parse(after.body);
+  ASSERT_EQ(k["nodes"].size(), 3u);
+  EXPECT_TRUE(k["nodes"][1]["ok"].get<bool>());
+  EXPECT_FALSE(k["nodes"][2]["ok"].get<bool>());
+  EXPECT_NE(k["nodes"][2]["error"].get<std::string>().find("svc3"), std::string::npos)
+      << k["nodes"][2].dump();
+}
+
 class OneNode : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -275,9 +309,9 @@ TEST_F(OneNode, DashboardIsOneSelfContainedPage) {
   EXPECT_EQ(r.body.find("http://"), std::string::npos);
   EXPECT_EQ(r.body.find("https://"), std::string::npos);
   EXPECT_EQ(r.body.find("src="), std::string::npos);
-  // It reads only this node's endpoints, which exist.
-  EXPECT_NE(r.body.find("fetch(\"/metrics\")"), std::string::npos);
-  EXPECT_NE(r.body.find("fetch(\"/api/ring\")"), std::string::npos);
+  // It reads only this node's /api/cluster (which gathers the other members' metrics).
+  EXPECT_NE(r.body.find("fetch(\"/api/cluster\")"), std::string::npos);
+  EXPECT_EQ(Http(port_, "GET", "/api/cluster").status, 200);
 }
 
 TEST(ProcessTest, MetricsPortServesOnlyMetrics) {

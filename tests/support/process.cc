@@ -235,7 +235,11 @@ std::string KeyOwnedBy(uint16_t http_port, const std::string& owner, const std::
 }
 
 double MetricSum(uint16_t http_port, const std::string& name) {
-  const std::string text = "\n" + Http(http_port, "GET", "/metrics").body;
+  return MetricSumIn(Http(http_port, "GET", "/metrics").body, name);
+}
+
+double MetricSumIn(const std::string& exposition, const std::string& name) {
+  const std::string text = "\n" + exposition;
   double total = -1;
   for (size_t pos = text.find("\n" + name); pos != std::string::npos;
        pos = text.find("\n" + name, pos + 1)) {

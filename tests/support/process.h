@@ -64,6 +64,8 @@ HttpResult ParseResponse(const std::string& raw);
 // The sum of every sample of metric `name` in GET /metrics (all label combinations), or -1
 // when there is none.
 double MetricSum(uint16_t http_port, const std::string& name);
+// The same over a Prometheus text exposition already fetched.
+double MetricSumIn(const std::string& exposition, const std::string& name);
 
 // The node that owns `key` according to GET /api/ring?key= on `http_port` ("" if no answer).
 std::string OwnerOf(uint16_t http_port, const std::string& key);

@@ -41,6 +41,9 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(demo->Log().find("curl \"http://localhost:"), std::string::npos) << demo->Log();
+  const std::string dashboard = "http://127.0.0.1:" + std::to_string(http[0]) + "/dashboard";
+  EXPECT_NE(demo->Log().find(dashboard), std::string::npos) << demo->Log();
+  EXPECT_EQ(Http(http[0], "GET", "/dashboard").status, 200);
   for (uint16_t port : http) {
     const std::string ring = Http(port, "GET", "/api/ring").body;
     EXPECT_NE(ring.find("\"svc1\""), std::string::npos) << ring;

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "common/ascii.h"
+
 namespace nexus::bench {
 
 namespace strings_internal {
@@ -31,17 +33,6 @@ std::string Cat(const Pieces&... pieces) {
 template <typename... Pieces>
 void AppendTo(std::string& out, const Pieces&... pieces) {
   (strings_internal::Append(out, pieces), ...);
-}
-
-inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 inline std::string_view StripSpaces(std::string_view s) {

@@ -34,6 +34,7 @@
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/status.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "common/errno_text.h"
 #include "spdlog/spdlog.h"
 
 namespace nexus::http {
@@ -66,11 +67,6 @@ constexpr size_t kMaxPendingOutput = 256 * 1024;
 // Tags in epoll_event.data.ptr that are not connections.
 char kListenTag;
 char kWakeTag;
-
-std::string ErrnoText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof buf);  // GNU strerror_r returns the message
-}
 
 std::string AddressString(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "unknown";
@@ -313,6 +309,8 @@ class Loop {
   void RunTasks();
   void Scan();
   int WaitTimeoutMs() const;
+  // The open connections, for walks that may close some (closing erases from conns_).
+  std::vector<Conn*> Snapshot() const;
 
   static thread_local Loop* current_;
 
@@ -533,19 +531,14 @@ bool Conn::ParseBuffered() {
 }
 
 void Conn::OnParseError(const beast::error_code& ec) {
-  if (ec == bhttp::error::body_limit) {
-    version_ = 11;
-    head_ = false;
-    return Reply(Text(413, "request body too large\n"), false);
-  }
+  // The request never parsed: answer as HTTP/1.1, with a body.
+  version_ = 11;
+  head_ = false;
+  if (ec == bhttp::error::body_limit) return Reply(Text(413, "request body too large\n"), false);
   if (ec == bhttp::error::header_limit) {
-    version_ = 11;
-    head_ = false;
     return Reply(Text(431, "request header too large\n"), false);
   }
   spdlog::debug("http: bad request from {}: {}", remote_, ec.message());
-  version_ = 11;
-  head_ = false;
   Reply(Text(400, "bad request\n"), false);
 }
 
@@ -810,10 +803,14 @@ void Loop::BeginDrain() {
   draining_ = true;
   PauseAccepting();
   accept_resume_ = kNever;
+  for (Conn* conn : Snapshot()) conn->OnDrain();
+}
+
+std::vector<Conn*> Loop::Snapshot() const {
   std::vector<Conn*> conns;
   conns.reserve(conns_.size());
-  for (auto& [id, conn] : conns_) conns.push_back(conn.get());
-  for (Conn* conn : conns) conn->OnDrain();
+  for (const auto& [id, conn] : conns_) conns.push_back(conn.get());
+  return conns;
 }
 
 void Loop::RunTasks() {
@@ -823,10 +820,7 @@ void Loop::RunTasks() {
 void Loop::Scan() {
   next_scan_ = now_ + kScanInterval;
   if (accept_resume_ != kNever && now_ >= accept_resume_) ResumeAccepting();
-  std::vector<Conn*> conns;
-  conns.reserve(conns_.size());
-  for (auto& [id, conn] : conns_) conns.push_back(conn.get());
-  for (Conn* conn : conns) conn->CheckDeadline(now_);
+  for (Conn* conn : Snapshot()) conn->CheckDeadline(now_);
 }
 
 int Loop::WaitTimeoutMs() const {

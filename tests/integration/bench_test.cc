@@ -3,6 +3,7 @@
 // memcached, and bad flags or a dead target fail clearly.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "support/cluster.h"
@@ -22,7 +23,8 @@ struct BenchRun {
 BenchRun RunBench(std::vector<std::string> args, seconds timeout = seconds(60)) {
   args.insert(args.begin(), NEXUS_BENCH_BIN);
   BenchRun run;
-  auto p = Process::Start(args, {}, TempDir() + "/bench-" + std::to_string(FreePort()) + ".log");
+  static std::atomic<int> runs{0};  // one log file per run
+  auto p = Process::Start(args, {}, TempDir() + "/bench-" + std::to_string(++runs) + ".log");
   if (p == nullptr || !p->WaitExit(timeout, &run.code)) return run;
   run.output = p->Log();
   if (const size_t brace = run.output.find('{'); brace != std::string::npos) {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/errno_text.h"
 
 namespace nexus::bench {
 
@@ -29,9 +30,12 @@ constexpr std::chrono::milliseconds kReconnectDelay{100};
 constexpr std::chrono::milliseconds kTick{5};  // how often end, timeouts and retries are checked
 constexpr size_t kMaxErrorSamples = 5;
 
-std::string ErrnoText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof buf);
+// Keeps the first kMaxErrorSamples distinct error descriptions.
+void AddErrorSample(std::vector<std::string>& samples, const std::string& what) {
+  if (samples.size() < kMaxErrorSamples &&
+      std::find(samples.begin(), samples.end(), what) == samples.end()) {
+    samples.push_back(what);
+  }
 }
 
 // splitmix64: small, fast, good enough to pick keys and make values.
@@ -85,7 +89,7 @@ struct Window {
 class Worker {
  public:
   Worker(const LoadOptions& options, int index, Window window)
-      : options_(options), index_(index), window_(window),
+      : options_(options), window_(window),
         rng_(options.seed + 0x51ed270b27e8ad6fULL * static_cast<uint64_t>(index + 1)) {
     for (int c = index; c < options.concurrency; c += options.threads) {
       conns_.push_back(std::make_unique<Conn>());
@@ -140,7 +144,6 @@ class Worker {
   int TimeoutMs(TimePoint now) const;
 
   const LoadOptions& options_;
-  const int index_;
   const Window window_;
   Rng rng_;
   int epoll_fd_ = -1;
@@ -155,13 +158,7 @@ class Worker {
   LoadResult result_;
 };
 
-void Worker::NoteError(const std::string& what) {
-  auto& samples = result_.error_samples;
-  if (samples.size() < kMaxErrorSamples &&
-      std::find(samples.begin(), samples.end(), what) == samples.end()) {
-    samples.push_back(what);
-  }
-}
+void Worker::NoteError(const std::string& what) { AddErrorSample(result_.error_samples, what); }
 
 void Worker::Connect(Conn& c, TimePoint now) {
   const Target& t = *c.target;
@@ -433,12 +430,7 @@ void LoadResult::Merge(const LoadResult& o) {
   scheduled += o.scheduled;
   never_sent += o.never_sent;
   connect_failures += o.connect_failures;
-  for (const auto& e : o.error_samples) {
-    if (error_samples.size() < kMaxErrorSamples &&
-        std::find(error_samples.begin(), error_samples.end(), e) == error_samples.end()) {
-      error_samples.push_back(e);
-    }
-  }
+  for (const auto& e : o.error_samples) AddErrorSample(error_samples, e);
 }
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& in) {

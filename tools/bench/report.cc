@@ -28,10 +28,10 @@ std::string Thousands(double v) {
   return out;
 }
 
-std::string Targets(const LoadOptions& o) {
+std::vector<std::string> TargetUrls(const LoadOptions& o) {
   std::vector<std::string> urls;
   for (const auto& t : o.targets) urls.push_back(t.url);
-  return absl::StrJoin(urls, ", ");
+  return urls;
 }
 
 }  // namespace
@@ -62,7 +62,7 @@ std::string FormatText(const LoadOptions& o, const LoadResult& r, const std::str
   const PhaseCounts& m = r.measured;
   std::string s;
   absl::StrAppend(&s, "=== nexus-bench results ===\n");
-  absl::StrAppend(&s, "Target(s):       ", Targets(o), "\n");
+  absl::StrAppend(&s, "Target(s):       ", absl::StrJoin(TargetUrls(o), ", "), "\n");
   absl::StrAppend(&s, absl::StrFormat(
       "Load:            %s, %d connections, %d keys, read ratio %.2f, %zu-byte values%s\n",
       o.rate > 0 ? absl::StrFormat("open loop at %.0f req/s", o.rate) : "closed loop",
@@ -115,12 +115,10 @@ nlohmann::json ToJson(const LoadOptions& o, const LoadResult& r, const std::stri
                           {"p999_us", h.Percentile(0.999) / 1e3},
                           {"max_us", h.max() / 1e3}};
   };
-  std::vector<std::string> urls;
-  for (const auto& t : o.targets) urls.push_back(t.url);
   const PhaseCounts& m = r.measured;
   return {
       {"label", label},
-      {"targets", urls},
+      {"targets", TargetUrls(o)},
       {"concurrency", o.concurrency},
       {"keys", o.workload.keys},
       {"read_ratio", o.workload.read_ratio},

@@ -57,7 +57,7 @@ void EtcdMembership::Stop() {
   if (watch_thread_.joinable()) watch_thread_.join();
 }
 
-std::map<std::string, std::string> EtcdMembership::members() const {
+std::map<std::string, NodeInfo> EtcdMembership::members() const {
   absl::MutexLock lock(&mu_);
   return members_;
 }
@@ -68,7 +68,7 @@ bool EtcdMembership::SleepUnlessStopping(std::chrono::milliseconds d) {
   return !stopping_;
 }
 
-void EtcdMembership::Publish(const std::map<std::string, std::string>& members) {
+void EtcdMembership::Publish(const std::map<std::string, NodeInfo>& members) {
   {
     absl::MutexLock lock(&mu_);
     members_ = members;
@@ -191,12 +191,12 @@ void EtcdMembership::WatchLoop() {
     backoff = std::chrono::milliseconds(100);
     std::vector<MembershipEntry> entries;
     for (const auto& kv : read->kvs) entries.push_back({kv.key, kv.value, kv.mod_revision});
-    std::map<std::string, std::string> members;
+    std::map<std::string, NodeInfo> members;
     bool changed;
     {
       absl::MutexLock lock(&mu_);
       changed = view_.Reset(entries, read->revision) || members_.empty();
-      members = view_.Members();
+      members = view_.Nodes();
     }
     if (changed) Publish(members);
 
@@ -205,7 +205,7 @@ void EtcdMembership::WatchLoop() {
         options_.prefix, read->revision + 1,
         [this](const std::vector<WatchEvent>& events, int64_t /*revision*/) {
           bool any = false;
-          std::map<std::string, std::string> now;
+          std::map<std::string, NodeInfo> now;
           {
             absl::MutexLock lock(&mu_);
             for (const WatchEvent& e : events) {
@@ -213,7 +213,7 @@ void EtcdMembership::WatchLoop() {
                                                                     : MembershipEvent::Type::kDelete,
                                   e.key, e.value, e.mod_revision});
             }
-            now = view_.Members();
+            now = view_.Nodes();
           }
           if (any) Publish(now);
         },

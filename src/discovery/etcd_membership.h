@@ -43,7 +43,8 @@ struct EtcdMembershipOptions {
 
 class EtcdMembership {
  public:
-  using OnChange = std::function<void(const std::map<std::string, std::string>& members)>;
+  // name -> what the member registered (gRPC and HTTP addresses).
+  using OnChange = std::function<void(const std::map<std::string, NodeInfo>& members)>;
 
   EtcdMembership(EtcdMembershipOptions options, OnChange on_change);
   ~EtcdMembership();
@@ -56,14 +57,14 @@ class EtcdMembership {
 
   bool registered() const { return registered_.load(); }
   // Members as last read from etcd (empty until the first successful read).
-  std::map<std::string, std::string> members() const;
+  std::map<std::string, NodeInfo> members() const;
 
  private:
   void RegisterLoop();
   void WatchLoop();
   // Sleeps up to `d` or until Stop(); false when stopping.
   bool SleepUnlessStopping(std::chrono::milliseconds d);
-  void Publish(const std::map<std::string, std::string>& members);
+  void Publish(const std::map<std::string, NodeInfo>& members);
 
   const EtcdMembershipOptions options_;
   const OnChange on_change_;
@@ -72,7 +73,7 @@ class EtcdMembership {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   MembershipView view_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> members_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeInfo> members_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> registered_{false};
   std::thread register_thread_;

@@ -50,7 +50,7 @@ std::optional<NodeInfo> Parse(const std::string& key, std::string_view prefix,
 }  // namespace
 
 bool MembershipView::Reset(const std::vector<MembershipEntry>& entries, int64_t revision) {
-  const auto before = Members();
+  const auto before = Nodes();
   keys_.clear();
   for (const MembershipEntry& e : entries) {
     if (e.key.compare(0, prefix_.size(), prefix_) != 0 || e.key.size() == prefix_.size()) continue;
@@ -58,7 +58,7 @@ bool MembershipView::Reset(const std::vector<MembershipEntry>& entries, int64_t 
   }
   floor_ = revision;
   revision_ = revision;
-  return Members() != before;
+  return Nodes() != before;
 }
 
 bool MembershipView::Apply(const MembershipEvent& event) {
@@ -75,7 +75,15 @@ bool MembershipView::Apply(const MembershipEvent& event) {
                    : std::nullopt;
   revision_ = std::max(revision_, event.mod_revision);
   const bool was = old.has_value(), is = state.info.has_value();
-  return was != is || (was && is && old->grpc != state.info->grpc);
+  return was != is || (was && is && *old != *state.info);
+}
+
+std::map<std::string, NodeInfo> MembershipView::Nodes() const {
+  std::map<std::string, NodeInfo> out;
+  for (const auto& [key, state] : keys_) {
+    if (state.info) out[state.info->name] = *state.info;
+  }
+  return out;
 }
 
 std::map<std::string, std::string> MembershipView::Members() const {

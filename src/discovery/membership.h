@@ -56,13 +56,15 @@ class MembershipView {
       : prefix_(std::move(prefix)) {}
 
   // Replaces the view with a read of the prefix taken at `revision`. Returns true if the
-  // members changed.
+  // members (or their addresses) changed.
   bool Reset(const std::vector<MembershipEntry>& entries, int64_t revision);
-  // Applies one watch event; true if the members changed.
+  // Applies one watch event; true if the members (or their addresses) changed.
   bool Apply(const MembershipEvent& event);
 
   // name -> gRPC address of every registered node with a valid value.
   std::map<std::string, std::string> Members() const;
+  // name -> everything it registered (gRPC and HTTP addresses).
+  std::map<std::string, NodeInfo> Nodes() const;
   // The highest revision applied (the read's, or the newest event's).
   int64_t revision() const { return revision_; }
 

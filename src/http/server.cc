@@ -35,6 +35,7 @@
 #include "boost/beast/http/status.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "common/errno_text.h"
+#include "http/loop.h"
 #include "spdlog/spdlog.h"
 
 namespace nexus::http {
@@ -202,15 +203,15 @@ class Loop;
 // Readiness is tracked like nginx does with edge-triggered epoll: readable_ becomes false when
 // a recv() returns less than asked (the socket is drained) and true on the next EPOLLIN, so a
 // keep-alive connection costs one recv() and one send() per request and no failed reads.
-class Conn {
+class Conn final : public LoopSocket {
  public:
   Conn(Loop* loop, int fd, uint64_t id, std::string remote);
-  ~Conn() { ::close(fd_); }
+  ~Conn() override { ::close(fd_); }
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
   uint64_t id() const { return id_; }
-  void OnEvents(uint32_t events);
+  void OnEvents(uint32_t events) override;
   void OnResponse(uint64_t seq, Response response);
   void OnDrain();
   // Closes the connection if a deadline has passed.
@@ -271,11 +272,12 @@ class Conn {
 // One thread with its epoll instance and the connections it accepted. The listening socket is
 // registered in every loop with EPOLLEXCLUSIVE, so the kernel wakes one waiting loop per new
 // connection and that loop keeps it (as nginx's workers do); no connection ever moves between
-// threads.
-class Loop {
+// threads. It is also the LoopContext (http/loop.h) of code running on its thread.
+class Loop final : public LoopContext {
  public:
   Loop(ServerImpl* server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
   ~Loop() {
+    services_.clear();  // normally already gone: Run() ends with them
     conns_.clear();
     graveyard_.clear();
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
@@ -296,13 +298,27 @@ class Loop {
   // Loop thread.
   static Loop* Current() { return current_; }
   ServerImpl& server() { return *server_; }
-  TimePoint now() const { return now_; }
   void BeginDrain();
   void Deliver(uint64_t conn_id, uint64_t seq, Response response);
   void Closed(Conn* conn);
   void ScheduleTurn(Conn* conn) { turns_.push_back(conn->id()); }
 
+  // LoopContext.
+  absl::Status Watch(int fd, LoopSocket* socket) override;
+  void Unwatch(int fd) override;
+  void Retire(std::unique_ptr<LoopSocket> socket) override {
+    graveyard_.push_back(std::move(socket));
+  }
+  void RequestTurnEnd(LoopService* service) override { turn_end_.push_back(service); }
+  TimePoint now() const override { return now_; }
+
  private:
+  LoopService* FindService(const void* key) override;
+  LoopService* AddService(const void* key, std::unique_ptr<LoopService> service) override;
+  void RunTurnEnds();
+  // Whether deadlines need scanning: connections, sockets of services, or a paused accept.
+  bool Busy() const { return !conns_.empty() || watched_ > 0 || accept_resume_ != kNever; }
+
   void AcceptSome();
   void PauseAccepting();
   void ResumeAccepting();
@@ -326,12 +342,22 @@ class Loop {
   TimePoint next_scan_ = kNever;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
-  // Closed connections are freed after the current batch of events, which may still name them.
-  std::vector<std::unique_ptr<Conn>> graveyard_;
+  // Closed connections (and retired sockets) are freed after the current batch of events,
+  // which may still name them.
+  std::vector<std::unique_ptr<LoopSocket>> graveyard_;
   std::vector<uint64_t> turns_;  // connections that used up their turn with input left
+  size_t watched_ = 0;           // sockets registered through Watch
+  std::vector<std::pair<const void*, std::unique_ptr<LoopService>>> services_;
+  std::vector<LoopService*> turn_end_;  // services to call after this batch (may repeat)
 };
 
 thread_local Loop* Loop::current_ = nullptr;
+
+}  // namespace internal
+
+LoopContext* LoopContext::Current() { return internal::Loop::Current(); }
+
+namespace internal {
 
 class ServerImpl {
  public:
@@ -813,6 +839,45 @@ std::vector<Conn*> Loop::Snapshot() const {
   return conns;
 }
 
+absl::Status Loop::Watch(int fd, LoopSocket* socket) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = socket;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return absl::InternalError("http: epoll_ctl: " + ErrnoText(errno));
+  }
+  ++watched_;
+  if (next_scan_ == kNever) next_scan_ = now_ + kScanInterval;
+  return absl::OkStatus();
+}
+
+void Loop::Unwatch(int fd) {
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr) == 0 && watched_ > 0) --watched_;
+}
+
+LoopService* Loop::FindService(const void* key) {
+  for (auto& [k, service] : services_) {
+    if (k == key) return service.get();
+  }
+  return nullptr;
+}
+
+LoopService* Loop::AddService(const void* key, std::unique_ptr<LoopService> service) {
+  services_.emplace_back(key, std::move(service));
+  return services_.back().second.get();
+}
+
+void Loop::RunTurnEnds() {
+  // A service's OnTurnEnd may request another turn end (e.g. a failure answered a request whose
+  // handler forwarded again): run until none is left.
+  while (!turn_end_.empty()) {
+    std::vector<LoopService*> services = std::exchange(turn_end_, {});
+    std::sort(services.begin(), services.end());
+    services.erase(std::unique(services.begin(), services.end()), services.end());
+    for (LoopService* service : services) service->OnTurnEnd();
+  }
+}
+
 void Loop::RunTasks() {
   for (auto& task : mailbox_->Take()) task();
 }
@@ -821,11 +886,12 @@ void Loop::Scan() {
   next_scan_ = now_ + kScanInterval;
   if (accept_resume_ != kNever && now_ >= accept_resume_) ResumeAccepting();
   for (Conn* conn : Snapshot()) conn->CheckDeadline(now_);
+  for (auto& [key, service] : services_) service->OnTick(now_);
 }
 
 int Loop::WaitTimeoutMs() const {
   if (!turns_.empty()) return 0;
-  if (conns_.empty() && accept_resume_ == kNever) return -1;
+  if (!Busy()) return -1;
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan_ - now_);
   return static_cast<int>(std::clamp<int64_t>(left.count() + 1, 1, kScanInterval.count()));
 }
@@ -849,7 +915,7 @@ void Loop::Run() {
         } else if (tag == &kWakeTag) {
           RunTasks();
         } else {
-          static_cast<Conn*>(tag)->OnEvents(events[i].events);
+          static_cast<LoopSocket*>(tag)->OnEvents(events[i].events);
         }
       }
       if (!turns_.empty()) {
@@ -857,15 +923,27 @@ void Loop::Run() {
           if (auto it = conns_.find(id); it != conns_.end()) it->second->Drive();
         }
       }
+      RunTurnEnds();
       if (now_ >= next_scan_) Scan();
-      if (conns_.empty() && accept_resume_ == kNever) next_scan_ = kNever;
+      RunTurnEnds();
+      if (!Busy()) next_scan_ = kNever;
     } catch (const std::exception& e) {
       // Our handlers do not throw; keep serving the other connections if one did.
       spdlog::error("http: exception escaped a handler: {}", e.what());
     }
     graveyard_.clear();
   }
+  // Services end on this thread, as no longer the current loop: what they fail (e.g. forwarded
+  // requests still pending) can neither create services nor be answered here; the answers go
+  // to the closed mailbox and the connections close with the loop.
   current_ = nullptr;
+  turn_end_.clear();
+  try {
+    std::exchange(services_, {}).clear();
+  } catch (const std::exception& e) {
+    spdlog::error("http: exception while stopping a loop service: {}", e.what());
+  }
+  graveyard_.clear();
 }
 
 // ---------------------------------------------------------------------------------------------

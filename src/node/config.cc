@@ -44,10 +44,15 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
   return value * multiplier;
 }
 
-absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port) {
+absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
+                                                  uint16_t http_port) {
   std::vector<PeerSpec> peers;
   std::set<std::string> names;
   size_t start = 0;
+  auto valid_host_port = [](const std::string& a) {
+    const size_t colon = a.rfind(':');
+    return colon != std::string::npos && colon != 0 && colon + 1 != a.size();
+  };
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
     if (comma == std::string_view::npos) comma = text.size();
@@ -64,14 +69,23 @@ absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t
     if (eq == std::string_view::npos) {
       spec.name = std::string(item);
       spec.grpc_address = spec.name + ":" + std::to_string(grpc_port);
+      spec.http_address = spec.name + ":" + std::to_string(http_port);
     } else {
       spec.name = std::string(item.substr(0, eq));
-      spec.grpc_address = std::string(item.substr(eq + 1));
-      const size_t colon = spec.grpc_address.rfind(':');
-      if (spec.name.empty() || colon == std::string::npos || colon == 0 ||
-          colon + 1 == spec.grpc_address.size()) {
+      std::string_view address = item.substr(eq + 1);
+      const size_t slash = address.find('/');
+      spec.grpc_address = std::string(address.substr(0, slash));
+      bool ok = !spec.name.empty() && valid_host_port(spec.grpc_address);
+      if (ok && slash != std::string_view::npos) {
+        const std::string port(address.substr(slash + 1));
+        ok = !port.empty() && port.find_first_not_of("0123456789") == std::string::npos &&
+             port.size() <= 5 && std::stoi(port) > 0 && std::stoi(port) <= 65535;
+        spec.http_address = spec.grpc_address.substr(0, spec.grpc_address.rfind(':') + 1) + port;
+      }
+      if (!ok) {
         return absl::InvalidArgumentError("--peer entry '" + std::string(item) +
-                                          "' must be NAME or NAME=HOST:PORT");
+                                          "' must be NAME, NAME=HOST:PORT or "
+                                          "NAME=HOST:PORT/HTTP_PORT");
       }
     }
     if (!names.insert(spec.name).second) {
@@ -195,12 +209,12 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
     c.etcd.push_back(endpoint);
   }
 
-  auto parsed = ParsePeers(peers, c.grpc_port);
+  auto parsed = ParsePeers(peers, c.grpc_port, c.http_port);
   if (!parsed.ok()) return fail(std::string(parsed.status().message()));
   c.peers = std::move(*parsed);
   const bool self_listed = std::any_of(c.peers.begin(), c.peers.end(),
                                        [&](const PeerSpec& p) { return p.name == c.name; });
-  if (!self_listed) c.peers.push_back({c.name, c.SelfGrpcAddress()});
+  if (!self_listed) c.peers.push_back({c.name, c.SelfGrpcAddress(), {}});
   out.config = std::move(c);
   return out;
 }

@@ -16,6 +16,7 @@ namespace nexus {
 struct PeerSpec {
   std::string name;
   std::string grpc_address;  // host:port that peers dial
+  std::string http_address;  // host:port of its HTTP API (empty: unknown, forward over gRPC)
 };
 
 struct Config {
@@ -51,9 +52,11 @@ struct Config {
 // Parses a byte size: "1048576", "64K", "64M", "1G" (powers of 1024; "KiB"/"MB" forms too).
 absl::StatusOr<size_t> ParseByteSize(std::string_view text);
 
-// Parses --peer: "svc1,svc2,svc3" (each NAME:<grpc_port>, as in the seed's docker network) or
-// "svc1=127.0.0.1:8881,svc2=127.0.0.1:8882" or a mix.
-absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port);
+// Parses --peer: "svc1,svc2,svc3" (each NAME:<grpc_port>, HTTP on NAME:<http_port>, as in the
+// seed's docker network) or "svc1=127.0.0.1:8881,svc2=127.0.0.1:8882" (gRPC only) or
+// "svc1=127.0.0.1:8881/9991" (gRPC port, then the HTTP port on the same host), or a mix.
+absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
+                                                  uint16_t http_port);
 
 // Outcome of parsing the command line: a config, or an exit code with text for the terminal
 // (--help: 0 and the help on stdout; a bad flag: 2 and a usage line on stderr).

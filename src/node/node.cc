@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "http/client.h"
 #include "node/loaders.h"
+#include "peer/http_routes.h"
 
 namespace nexus {
 
@@ -31,9 +32,9 @@ Node::Node(Config config) : config_(std::move(config)) {
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
   picker_ = std::make_shared<RingPeerPicker>(config_.name, config_.SelfGrpcAddress(), ring_options);
-  std::map<std::string, std::string> members;
-  for (const PeerSpec& p : config_.peers) members[p.name] = p.grpc_address;
-  members[config_.name] = config_.SelfGrpcAddress();
+  std::map<std::string, MemberAddress> members;
+  for (const PeerSpec& p : config_.peers) members[p.name] = {p.grpc_address, p.http_address};
+  members[config_.name] = {.grpc = config_.SelfGrpcAddress()};
   picker_->SetMembers(members);
 
   std::shared_ptr<Loader> loader;
@@ -67,6 +68,7 @@ absl::Status Node::Start() {
 
   auto router = std::make_shared<http::Router>();
   api_->Install(*router);
+  InstallPeerRoutes(*router, &groups_);
   http::ServerOptions http_options;
   http_options.address = config_.bind_address;
   http_options.port = config_.http_port;
@@ -110,9 +112,12 @@ absl::Status Node::Start() {
               config_.ip_address + ":" + std::to_string(http_->port())};
     membership_ = std::make_unique<EtcdMembership>(
         m, [picker = picker_, groups = &groups_, self = config_.name,
-            self_address = config_.SelfGrpcAddress()](std::map<std::string, std::string> members) {
+            self_address = config_.SelfGrpcAddress()](
+               const std::map<std::string, NodeInfo>& nodes) {
+          std::map<std::string, MemberAddress> members;
+          for (const auto& [name, info] : nodes) members[name] = {info.grpc, info.http};
           // This node serves its own keys even while etcd has not (re)listed it.
-          members[self] = self_address;
+          members[self] = {.grpc = self_address};
           // A member that joins gets the hot keys this node owns.
           for (const std::shared_ptr<Peer>& joined : picker->SetMembers(members)) {
             for (Group* g : groups->All()) g->PushHotTo(joined);

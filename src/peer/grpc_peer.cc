@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "peer/call_counter.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
 
@@ -50,21 +51,10 @@ class GrpcPeer::Impl {
     Done done;
   };
 
-  // Counts the call's outcome and converts its status.
-  // Outcome counters: [op][0 = hit/ok, 1 = miss, 2 = error].
-  enum Op { kGet = 0, kSet, kDelete, kReplicate, kOps };
-  std::atomic<uint64_t> outcomes_[kOps][3] = {};
-
-  absl::Status Finish(Op op, const grpc::Status& status) {
-    absl::Status s = Finish(status);
-    const int outcome = s.ok() ? 0 : (absl::IsNotFound(s) ? 1 : 2);
-    outcomes_[op][outcome].fetch_add(1, std::memory_order_relaxed);
-    return s;
-  }
-
-  absl::Status Finish(const grpc::Status& status) {
+  // Converts the call's status and counts its outcome.
+  absl::Status Finish(CallCounter::Op op, const grpc::Status& status) {
     absl::Status s = FromPeerGrpcStatus(status, name_, address_, options_.deadline);
-    if (!s.ok() && !absl::IsNotFound(s)) failures_.fetch_add(1, std::memory_order_relaxed);
+    counter_.Finished(op, s);
     return s;
   }
 
@@ -74,11 +64,11 @@ class GrpcPeer::Impl {
     auto* call = new GetCall(self, std::move(done));
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
-    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->counter_.Started();
     self->stub_->async()->Get(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
           std::unique_ptr<GetCall> owned(call);
-          absl::Status s = owned->impl->Finish(Impl::kGet, status);
+          absl::Status s = owned->impl->Finish(CallCounter::kGet, status);
           absl::StatusOr<CachedValue> result;
           if (s.ok()) {
             const int64_t d = owned->response.deadline_ms();
@@ -104,13 +94,13 @@ class GrpcPeer::Impl {
     call->request.set_value(std::string(value));
     call->request.set_ttl_ms(ttl_ms);
     call->request.set_ishot(hot);
-    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->counter_.Started();
     self->stub_->async()->Set(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
           std::unique_ptr<SetCall> owned(call);
-          absl::Status s = owned->impl->Finish(Impl::kSet, status);
+          absl::Status s = owned->impl->Finish(CallCounter::kSet, status);
           if (s.ok() && !owned->response.ok()) {
-            owned->impl->failures_.fetch_add(1, std::memory_order_relaxed);
+            owned->impl->counter_.CountFailure();
             s = absl::InternalError("peer " + owned->impl->name_ + " (" + owned->impl->address_ +
                                     ") did not store the value");
           }
@@ -127,11 +117,11 @@ class GrpcPeer::Impl {
     auto* call = new DeleteCall(self, std::move(done));
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
-    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->counter_.Started();
     self->stub_->async()->Delete(&call->ctx, &call->request, &call->response,
                                  [call](grpc::Status status) {
                                    std::unique_ptr<DeleteCall> owned(call);
-                                   absl::Status s = owned->impl->Finish(Impl::kDelete, status);
+                                   absl::Status s = owned->impl->Finish(CallCounter::kDelete, status);
                                    StatusCallback done = std::move(owned->done);
                                    owned.reset();
                                    done(std::move(s));
@@ -149,11 +139,11 @@ class GrpcPeer::Impl {
     call->request.set_deadline_ms(replica.deadline == kNoDeadline ? 0 : replica.deadline);
     call->request.set_version(replica.version);
     call->request.set_remove(replica.remove);
-    self->calls_.fetch_add(1, std::memory_order_relaxed);
+    self->counter_.Started();
     self->stub_->async()->Replicate(&call->ctx, &call->request, &call->response,
                                     [call](grpc::Status status) {
                                       std::unique_ptr<ReplicateCall> owned(call);
-                                      absl::Status s = owned->impl->Finish(Impl::kReplicate, status);
+                                      absl::Status s = owned->impl->Finish(CallCounter::kReplicate, status);
                                       StatusCallback done = std::move(owned->done);
                                       owned.reset();
                                       done(std::move(s));
@@ -187,8 +177,7 @@ class GrpcPeer::Impl {
   const GrpcPeerOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<nexuscachepb::NexusCache::Stub> stub_;
-  std::atomic<uint64_t> calls_{0};
-  std::atomic<uint64_t> failures_{0};
+  CallCounter counter_;
 };
 
 GrpcPeer::GrpcPeer(std::string name, std::string address, GrpcPeerOptions options)
@@ -219,21 +208,8 @@ void GrpcPeer::FetchMetrics(std::chrono::milliseconds deadline, MetricsCallback 
 
 const std::string& GrpcPeer::name() const { return impl_->name_; }
 const std::string& GrpcPeer::address() const { return impl_->address_; }
-uint64_t GrpcPeer::calls() const { return impl_->calls_.load(std::memory_order_relaxed); }
-std::vector<GrpcPeer::CallCount> GrpcPeer::CallCounts() const {
-  static constexpr const char* kOpNames[] = {"get", "set", "delete", "replicate"};
-  std::vector<CallCount> out;
-  for (int op = 0; op < Impl::kOps; ++op) {
-    for (int outcome = 0; outcome < 3; ++outcome) {
-      if (op != Impl::kGet && outcome == 1) continue;  // only gets can miss
-      const char* status = outcome == 2 ? "error" : (op == Impl::kGet ? (outcome == 0 ? "hit" : "miss") : "ok");
-      out.push_back({kOpNames[op], status,
-                     impl_->outcomes_[op][outcome].load(std::memory_order_relaxed)});
-    }
-  }
-  return out;
-}
-
-uint64_t GrpcPeer::failures() const { return impl_->failures_.load(std::memory_order_relaxed); }
+uint64_t GrpcPeer::calls() const { return impl_->counter_.calls(); }
+uint64_t GrpcPeer::failures() const { return impl_->counter_.failures(); }
+std::vector<CallCounter::Count> GrpcPeer::CallCounts() const { return impl_->counter_.Counts(); }
 
 }  // namespace nexus

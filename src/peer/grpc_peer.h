@@ -24,6 +24,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "group/peers.h"
+#include "peer/call_counter.h"
 
 namespace nexus {
 
@@ -71,12 +72,7 @@ class GrpcPeer final : public Peer {
 
   // Finished calls by operation (get, set, delete, replicate) and outcome (get: hit, miss,
   // error; the others: ok, error), for nexuscache_peer_requests_total{peer,op,status}.
-  struct CallCount {
-    std::string op;
-    std::string status;
-    uint64_t count;
-  };
-  std::vector<CallCount> CallCounts() const;
+  std::vector<CallCounter::Count> CallCounts() const;
 
  private:
   // Shared with in-flight calls; defined in the .cc to keep gRPC headers out of this one.

@@ -577,7 +577,7 @@ TEST(RingPeerPickerTest, SelfIsAlwaysAMemberAndNeverRemoved) {
   picker.SetMembers({{"b", "127.0.0.1:2"}});  // self not listed: still kept
   EXPECT_EQ(picker.Members(), (std::vector<std::pair<std::string, std::string>>{
                                   {"a", "127.0.0.1:1"}, {"b", "127.0.0.1:2"}}));
-  picker.SetMembers({});
+  picker.SetMembers(std::map<std::string, std::string>{});
   EXPECT_EQ(picker.Members().size(), 1u);
   EXPECT_EQ(picker.OwnerOf("x"), "a");
 }
@@ -667,7 +667,7 @@ TEST(RingPeerPickerTest, ConcurrentPicksDuringMembershipChanges) {
     picker.SetMembers({{"b", "127.0.0.1:2"}, {"c", "127.0.0.1:3"}});
     picker.AddMember("d", "127.0.0.1:4");
     picker.RemoveMember("b");
-    picker.SetMembers({});
+    picker.SetMembers(std::map<std::string, std::string>{});
   }
   stop.store(true);
   for (auto& t : readers) t.join();

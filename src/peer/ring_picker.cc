@@ -13,7 +13,7 @@ RingPeerPicker::RingPeerPicker(std::string self_name, std::string self_address,
       options_(std::move(options)),
       ring_(RingOptions{.vnodes = options_.vnodes}) {
   absl::MutexLock lock(&mu_);
-  members_.emplace(self_name_, Member{.address = self_address_, .client = nullptr});
+  members_.emplace(self_name_, Member{.address = {.grpc = self_address_}, .client = nullptr});
   ring_.Add(self_name_);
 }
 
@@ -35,15 +35,15 @@ std::shared_ptr<Peer> RingPeerPicker::PickPeer(std::string_view key) {
   return it->second.client;
 }
 
-std::shared_ptr<GrpcPeer> RingPeerPicker::NewClient(const std::string& name,
-                                                    const std::string& address) const {
-  return std::make_shared<GrpcPeer>(name, address, options_.peer);
+std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
+                                                      const MemberAddress& address) const {
+  return std::make_shared<RemotePeer>(name, address.grpc, address.http, options_.peer);
 }
 
 void RingPeerPicker::RetireLocked(Member& member) {
   if (member.client == nullptr) return;
   retired_calls_ += member.client->calls();
-  for (const GrpcPeer::CallCount& c : member.client->CallCounts()) {
+  for (const CallCounter::Count& c : member.client->CallCounts()) {
     retired_counts_[{member.client->name(), c.op, c.status}] += c.count;
   }
   member.client.reset();
@@ -51,26 +51,35 @@ void RingPeerPicker::RetireLocked(Member& member) {
 
 std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
     const std::map<std::string, std::string>& name_to_grpc_address) {
+  std::map<std::string, MemberAddress> members;
+  for (const auto& [name, grpc] : name_to_grpc_address) members[name] = {.grpc = grpc};
+  return SetMembers(members);
+}
+
+std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
+    const std::map<std::string, MemberAddress>& members) {
   std::vector<std::shared_ptr<Peer>> joined;
   absl::MutexLock lock(&mu_);
   // Order: clients of new members first, then the ring, then the clients of members that left,
   // so that a PickPeer that read the ring without the lock finds a client (or re-checks).
   std::vector<std::string> names;
-  names.reserve(name_to_grpc_address.size() + 1);
+  names.reserve(members.size() + 1);
   names.push_back(self_name_);
-  for (const auto& [name, address] : name_to_grpc_address) {
+  for (const auto& [name, address] : members) {
     if (!name.empty() && name != self_name_) names.push_back(name);
   }
-  for (const auto& [name, address] : name_to_grpc_address) {
+  for (const auto& [name, address] : members) {
     if (name.empty() || name == self_name_) continue;
     auto it = members_.find(name);
     if (it == members_.end()) {
       auto client = NewClient(name, address);
       joined.push_back(client);
       members_.emplace(name, Member{.address = address, .client = std::move(client)});
-      spdlog::info("peer: member {} joined at {}", name, address);
+      spdlog::info("peer: member {} joined at {}{}", name, address.grpc,
+                   address.http.empty() ? "" : " (http " + address.http + ")");
     } else if (it->second.address != address) {
-      spdlog::info("peer: member {} moved from {} to {}", name, it->second.address, address);
+      spdlog::info("peer: member {} moved from {} to {}{}", name, it->second.address.grpc,
+                   address.grpc, address.http.empty() ? "" : " (http " + address.http + ")");
       RetireLocked(it->second);
       it->second = Member{.address = address, .client = NewClient(name, address)};
       joined.push_back(it->second.client);
@@ -78,8 +87,8 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
   }
   const bool changed = ring_.Reset(names);
   for (auto it = members_.begin(); it != members_.end();) {
-    if (it->first != self_name_ && !name_to_grpc_address.contains(it->first)) {
-      spdlog::info("peer: member {} ({}) left", it->first, it->second.address);
+    if (it->first != self_name_ && !members.contains(it->first)) {
+      spdlog::info("peer: member {} ({}) left", it->first, it->second.address.grpc);
       RetireLocked(it->second);
       it = members_.erase(it);
     } else {
@@ -90,20 +99,23 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
   return joined;
 }
 
-bool RingPeerPicker::AddMember(std::string name, std::string address) {
+bool RingPeerPicker::AddMember(std::string name, std::string grpc_address,
+                               std::string http_address) {
   if (name.empty() || name == self_name_) return false;
+  MemberAddress address{.grpc = std::move(grpc_address), .http = std::move(http_address)};
   absl::MutexLock lock(&mu_);
   auto it = members_.find(name);
   if (it != members_.end()) {
     if (it->second.address == address) return false;
-    spdlog::info("peer: member {} moved from {} to {}", name, it->second.address, address);
+    spdlog::info("peer: member {} moved from {} to {}", name, it->second.address.grpc,
+                 address.grpc);
     RetireLocked(it->second);
     it->second.client = NewClient(name, address);
     it->second.address = std::move(address);
     return true;
   }
-  std::shared_ptr<GrpcPeer> client = NewClient(name, address);
-  spdlog::info("peer: member {} joined at {}", name, address);
+  std::shared_ptr<RemotePeer> client = NewClient(name, address);
+  spdlog::info("peer: member {} joined at {}", name, address.grpc);
   members_.emplace(name, Member{.address = std::move(address), .client = std::move(client)});
   ring_.Add(name);
   return true;
@@ -115,7 +127,7 @@ bool RingPeerPicker::RemoveMember(std::string_view name) {
   auto it = members_.find(name);
   if (it == members_.end()) return false;
   ring_.Remove(name);
-  spdlog::info("peer: member {} ({}) left", it->first, it->second.address);
+  spdlog::info("peer: member {} ({}) left", it->first, it->second.address.grpc);
   RetireLocked(it->second);
   members_.erase(it);
   return true;
@@ -126,15 +138,19 @@ std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {
 }
 
 std::vector<std::shared_ptr<Peer>> RingPeerPicker::OtherPeers() {
-  std::vector<std::shared_ptr<GrpcPeer>> clients = OtherClients();
-  return {clients.begin(), clients.end()};
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Peer>> out;
+  for (const auto& [name, member] : members_) {
+    if (member.client != nullptr) out.push_back(member.client);
+  }
+  return out;
 }
 
 std::vector<std::shared_ptr<GrpcPeer>> RingPeerPicker::OtherClients() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::shared_ptr<GrpcPeer>> out;
   for (const auto& [name, member] : members_) {
-    if (member.client != nullptr) out.push_back(member.client);
+    if (member.client != nullptr) out.push_back(member.client->grpc());
   }
   return out;
 }
@@ -143,7 +159,7 @@ std::vector<std::pair<std::string, std::string>> RingPeerPicker::Members() const
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(members_.size());
-  for (const auto& [name, member] : members_) out.emplace_back(name, member.address);
+  for (const auto& [name, member] : members_) out.emplace_back(name, member.address.grpc);
   return out;
 }
 
@@ -154,7 +170,7 @@ std::vector<RingPeerPicker::PeerCallCount> RingPeerPicker::CallCounts() const {
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> all = retired_counts_;
   for (const auto& [name, member] : members_) {
     if (member.client == nullptr) continue;
-    for (const GrpcPeer::CallCount& c : member.client->CallCounts()) {
+    for (const CallCounter::Count& c : member.client->CallCounts()) {
       all[{name, c.op, c.status}] += c.count;
     }
   }

@@ -1,5 +1,6 @@
 // RingPeerPicker: the production PeerPicker. A consistent hash ring (ring/hash_ring.h) keyed by
-// node name says who owns a key; a GrpcPeer per other member talks to it.
+// node name says who owns a key; a RemotePeer per other member talks to it (over HTTP from the
+// event loops when the member's HTTP address is known, else gRPC; see peer/remote_peer.h).
 //
 // Clients are created once per member (and again only if its address changes) and reused for
 // every call; never a channel per call. A member that leaves has its client dropped here; calls
@@ -8,7 +9,7 @@
 // Invariants:
 //   - this node (`self`) is always a ring member and never has a client: PickPeer returns
 //     nullptr exactly for the keys it owns;
-//   - every other ring member has exactly one client, whose address is the member's address;
+//   - every other ring member has exactly one client, whose addresses are the member's;
 //   - generation() is the ring's: +1 per call that changed the member *set* (an address change
 //     alone moves no keys and does not bump it).
 //
@@ -32,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "group/peers.h"
 #include "peer/grpc_peer.h"
+#include "peer/remote_peer.h"
 #include "ring/hash_ring.h"
 
 namespace nexus {
@@ -41,6 +43,13 @@ struct RingPickerOptions {
   int vnodes = 50;
   // Options of every client this picker creates.
   GrpcPeerOptions peer;
+};
+
+// Where a member listens: gRPC (required) and the HTTP API (empty if unknown: gRPC only).
+struct MemberAddress {
+  std::string grpc;
+  std::string http;
+  friend bool operator==(const MemberAddress&, const MemberAddress&) = default;
 };
 
 class RingPeerPicker final : public PeerPicker {
@@ -53,16 +62,19 @@ class RingPeerPicker final : public PeerPicker {
   // The client of the key's owner, or nullptr when this node owns it.
   std::shared_ptr<Peer> PickPeer(std::string_view key) override;
 
-  // Replaces the membership with `name_to_grpc_address` (+ self, always kept with its own
-  // address whatever the map says; empty names ignored) as one change: at most one generation
-  // bump. Members whose address is unchanged keep their client.
+  // Replaces the membership with `members` (+ self, always kept with its own address whatever
+  // the map says; empty names ignored) as one change: at most one generation bump. Members
+  // whose addresses are unchanged keep their client.
   // Returns the clients of members that joined with this call (for pushing state to them).
+  std::vector<std::shared_ptr<Peer>> SetMembers(
+      const std::map<std::string, MemberAddress>& members);
+  // The same with gRPC addresses only.
   std::vector<std::shared_ptr<Peer>> SetMembers(
       const std::map<std::string, std::string>& name_to_grpc_address);
 
-  // Idempotent. True if something changed (new member, or a new address for a known member,
+  // Idempotent. True if something changed (new member, or new addresses for a known member,
   // whose client is then replaced). Adding self or an empty name is a no-op (false).
-  bool AddMember(std::string name, std::string address);
+  bool AddMember(std::string name, std::string grpc_address, std::string http_address = {});
 
   // True if `name` was a member. Never removes self (false).
   bool RemoveMember(std::string_view name);
@@ -80,7 +92,7 @@ class RingPeerPicker final : public PeerPicker {
 
   uint64_t generation() const;
 
-  // Sum of GrpcPeer::calls() over current and past clients.
+  // Sum of RemotePeer::calls() over current and past clients.
   uint64_t peer_calls() const;
   // Finished calls per peer, op and outcome, including members that left since.
   struct PeerCallCount {
@@ -96,13 +108,14 @@ class RingPeerPicker final : public PeerPicker {
 
  private:
   struct Member {
-    std::string address;
-    std::shared_ptr<GrpcPeer> client;  // null for self
+    MemberAddress address;
+    std::shared_ptr<RemotePeer> client;  // null for self
   };
 
   // Drops `member`'s client, keeping the count of the calls it made.
   void RetireLocked(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<GrpcPeer> NewClient(const std::string& name, const std::string& address) const;
+  std::shared_ptr<RemotePeer> NewClient(const std::string& name,
+                                        const MemberAddress& address) const;
 
   const std::string self_name_;
   const std::string self_address_;

@@ -1,0 +1,433 @@
+#include "peer/forwarder.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <deque>
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/cord.h"
+#include "boost/beast/http/parser.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "common/errno_text.h"
+#include "peer/http_wire.h"
+#include "spdlog/spdlog.h"
+
+namespace nexus {
+
+namespace {
+
+namespace bhttp = boost::beast::http;
+using TimePoint = std::chrono::steady_clock::time_point;
+
+constexpr char kTransportPayload[] = "nexus.peer/transport";
+constexpr size_t kReadChunk = 64 * 1024;
+
+absl::Status TransportFailure(absl::Status status) {
+  status.SetPayload(kTransportPayload, absl::Cord("1"));
+  return status;
+}
+
+std::string Who(const ForwardTarget& t) { return "peer " + t.name + " (" + t.address + ")"; }
+
+absl::Status Unavailable(const ForwardTarget& t, std::string_view why) {
+  return TransportFailure(absl::UnavailableError(Who(t) + " unavailable: " + std::string(why)));
+}
+
+// Percent-encodes everything but RFC 3986's unreserved characters.
+void AppendEncoded(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+}
+
+// "<method> <path>?group=G&key=K<extra> HTTP/1.1" and the Host header.
+std::string RequestHead(std::string_view method, std::string_view path, const ForwardTarget& t,
+                        std::string_view group, std::string_view key, std::string_view extra) {
+  std::string r;
+  r.reserve(96 + group.size() + key.size() + t.address.size());
+  r.append(method).append(" ").append(path).append("?group=");
+  AppendEncoded(r, group);
+  r.append("&key=");
+  AppendEncoded(r, key);
+  r.append(extra).append(" HTTP/1.1\r\nHost: ").append(t.address).append("\r\n");
+  return r;
+}
+
+bool ParseInt(boost::beast::string_view text, int64_t* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+bool IsTransportFailure(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kTransportPayload).has_value();
+}
+
+// A call waiting for its answer.
+struct Forwarder::Pending {
+  std::variant<ValueCallback, StatusCallback> done;
+  TimePoint sent;
+  TimePoint deadline;
+
+  void Complete(absl::StatusOr<CachedValue> result) {
+    if (auto* value_done = std::get_if<ValueCallback>(&done)) return (*value_done)(std::move(result));
+    std::get<StatusCallback>(done)(result.status());
+  }
+};
+
+// One keep-alive connection to a peer's HTTP port. Answers arrive in request order, so the
+// pending calls are a FIFO.
+class Forwarder::Upstream final : public http::LoopSocket {
+ public:
+  Upstream(Forwarder* owner, const ForwardTarget& target) : owner_(owner), target_(target) {
+    StartResponse();
+  }
+  ~Upstream() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status Open() {
+    fd_ = ::socket(target_.sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return Unavailable(target_, "socket: " + ErrnoText(errno));
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&target_.sockaddr),
+                  target_.sockaddr_len) != 0 &&
+        errno != EINPROGRESS) {
+      return Unavailable(target_, "connect: " + ErrnoText(errno));
+    }
+    if (absl::Status s = owner_->loop_->Watch(fd_, this); !s.ok()) {
+      return Unavailable(target_, std::string(s.message()));
+    }
+    watched_ = true;
+    last_used_ = owner_->loop_->now();
+    return absl::OkStatus();
+  }
+
+  const std::string& address() const { return target_.address; }
+  size_t in_flight() const { return pending_.size(); }
+  bool Stalled(TimePoint now) const {
+    return !pending_.empty() && now - pending_.front().sent > kStallAfter;
+  }
+  bool IdleSince(TimePoint t) const { return pending_.empty() && last_used_ < t; }
+
+  void Enqueue(std::string request, Pending pending) {
+    last_used_ = pending.sent;
+    out_.append(request);
+    pending_.push_back(std::move(pending));
+    owner_->Dirty(this);
+  }
+
+  void OnEvents(uint32_t events) override {
+    if (closed_) return;
+    if (connecting_ && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) return Fail(Unavailable(target_, "connect: " + ErrnoText(err)));
+      connecting_ = false;
+    }
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) writable_ = !connecting_;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+      Read();
+      if (closed_) return;
+    }
+    Flush();
+  }
+
+  void Flush() {
+    while (!closed_ && writable_ && out_sent_ < out_.size()) {
+      const ssize_t n =
+          ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
+      if (n > 0) {
+        out_sent_ += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        writable_ = false;
+      } else {
+        return Fail(Unavailable(target_, "send: " + ErrnoText(errno)));
+      }
+    }
+    if (out_sent_ == out_.size()) {
+      out_.clear();
+      out_sent_ = 0;
+    }
+  }
+
+  // Fails every pending call with `status` and closes the connection.
+  void Fail(const absl::Status& status) {
+    if (closed_) return;
+    Close();
+    std::deque<Pending> failed = std::exchange(pending_, {});
+    for (Pending& p : failed) p.Complete(status);
+  }
+
+  void CheckDeadline(TimePoint now) {
+    if (closed_) return;
+    if (!pending_.empty() && now >= pending_.front().deadline) {
+      return Fail(TransportFailure(absl::DeadlineExceededError(
+          Who(target_) + ": deadline exceeded after " + std::to_string(target_.deadline.count()) +
+          " ms")));
+    }
+    if (IdleSince(now - kIdleClose)) Close();
+  }
+
+ private:
+  void StartResponse() {
+    parser_.emplace();
+    parser_->eager(true);
+    parser_->body_limit(target_.max_response_bytes);
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    if (watched_) owner_->loop_->Unwatch(fd_);
+    watched_ = false;
+    owner_->Remove(this);  // hands this object to the loop, which frees it after the turn
+  }
+
+  void Read() {
+    char buf[kReadChunk];
+    for (;;) {
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0) {
+        if (!Parse(std::string_view(buf, static_cast<size_t>(n)))) return;
+        if (static_cast<size_t>(n) < sizeof buf) return;  // drained
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n < 0) return Fail(Unavailable(target_, "recv: " + ErrnoText(errno)));
+      // EOF: the owner closed (its idle timeout, a restart, or it answered "Connection: close").
+      if (pending_.empty()) return Close();
+      return Fail(Unavailable(target_, "connection closed before the answer"));
+    }
+  }
+
+  // Feeds received bytes to the parser, completing calls as their answers end. False when the
+  // connection failed (and this object must not be touched any more).
+  bool Parse(std::string_view data) {
+    std::string_view input = data;
+    if (!carry_.empty()) {
+      carry_.append(data);
+      input = carry_;
+    }
+    size_t used_total = 0;
+    while (used_total < input.size()) {
+      boost::beast::error_code ec;
+      const size_t used = parser_->put(
+          boost::asio::const_buffer(input.data() + used_total, input.size() - used_total), ec);
+      used_total += used;
+      if (ec == bhttp::error::need_more) break;
+      if (ec) {
+        Fail(Unavailable(target_, "bad answer: " + ec.message()));
+        return false;
+      }
+      if (parser_->is_done()) {
+        if (!OnResponse()) return false;
+      } else if (used == 0) {
+        break;
+      }
+    }
+    // Keep what the parser could not use yet (an incomplete header) for the next read.
+    if (input.data() == carry_.data()) {
+      carry_.erase(0, used_total);
+    } else {
+      carry_.assign(input.substr(used_total));
+    }
+    return true;
+  }
+
+  bool OnResponse() {
+    auto msg = parser_->release();
+    StartResponse();
+    if (pending_.empty()) {
+      Fail(Unavailable(target_, "an answer nobody asked for"));
+      return false;
+    }
+    Pending pending = std::move(pending_.front());
+    pending_.pop_front();
+    const bool keep_alive = msg.keep_alive();
+    const auto status_field = msg.find(std::string(peerwire::kStatusHeader));
+    int64_t code = 0;
+    absl::StatusOr<CachedValue> result;
+    if (status_field == msg.end() || !ParseInt(status_field->value(), &code) || code < 0) {
+      result = absl::UnimplementedError(Who(target_) + " answered HTTP " +
+                                        std::to_string(msg.result_int()) +
+                                        " without " + std::string(peerwire::kStatusHeader) +
+                                        ": it does not serve the forwarding routes");
+    } else if (code != 0) {
+      result = absl::Status(static_cast<absl::StatusCode>(code), std::move(msg.body()));
+    } else {
+      int64_t deadline = 0;
+      const auto d = msg.find(std::string(peerwire::kDeadlineHeader));
+      if (d != msg.end()) ParseInt(d->value(), &deadline);
+      result = CachedValue{.data = std::move(msg.body()),
+                           .deadline = deadline == 0 ? kNoDeadline : deadline};
+    }
+    // The owner closes after this answer: what is pipelined behind it will not be answered.
+    // Leave the connection before running the callback, which may forward again.
+    std::deque<Pending> orphans;
+    if (!keep_alive) {
+      orphans = std::exchange(pending_, {});
+      Close();
+    }
+    pending.Complete(std::move(result));
+    for (Pending& p : orphans) {
+      p.Complete(Unavailable(target_, "connection closed before the answer"));
+    }
+    return !closed_;
+  }
+
+  Forwarder* const owner_;
+  const ForwardTarget target_;
+  int fd_ = -1;
+  bool watched_ = false;
+  bool connecting_ = true;
+  bool writable_ = false;
+  bool closed_ = false;
+  std::string out_;
+  size_t out_sent_ = 0;
+  std::string carry_;
+  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  std::deque<Pending> pending_;
+  TimePoint last_used_{};
+};
+
+Forwarder::Forwarder() : loop_(http::LoopContext::Current()) {}
+
+Forwarder::~Forwarder() {
+  std::vector<Upstream*> all;
+  for (auto& [address, pool] : pools_) {
+    for (auto& u : pool) all.push_back(u.get());
+  }
+  for (Upstream* u : all) {
+    u->Fail(absl::UnavailableError("node shutting down: forwarded request abandoned"));
+  }
+}
+
+Forwarder* Forwarder::Current() {
+  http::LoopContext* loop = http::LoopContext::Current();
+  return loop == nullptr ? nullptr : &loop->Service<Forwarder>();
+}
+
+size_t Forwarder::connections() const {
+  size_t n = 0;
+  for (const auto& [address, pool] : pools_) n += pool.size();
+  return n;
+}
+
+Forwarder::Upstream* Forwarder::Pick(const ForwardTarget& target, absl::Status* error) {
+  auto& pool = pools_[target.address];
+  const TimePoint now = loop_->now();
+  Upstream* best = nullptr;      // least busy of those not stalled
+  Upstream* fallback = nullptr;  // least busy of all
+  for (auto& u : pool) {
+    if (fallback == nullptr || u->in_flight() < fallback->in_flight()) fallback = u.get();
+    if (!u->Stalled(now) && (best == nullptr || u->in_flight() < best->in_flight())) best = u.get();
+  }
+  if (best != nullptr) return best;
+  if (static_cast<int>(pool.size()) >= kMaxConnections) return fallback;
+  auto fresh = std::make_unique<Upstream>(this, target);
+  Upstream* raw = fresh.get();
+  pool.push_back(std::move(fresh));
+  if (absl::Status s = raw->Open(); !s.ok()) {
+    raw->Fail(s);  // nothing pending yet: only closes it
+    *error = std::move(s);
+    return nullptr;
+  }
+  return raw;
+}
+
+void Forwarder::Send(const ForwardTarget& target, std::string request, Pending pending) {
+  absl::Status error;
+  Upstream* u = Pick(target, &error);
+  if (u == nullptr) return pending.Complete(std::move(error));
+  u->Enqueue(std::move(request), std::move(pending));
+}
+
+Forwarder::Pending Forwarder::NewPending(const ForwardTarget& target,
+                                         std::variant<ValueCallback, StatusCallback> done) const {
+  const TimePoint now = loop_->now();
+  return Pending{.done = std::move(done), .sent = now, .deadline = now + target.deadline};
+}
+
+void Forwarder::Get(const ForwardTarget& target, std::string_view group, std::string_view key,
+                    ValueCallback done) {
+  std::string r = RequestHead("GET", peerwire::kGetPath, target, group, key, {});
+  r.append("\r\n");
+  Send(target, std::move(r), NewPending(target, std::move(done)));
+}
+
+void Forwarder::Set(const ForwardTarget& target, std::string_view group, std::string_view key,
+                    std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
+  std::string extra = "&ttl_ms=" + std::to_string(ttl_ms) + (hot ? "&hot=1" : "&hot=0");
+  std::string r = RequestHead("POST", peerwire::kSetPath, target, group, key, extra);
+  r.append("Content-Type: application/octet-stream\r\nContent-Length: ")
+      .append(std::to_string(value.size()))
+      .append("\r\n\r\n")
+      .append(value);
+  Send(target, std::move(r), NewPending(target, std::move(done)));
+}
+
+void Forwarder::Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
+                       StatusCallback done) {
+  std::string r = RequestHead("POST", peerwire::kDeletePath, target, group, key, {});
+  r.append("Content-Length: 0\r\n\r\n");
+  Send(target, std::move(r), NewPending(target, std::move(done)));
+}
+
+void Forwarder::Dirty(Upstream* upstream) {
+  if (dirty_.empty()) loop_->RequestTurnEnd(this);
+  dirty_.push_back(upstream);
+}
+
+void Forwarder::Remove(Upstream* upstream) {
+  auto it = pools_.find(upstream->address());
+  if (it == pools_.end()) return;
+  auto& pool = it->second;
+  for (auto u = pool.begin(); u != pool.end(); ++u) {
+    if (u->get() == upstream) {
+      loop_->Retire(std::move(*u));
+      pool.erase(u);
+      break;
+    }
+  }
+  if (pool.empty()) pools_.erase(it);
+}
+
+void Forwarder::OnTurnEnd() {
+  // An Upstream closed during this turn is still alive (the loop frees retired sockets after
+  // the turn) and flushes nothing.
+  for (Upstream* u : std::exchange(dirty_, {})) u->Flush();
+}
+
+void Forwarder::OnTick(TimePoint now) {
+  std::vector<Upstream*> all;
+  for (auto& [address, pool] : pools_) {
+    for (auto& u : pool) all.push_back(u.get());
+  }
+  for (Upstream* u : all) u->CheckDeadline(now);
+}
+
+}  // namespace nexus

@@ -1,0 +1,107 @@
+// Forwarder: the client side of the HTTP forwarding protocol (peer/http_wire.h), living inside
+// one HTTP server event loop (http/loop.h). A request received by a loop and owned by another
+// node is written, by that same loop thread, to a keep-alive connection to the owner's HTTP
+// port; the answer is read by the same loop, which then answers its client. No other thread
+// is involved, and everything forwarded to one peer during a loop turn leaves in one send()
+// (pipelined), so under load the cost of a forwarded request is a share of a send and a recv
+// on each side instead of a gRPC call (measured in docs/benchmarks.md).
+//
+// Connections: per peer, a small pool (at most kMaxConnections per loop). Requests are
+// pipelined on the least busy connection; a connection whose oldest request has waited longer
+// than kStallAfter (e.g. a Get running the owner's loader) is avoided while the pool can grow,
+// so a slow load does not hold up the hits queued behind it. Idle connections close after
+// kIdleClose, before the owner's keep-alive timeout would.
+//
+// Failures: every call completes exactly once. A refused or broken connection fails the calls
+// on it with Unavailable; a call not answered within its deadline fails with DeadlineExceeded,
+// together with the calls pipelined behind it, and the connection is closed (answers arrive in
+// order, so nothing behind a stuck answer can be read). Both are marked IsTransportFailure(),
+// meaning the owner may not have seen the request; a response that did not come from the
+// forwarding routes (no X-Nexus-Status: an older node) fails with Unimplemented. Errors the
+// owner returned (NotFound for a miss, a loader error) come back with their code and message.
+// When the loop ends, pending calls fail with Unavailable.
+//
+// Thread-safety: a Forwarder belongs to one loop thread; use it only through Current(), on that
+// thread. Callbacks run on that thread, possibly before the call returns (e.g. a connect error
+// found at once), so callers must not hold locks the callback takes.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "group/value.h"
+#include "http/loop.h"
+
+namespace nexus {
+
+// Where a peer's forwarding routes are: its name (for messages), its HTTP address as text,
+// the resolved socket address, and the deadline of every call.
+struct ForwardTarget {
+  std::string name;
+  std::string address;  // host:port
+  sockaddr_storage sockaddr{};
+  socklen_t sockaddr_len = 0;
+  std::chrono::milliseconds deadline{2000};
+  // Largest answer accepted (a value is at most --max-value-bytes).
+  uint64_t max_response_bytes = 8 << 20;
+};
+
+// True for the failures after which the owner may not have seen the request (connection
+// refused, closed or timed out), as opposed to an answer the owner gave.
+bool IsTransportFailure(const absl::Status& status);
+
+class Forwarder final : public http::LoopService {
+ public:
+  static constexpr int kMaxConnections = 4;
+  static constexpr std::chrono::milliseconds kStallAfter{2};
+  static constexpr std::chrono::milliseconds kIdleClose{15'000};
+
+  Forwarder();
+  ~Forwarder() override;  // fails what is pending with Unavailable
+
+  // The forwarder of the calling thread's loop, or nullptr when not on a loop thread.
+  static Forwarder* Current();
+
+  // The operations of http_wire.h. `target` is copied where needed; `done` runs exactly once.
+  void Get(const ForwardTarget& target, std::string_view group, std::string_view key,
+           ValueCallback done);
+  void Set(const ForwardTarget& target, std::string_view group, std::string_view key,
+           std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done);
+  void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
+              StatusCallback done);
+
+  // Open connections (all peers), for tests.
+  size_t connections() const;
+
+  void OnTurnEnd() override;
+  void OnTick(std::chrono::steady_clock::time_point now) override;
+
+  class Upstream;  // one connection; defined in the .cc
+
+ private:
+  struct Pending;
+  Pending NewPending(const ForwardTarget& target,
+                     std::variant<ValueCallback, StatusCallback> done) const;
+  // Queues `request` (a serialized HTTP request) on a connection to `target`.
+  void Send(const ForwardTarget& target, std::string request, Pending pending);
+  // A connection to `target` for one more request; nullptr (and *error) if none can be opened.
+  Upstream* Pick(const ForwardTarget& target, absl::Status* error);
+  void Dirty(Upstream* upstream);
+  void Remove(Upstream* upstream);
+
+  http::LoopContext* const loop_;
+  // address -> its connections
+  std::map<std::string, std::vector<std::unique_ptr<Upstream>>, std::less<>> pools_;
+  std::vector<Upstream*> dirty_;  // with output to flush at the end of this turn
+};
+
+}  // namespace nexus

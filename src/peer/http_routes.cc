@@ -1,0 +1,110 @@
+#include "peer/http_routes.h"
+
+#include <charconv>
+#include <string>
+#include <utility>
+
+#include "group/group.h"
+#include "peer/http_wire.h"
+
+namespace nexus {
+
+namespace {
+
+// The HTTP status shown next to X-Nexus-Status (informative only; the client reads the header).
+int HttpCodeFor(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kResourceExhausted:
+      return 413;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+http::Response Answer(const absl::Status& status, std::string body = {}) {
+  http::Response r;
+  r.status = HttpCodeFor(status.code());
+  r.content_type = "application/octet-stream";
+  r.body = status.ok() ? std::move(body) : std::string(status.message());
+  r.headers.emplace_back(std::string(peerwire::kStatusHeader),
+                         std::to_string(static_cast<int>(status.code())));
+  return r;
+}
+
+bool ParseInt(const std::string& text, int64_t* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+// The request's group and key, or an error answered already.
+Group* Target(GroupRegistry* groups, const http::Request& req, const std::string** key,
+              http::Responder& respond) {
+  const std::string* group_name = req.Param("group");
+  *key = req.Param("key");
+  if (group_name == nullptr || *key == nullptr || (*key)->empty()) {
+    respond(Answer(absl::InvalidArgumentError("group and a non-empty key are required")));
+    return nullptr;
+  }
+  Group* group = groups->Find(*group_name);
+  if (group == nullptr) respond(Answer(absl::NotFoundError("no such group: " + *group_name)));
+  return group;
+}
+
+}  // namespace
+
+void InstallPeerRoutes(http::Router& router, GroupRegistry* groups) {
+  router.Handle("GET", std::string(peerwire::kGetPath),
+                [groups](http::Request&& req, http::Responder respond) {
+                  const std::string* key;
+                  Group* group = Target(groups, req, &key, respond);
+                  if (group == nullptr) return;
+                  group->GetLocal(*key, [respond = std::move(respond)](
+                                            absl::StatusOr<CachedValue> r) mutable {
+                    if (!r.ok()) return respond(Answer(r.status()));
+                    http::Response resp = Answer(absl::OkStatus(), std::move(r->data));
+                    resp.headers.emplace_back(
+                        std::string(peerwire::kDeadlineHeader),
+                        std::to_string(r->deadline == kNoDeadline ? 0 : r->deadline));
+                    respond(std::move(resp));
+                  });
+                });
+  router.Handle("POST", std::string(peerwire::kSetPath),
+                [groups](http::Request&& req, http::Responder respond) {
+                  const std::string* key;
+                  Group* group = Target(groups, req, &key, respond);
+                  if (group == nullptr) return;
+                  const std::string* ttl = req.Param("ttl_ms");
+                  int64_t ttl_ms = 0;
+                  if (ttl == nullptr || !ParseInt(*ttl, &ttl_ms) || ttl_ms <= 0) {
+                    return respond(Answer(absl::InvalidArgumentError("ttl_ms must be positive")));
+                  }
+                  const std::string* hot = req.Param("hot");
+                  group->SetLocal(*key, req.body, ttl_ms, hot != nullptr && *hot == "1",
+                                  [respond = std::move(respond)](absl::Status s) mutable {
+                                    respond(Answer(s));
+                                  });
+                });
+  router.Handle("POST", std::string(peerwire::kDeletePath),
+                [groups](http::Request&& req, http::Responder respond) {
+                  const std::string* key;
+                  Group* group = Target(groups, req, &key, respond);
+                  if (group == nullptr) return;
+                  group->DeleteLocal(*key, [respond = std::move(respond)](absl::Status s) mutable {
+                    respond(Answer(s));
+                  });
+                });
+}
+
+}  // namespace nexus

@@ -1,0 +1,29 @@
+// The node-to-node forwarding protocol over HTTP/1.1 ("nexus-peer/1"): what peer/forwarder.h
+// sends and peer/http_routes.h answers, on the owner's ordinary HTTP port. It carries the same
+// three operations as the gRPC service's Get/Set/Delete (DESIGN §5), with the same meaning:
+//
+//   GET  /peer/v1/get?group=G&key=K                -> value in the body,
+//                                                     X-Nexus-Deadline-Ms: unix ms (0 = none)
+//   POST /peer/v1/set?group=G&key=K&ttl_ms=T&hot=0|1  body = the value (application/octet-stream)
+//   POST /peer/v1/delete?group=G&key=K
+//
+// Every answer of these routes carries X-Nexus-Status: the absl::StatusCode as a decimal
+// number (0 = OK), and for errors the status message as the body. The HTTP status code only
+// mirrors it for people reading traces. A response without X-Nexus-Status did not come from
+// these routes (e.g. a node of an older version answering 404 "404 page not found"), so it is
+// never taken for a miss: the client reports Unimplemented and the caller uses gRPC instead.
+//
+// Requests are pipelined on keep-alive connections; an owner answers them in order.
+#pragma once
+
+#include <string_view>
+
+namespace nexus::peerwire {
+
+inline constexpr std::string_view kGetPath = "/peer/v1/get";
+inline constexpr std::string_view kSetPath = "/peer/v1/set";
+inline constexpr std::string_view kDeletePath = "/peer/v1/delete";
+inline constexpr std::string_view kStatusHeader = "X-Nexus-Status";
+inline constexpr std::string_view kDeadlineHeader = "X-Nexus-Deadline-Ms";
+
+}  // namespace nexus::peerwire

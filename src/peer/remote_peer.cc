@@ -1,0 +1,170 @@
+#include "peer/remote_peer.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "peer/forwarder.h"
+#include "spdlog/spdlog.h"
+
+namespace nexus {
+
+namespace {
+
+// "1.2.3.4:80" or "[::1]:80" as a socket address; nullopt for anything else (host names are
+// not resolved: that could block the event loop).
+std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& address,
+                                           std::chrono::milliseconds deadline,
+                                           uint64_t max_response_bytes) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  std::string host = address.substr(0, colon);
+  uint16_t port = 0;
+  const char* p = address.data() + colon + 1;
+  const char* end = address.data() + address.size();
+  if (auto [ptr, ec] = std::from_chars(p, end, port); ec != std::errc() || ptr != end || port == 0) {
+    return std::nullopt;
+  }
+  ForwardTarget t;
+  t.name = std::move(name);
+  t.address = address;
+  t.deadline = deadline;
+  t.max_response_bytes = max_response_bytes;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&t.sockaddr);
+    if (::inet_pton(AF_INET6, host.c_str(), &sa->sin6_addr) != 1) return std::nullopt;
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(port);
+    t.sockaddr_len = sizeof(sockaddr_in6);
+    return t;
+  }
+  auto* sa = reinterpret_cast<sockaddr_in*>(&t.sockaddr);
+  if (host == "localhost") host = "127.0.0.1";
+  if (::inet_pton(AF_INET, host.c_str(), &sa->sin_addr) != 1) return std::nullopt;
+  sa->sin_family = AF_INET;
+  sa->sin_port = htons(port);
+  t.sockaddr_len = sizeof(sockaddr_in);
+  return t;
+}
+
+}  // namespace
+
+struct RemotePeer::Shared {
+  std::string name;
+  std::string http_address;
+  std::shared_ptr<GrpcPeer> grpc;
+  std::optional<ForwardTarget> target;  // set when the HTTP address is usable
+  std::atomic<bool> http_ok{true};
+  CallCounter counter;  // the HTTP transport's calls
+
+  // The loop's forwarder when this call should go over HTTP, else nullptr.
+  Forwarder* ForwarderForCall() const {
+    if (!target.has_value() || !http_ok.load(std::memory_order_relaxed)) return nullptr;
+    return Forwarder::Current();
+  }
+
+  // Whether a failed forwarded call should be repeated over gRPC (and, for a member that does
+  // not serve the routes, stop forwarding to it over HTTP).
+  bool RetryOverGrpc(const absl::Status& s) {
+    if (absl::IsUnimplemented(s)) {
+      if (http_ok.exchange(false)) {
+        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC: {}", name,
+                     http_address, std::string(s.message()));
+      }
+      return true;
+    }
+    return IsTransportFailure(s) && !absl::IsDeadlineExceeded(s);
+  }
+};
+
+RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string http_address,
+                       GrpcPeerOptions options)
+    : shared_(std::make_shared<Shared>()) {
+  shared_->name = name;
+  shared_->http_address = http_address;
+  shared_->grpc = std::make_shared<GrpcPeer>(name, std::move(grpc_address), options);
+  if (!http_address.empty()) {
+    shared_->target = NumericTarget(std::move(name), http_address, options.deadline,
+                                    static_cast<uint64_t>(options.max_receive_message_bytes));
+    if (!shared_->target.has_value()) {
+      spdlog::info("peer: {}: HTTP address '{}' is not ip:port; forwarding over gRPC",
+                   shared_->name, http_address);
+    }
+  }
+}
+
+RemotePeer::~RemotePeer() = default;
+
+void RemotePeer::Get(std::string_view group, std::string_view key, ValueCallback done) {
+  Forwarder* f = shared_->ForwarderForCall();
+  if (f == nullptr) return shared_->grpc->Get(group, key, std::move(done));
+  shared_->counter.Started();
+  f->Get(*shared_->target, group, key,
+         [shared = shared_, group = std::string(group), key = std::string(key),
+          done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
+           shared->counter.Finished(CallCounter::kGet, r.status());
+           if (!r.ok() && shared->RetryOverGrpc(r.status())) {
+             return shared->grpc->Get(group, key, std::move(done));
+           }
+           done(std::move(r));
+         });
+}
+
+void RemotePeer::Set(std::string_view group, std::string_view key, std::string_view value,
+                     int64_t ttl_ms, bool hot, StatusCallback done) {
+  Forwarder* f = shared_->ForwarderForCall();
+  if (f == nullptr) return shared_->grpc->Set(group, key, value, ttl_ms, hot, std::move(done));
+  shared_->counter.Started();
+  f->Set(*shared_->target, group, key, value, ttl_ms, hot,
+         [shared = shared_, group = std::string(group), key = std::string(key),
+          value = std::string(value), ttl_ms, hot, done = std::move(done)](absl::Status s) mutable {
+           shared->counter.Finished(CallCounter::kSet, s);
+           if (!s.ok() && shared->RetryOverGrpc(s)) {
+             return shared->grpc->Set(group, key, value, ttl_ms, hot, std::move(done));
+           }
+           done(std::move(s));
+         });
+}
+
+void RemotePeer::Delete(std::string_view group, std::string_view key, StatusCallback done) {
+  Forwarder* f = shared_->ForwarderForCall();
+  if (f == nullptr) return shared_->grpc->Delete(group, key, std::move(done));
+  shared_->counter.Started();
+  f->Delete(*shared_->target, group, key,
+            [shared = shared_, group = std::string(group), key = std::string(key),
+             done = std::move(done)](absl::Status s) mutable {
+              shared->counter.Finished(CallCounter::kDelete, s);
+              if (!s.ok() && shared->RetryOverGrpc(s)) {
+                return shared->grpc->Delete(group, key, std::move(done));
+              }
+              done(std::move(s));
+            });
+}
+
+void RemotePeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
+  shared_->grpc->Replicate(group, replica, std::move(done));
+}
+
+const std::string& RemotePeer::name() const { return shared_->name; }
+const std::string& RemotePeer::http_address() const { return shared_->http_address; }
+const std::shared_ptr<GrpcPeer>& RemotePeer::grpc() const { return shared_->grpc; }
+bool RemotePeer::forwards_over_http() const {
+  return shared_->target.has_value() && shared_->http_ok.load(std::memory_order_relaxed);
+}
+
+uint64_t RemotePeer::calls() const { return shared_->counter.calls() + shared_->grpc->calls(); }
+
+std::vector<CallCounter::Count> RemotePeer::CallCounts() const {
+  std::vector<CallCounter::Count> out = shared_->grpc->CallCounts();
+  const std::vector<CallCounter::Count> http = shared_->counter.Counts();
+  for (size_t i = 0; i < out.size() && i < http.size(); ++i) out[i].count += http[i].count;
+  return out;
+}
+
+}  // namespace nexus

@@ -1,0 +1,66 @@
+// RemotePeer: how this node reaches another member of the ring (a Peer, group/peers.h).
+//
+// Two transports. Get, Set and Delete called on one of this node's HTTP event-loop threads
+// (the normal case: a request this node received for a key another node owns) are forwarded
+// by that very loop over HTTP/1.1 to the member's HTTP port (peer/forwarder.h): no thread
+// hand-off, pipelined, one send per peer per loop turn. Everything else uses gRPC
+// (peer/grpc_peer.h): calls from other threads (e.g. a gRPC handler, a hot-key push),
+// Replicate, FetchMetrics, and members whose HTTP address is unknown or not a numeric IP
+// (names are not resolved on the loop thread).
+//
+// Fallbacks: a forwarded call that fails in transport before any answer (connection refused or
+// closed, e.g. the member is draining its HTTP port during a restart) is retried once over gRPC
+// (a timeout is not: it already cost the deadline). A member that answers without the
+// forwarding protocol's status header (an older version) is reached over gRPC from then on.
+//
+// Thread-safety: every method may be called concurrently from any thread. Calls in flight keep
+// what they need alive, so the RemotePeer may be dropped (member left) while they finish.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "group/peers.h"
+#include "peer/call_counter.h"
+#include "peer/grpc_peer.h"
+
+namespace nexus {
+
+class RemotePeer final : public Peer {
+ public:
+  // `http_address` ("ip:port") may be empty: gRPC only.
+  RemotePeer(std::string name, std::string grpc_address, std::string http_address,
+             GrpcPeerOptions options = {});
+  ~RemotePeer() override;
+  RemotePeer(const RemotePeer&) = delete;
+  RemotePeer& operator=(const RemotePeer&) = delete;
+
+  void Get(std::string_view group, std::string_view key, ValueCallback done) override;
+  void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
+           bool hot, StatusCallback done) override;
+  void Delete(std::string_view group, std::string_view key, StatusCallback done) override;
+  void Replicate(std::string_view group, const Replica& replica, StatusCallback done) override;
+
+  const std::string& name() const;
+  const std::string& http_address() const;
+  // The gRPC client (also for calls outside the Peer interface, e.g. FetchMetrics).
+  const std::shared_ptr<GrpcPeer>& grpc() const;
+  // Whether Get/Set/Delete on a loop thread go over HTTP (false: no usable HTTP address, or the
+  // member turned out not to serve the forwarding routes).
+  bool forwards_over_http() const;
+
+  // Calls started, over both transports (a retry over gRPC counts as a second call).
+  uint64_t calls() const;
+  // Finished calls by op and outcome, both transports summed.
+  std::vector<CallCounter::Count> CallCounts() const;
+
+ private:
+  struct Shared;  // what in-flight calls keep alive; defined in the .cc
+  const std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace nexus

@@ -592,15 +592,15 @@ TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
   const std::string key = KeyOwnedBy(picker, "b");
   std::shared_ptr<Peer> before = picker.PickPeer(key);
   ASSERT_NE(before, nullptr);
-  EXPECT_EQ(static_cast<GrpcPeer*>(before.get())->address(), "127.0.0.1:2");
+  EXPECT_EQ(static_cast<RemotePeer*>(before.get())->grpc()->address(), "127.0.0.1:2");
 
   EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:3"));
   EXPECT_EQ(picker.generation(), gen);  // same member set, same owners
   std::shared_ptr<Peer> after = picker.PickPeer(key);
   ASSERT_NE(after, nullptr);
   EXPECT_NE(after, before);
-  EXPECT_EQ(static_cast<GrpcPeer*>(after.get())->address(), "127.0.0.1:3");
-  EXPECT_EQ(static_cast<GrpcPeer*>(after.get())->name(), "b");
+  EXPECT_EQ(static_cast<RemotePeer*>(after.get())->grpc()->address(), "127.0.0.1:3");
+  EXPECT_EQ(static_cast<RemotePeer*>(after.get())->name(), "b");
 }
 
 TEST(RingPeerPickerTest, ClientsAreReusedPerMember) {
@@ -658,7 +658,7 @@ TEST(RingPeerPickerTest, ConcurrentPicksDuringMembershipChanges) {
         std::string key = "k" + std::to_string(t) + "-" + std::to_string(i++);
         std::shared_ptr<Peer> p = picker.PickPeer(key);
         if (p != nullptr) {
-          EXPECT_NE(static_cast<GrpcPeer*>(p.get())->name(), "a");
+          EXPECT_NE(static_cast<RemotePeer*>(p.get())->name(), "a");
         }
       }
     });

@@ -1,0 +1,404 @@
+// HTTP forwarding between real servers on loopback (peer/forwarder.h, remote_peer.h,
+// http_routes.h): an owner serving the forwarding routes on an http::Server and the gRPC
+// service on a PeerServer, and a front http::Server whose handlers call a RemotePeer on their
+// loop thread, as the node's API does.
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "group/group.h"
+#include "group/loader.h"
+#include "group/registry.h"
+#include "http/loop.h"
+#include "http/server.h"
+#include "peer/forwarder.h"
+#include "peer/grpc_server.h"
+#include "peer/http_routes.h"
+#include "peer/remote_peer.h"
+
+namespace nexus {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+std::string Loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+
+// A port nothing listens on (bound once, then released).
+uint16_t ClosedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A listening socket that never accepts: connections complete (the kernel's backlog) and
+// requests are never answered.
+struct Blackhole {
+  Blackhole() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Blackhole() { ::close(fd); }
+  int fd;
+  uint16_t port;
+};
+
+// One request on a fresh connection: "<status> <body>".
+std::string Fetch(uint16_t port, std::string_view method, std::string_view target,
+                  std::string_view body = {}) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  std::string req = std::string(method) + " " + std::string(target) +
+                    " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    "Content-Type: application/octet-stream\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string resp;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) resp.append(buf, n);
+  ::close(fd);
+  const size_t sp = resp.find(' ');
+  const size_t head_end = resp.find("\r\n\r\n");
+  if (sp == std::string::npos || head_end == std::string::npos) return "bad response: " + resp;
+  return resp.substr(sp + 1, 3) + " " + resp.substr(head_end + 4);
+}
+
+// The origin of the owner's group: "db-*" keys exist, "slow-*" keys are answered only by
+// ReleaseSlow() (from the test's thread, as a real origin answers from its client's thread),
+// everything else is NotFound.
+class TestLoader final : public Loader {
+ public:
+  void Load(std::string_view key, LoadCallback done) override {
+    loads.fetch_add(1);
+    if (key.substr(0, 5) == "slow-") {
+      std::lock_guard<std::mutex> lock(mu_);
+      parked_.emplace_back(std::string(key), std::move(done));
+      return;
+    }
+    if (key.substr(0, 3) == "db-") return done("loaded:" + std::string(key));
+    done(absl::NotFoundError("origin has no " + std::string(key)));
+  }
+  void ReleaseSlow() {
+    std::vector<std::pair<std::string, LoadCallback>> parked;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      parked.swap(parked_);
+    }
+    for (auto& [key, done] : parked) done("slow:" + key);
+  }
+  std::atomic<int> loads{0};
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<std::string, LoadCallback>> parked_;
+};
+
+// The owner: group "scores" over a TestLoader, the forwarding routes on HTTP, and the gRPC
+// service for fallbacks.
+struct Owner {
+  Owner() : grpc(&registry, PeerServerOptions{.address = "127.0.0.1", .port = 0}) {
+    auto g = std::make_unique<Group>(GroupOptions{.name = "scores", .jitter_seed = 7}, loader,
+                                     nullptr, &SystemClock::Get());
+    group = g.get();
+    EXPECT_TRUE(registry.Add(std::move(g)).ok());
+    auto router = std::make_shared<http::Router>();
+    InstallPeerRoutes(*router, &registry);
+    http = std::make_unique<http::Server>(
+        http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 2}, router);
+    EXPECT_TRUE(http->Start().ok());
+    EXPECT_TRUE(grpc.Start().ok());
+  }
+  ~Owner() {
+    loader->ReleaseSlow();
+    http->Stop(milliseconds(0));
+    grpc.Stop(milliseconds(0));
+  }
+  std::string http_address() const { return Loopback(http->port()); }
+  std::string grpc_address() const { return Loopback(grpc.port()); }
+  int loads() const { return loader->loads.load(); }
+  bool Stored(const std::string& key, std::string* value) {
+    return group->main_cache().Get(key, value);
+  }
+
+  std::shared_ptr<TestLoader> loader = std::make_shared<TestLoader>();
+  GroupRegistry registry;
+  Group* group = nullptr;
+  PeerServer grpc;
+  std::unique_ptr<http::Server> http;
+};
+
+// Renders a forwarded call's outcome as "<absl code> <value or message>".
+std::string Outcome(const absl::Status& s) {
+  return std::to_string(static_cast<int>(s.code())) + " " + std::string(s.message());
+}
+std::string Outcome(const absl::StatusOr<CachedValue>& r) {
+  return r.ok() ? "0 " + r->data : Outcome(r.status());
+}
+
+// The front: an HTTP server with one loop whose handlers forward through `peer`.
+//   GET  /get?key=K           -> peer->Get        POST /set?key=K (body = value) -> peer->Set
+//   POST /delete?key=K        -> peer->Delete     GET  /conns -> the loop's forwarder connections
+class Front {
+ public:
+  explicit Front(std::shared_ptr<RemotePeer> peer) : peer_(std::move(peer)) {
+    auto router = std::make_shared<http::Router>();
+    router->Handle("GET", "/get", [this](http::Request&& req, http::Responder respond) {
+      ++handled_;
+      const std::string group = req.Param("group") ? *req.Param("group") : "scores";
+      peer_->Get(group, *req.Param("key"),
+                 [this, respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
+                   if (http::LoopContext::Current() == nullptr) off_loop_callbacks_++;
+                   respond(http::Text(200, Outcome(r)));
+                 });
+    });
+    router->Handle("POST", "/set", [this](http::Request&& req, http::Responder respond) {
+      peer_->Set("scores", *req.Param("key"), req.body, 60'000, false,
+                 [respond = std::move(respond)](absl::Status s) mutable {
+                   respond(http::Text(200, Outcome(s)));
+                 });
+    });
+    router->Handle("POST", "/delete", [this](http::Request&& req, http::Responder respond) {
+      peer_->Delete("scores", *req.Param("key"),
+                    [respond = std::move(respond)](absl::Status s) mutable {
+                      respond(http::Text(200, Outcome(s)));
+                    });
+    });
+    router->Handle("GET", "/conns", [](http::Request&&, http::Responder respond) {
+      respond(http::Text(200, std::to_string(Forwarder::Current()->connections())));
+    });
+    server_ = std::make_unique<http::Server>(
+        http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1}, router);
+    EXPECT_TRUE(server_->Start().ok());
+  }
+  ~Front() { server_->Stop(milliseconds(0)); }
+
+  // "<http status> <absl code> <value or message>"
+  std::string Get(std::string_view key_encoded) {
+    return Fetch(server_->port(), "GET", "/get?key=" + std::string(key_encoded));
+  }
+  std::string Set(std::string_view key_encoded, std::string_view value) {
+    return Fetch(server_->port(), "POST", "/set?key=" + std::string(key_encoded), value);
+  }
+  std::string Delete(std::string_view key_encoded) {
+    return Fetch(server_->port(), "POST", "/delete?key=" + std::string(key_encoded));
+  }
+  std::string Conns() { return Fetch(server_->port(), "GET", "/conns"); }
+  http::Server& server() { return *server_; }
+  int off_loop_callbacks() const { return off_loop_callbacks_.load(); }
+
+ private:
+  std::shared_ptr<RemotePeer> peer_;
+  std::atomic<int> handled_{0};
+  std::atomic<int> off_loop_callbacks_{0};
+  std::unique_ptr<http::Server> server_;
+};
+
+uint64_t Count(const RemotePeer& p, std::string_view op, std::string_view status) {
+  for (const auto& c : p.CallCounts()) {
+    if (c.op == op && c.status == status) return c.count;
+  }
+  return 0;
+}
+
+GrpcPeerOptions Deadline(milliseconds d) {
+  GrpcPeerOptions o;
+  o.deadline = d;
+  return o;
+}
+
+TEST(ForwarderTest, GetSetDeleteGoOverHttpFromTheLoop) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  ASSERT_TRUE(peer->forwards_over_http());
+  Front front(peer);
+
+  // A key and a value with bytes that need escaping (key) or framing (value).
+  const std::string key = "a b/\xc3\xbc%+&=?#";
+  const std::string key_encoded = "a%20b%2F%C3%BC%25%2B%26%3D%3F%23";
+  const std::string value("v\0\r\n\r\nHTTP/1.1 200 OK\r\n", 24);
+  EXPECT_EQ(front.Set(key_encoded, value), "200 0 ");
+  std::string stored;
+  ASSERT_TRUE(owner.Stored(key, &stored));
+  EXPECT_EQ(stored, value);
+  EXPECT_EQ(front.Get(key_encoded), "200 0 " + value);
+  EXPECT_EQ(front.Delete(key_encoded), "200 0 ");
+  EXPECT_FALSE(owner.Stored(key, &stored));
+  EXPECT_EQ(front.Get(key_encoded), "200 5 origin has no " + key);
+
+  // A miss and a loader value come from the owner, with its code and message.
+  EXPECT_EQ(front.Get("nothing"), "200 5 origin has no nothing");
+  EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");
+  EXPECT_EQ(owner.loads(), 3);  // the Get after the Delete, nothing, db-1
+  // An unknown group is the owner's NotFound too.
+  EXPECT_EQ(Fetch(front.server().port(), "GET", "/get?key=x&group=nope"),
+            "200 5 no such group: nope");
+
+  // Everything went over HTTP, and the callbacks ran on the loop.
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+  EXPECT_EQ(front.off_loop_callbacks(), 0);
+  EXPECT_EQ(Count(*peer, "set", "ok"), 1u);
+  EXPECT_EQ(Count(*peer, "delete", "ok"), 1u);
+  EXPECT_EQ(Count(*peer, "get", "hit"), 2u);
+  EXPECT_EQ(Count(*peer, "get", "miss"), 3u);
+  EXPECT_EQ(peer->calls(), 7u);
+  EXPECT_EQ(front.Conns(), "200 1");  // one keep-alive connection served them all
+}
+
+TEST(ForwarderTest, CallsOffTheLoopUseGrpc) {
+  Owner owner;
+  RemotePeer peer("b", owner.grpc_address(), owner.http_address());
+  std::promise<absl::StatusOr<CachedValue>> got;
+  peer.Get("scores", "db-7", [&](absl::StatusOr<CachedValue> r) { got.set_value(std::move(r)); });
+  EXPECT_EQ(Outcome(got.get_future().get()), "0 loaded:db-7");
+  EXPECT_EQ(peer.grpc()->calls(), 1u);
+}
+
+TEST(ForwarderTest, ConcurrentRequestsArePipelinedAndAnsweredInOrder) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  Front front(peer);
+  constexpr int kClients = 16, kEach = 40;
+  std::vector<std::thread> clients;
+  std::atomic<int> wrong{0};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kEach; ++i) {
+        const std::string key = "db-" + std::to_string(c) + "-" + std::to_string(i % 5);
+        if (front.Get(key) != "200 0 loaded:" + key) wrong++;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+  EXPECT_EQ(Count(*peer, "get", "hit"), static_cast<uint64_t>(kClients * kEach));
+  const std::string conns = front.Conns();
+  EXPECT_GE(conns, "200 1");
+  EXPECT_LE(conns, "200 " + std::to_string(Forwarder::kMaxConnections));
+}
+
+TEST(ForwarderTest, ASlowLoadDoesNotHoldUpHitsBehindIt) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  Front front(peer);
+  ASSERT_EQ(front.Get("db-warm"), "200 0 loaded:db-warm");  // opens the first connection
+  auto slow = std::async(std::launch::async, [&] { return front.Get("slow-1"); });
+  // Once the slow request has waited longer than kStallAfter, new requests avoid its
+  // connection.
+  std::this_thread::sleep_for(Forwarder::kStallAfter * 20);
+  EXPECT_EQ(front.Get("db-warm"), "200 0 loaded:db-warm");  // answered while slow-1 loads
+  EXPECT_EQ(slow.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  owner.loader->ReleaseSlow();
+  EXPECT_EQ(slow.get(), "200 0 slow:slow-1");
+  EXPECT_EQ(front.Conns(), "200 2");
+}
+
+TEST(ForwarderTest, RefusedHttpIsRetriedOverGrpc) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(ClosedPort()));
+  Front front(peer);
+  EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");
+  EXPECT_EQ(front.Set("k", "v"), "200 0 ");
+  EXPECT_EQ(front.Delete("k"), "200 0 ");
+  EXPECT_EQ(peer->grpc()->calls(), 3u);
+  EXPECT_EQ(Count(*peer, "get", "error"), 1u);  // the HTTP attempt
+  EXPECT_EQ(Count(*peer, "get", "hit"), 1u);    // the gRPC retry
+  EXPECT_TRUE(peer->forwards_over_http());      // a refused connection may be a restart
+}
+
+TEST(ForwarderTest, DeadOwnerIsUnavailableNamingIt) {
+  const std::string http = Loopback(ClosedPort());
+  auto peer = std::make_shared<RemotePeer>("b", Loopback(ClosedPort()), http);
+  Front front(peer);
+  // 14 = Unavailable, from the gRPC retry.
+  EXPECT_THAT(front.Get("db-1"), ::testing::StartsWith("200 14 peer b ("));
+  EXPECT_EQ(peer->grpc()->calls(), 1u);
+}
+
+TEST(ForwarderTest, AnOwnerThatNeverAnswersTimesOutWithoutRetry) {
+  Owner owner;  // serves gRPC: a retry would succeed, so a success here would be a bug
+  Blackhole hole;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(hole.port),
+                                           Deadline(milliseconds(300)));
+  Front front(peer);
+  EXPECT_EQ(front.Get("db-1"), "200 4 peer b (" + Loopback(hole.port) +
+                                   "): deadline exceeded after 300 ms");
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+  EXPECT_EQ(front.Conns(), "200 0");  // the stuck connection was closed
+}
+
+TEST(ForwarderTest, APeerWithoutTheRoutesIsReachedOverGrpcFromThenOn) {
+  Owner owner;
+  // An HTTP server of "an older version": no forwarding routes, so 404 "404 page not found".
+  http::Server old(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1},
+                   std::make_shared<http::Router>());
+  ASSERT_TRUE(old.Start().ok());
+  auto peer =
+      std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(old.port()));
+  Front front(peer);
+  EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");  // not taken for a miss
+  EXPECT_FALSE(peer->forwards_over_http());
+  EXPECT_EQ(front.Get("db-2"), "200 0 loaded:db-2");
+  EXPECT_EQ(peer->grpc()->calls(), 2u);
+  old.Stop(milliseconds(0));
+}
+
+TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  auto front = std::make_unique<Front>(peer);
+  auto slow = std::async(std::launch::async, [&] { return front->Get("slow-2"); });
+  while (owner.loads() == 0) std::this_thread::sleep_for(milliseconds(1));
+  front->server().Stop(milliseconds(0));  // the loop ends with the forward still pending
+  // The client sees its connection close; the forward's callback ran (no leak under ASan).
+  EXPECT_THAT(slow.get(), HasSubstr("bad response"));
+  EXPECT_EQ(Count(*peer, "get", "error"), 1u);
+  front.reset();
+}
+
+TEST(ForwarderTest, HostNamesAreNotResolvedOnTheLoop) {
+  RemotePeer named("b", "127.0.0.1:1", "some-host:9999");
+  EXPECT_FALSE(named.forwards_over_http());
+  RemotePeer none("b", "127.0.0.1:1", "");
+  EXPECT_FALSE(none.forwards_over_http());
+  RemotePeer v6("b", "[::1]:1", "[::1]:9999");
+  EXPECT_TRUE(v6.forwards_over_http());
+}
+
+}  // namespace
+}  // namespace nexus

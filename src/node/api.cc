@@ -162,7 +162,7 @@ void Api::RegisterGauges(GroupRegistry* groups, RingPeerPicker* picker) {
                      });
   metrics_->AddCollector(
       "nexuscache_peer_requests_total",
-      "Requests this node sent to other nodes over gRPC, by peer, operation and outcome.",
+      "Requests this node sent to other nodes (HTTP forwarding or gRPC), by peer, operation and outcome.",
       "counter", {"peer", "op", "status"}, [picker] {
         Registry::Samples out;
         for (const auto& c : picker->CallCounts()) {

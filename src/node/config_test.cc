@@ -32,6 +32,7 @@ TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
   ASSERT_TRUE(o.config) << o.message;
   ASSERT_EQ(o.config->peers.size(), 3u);
   EXPECT_EQ(o.config->peers[1].grpc_address, "svc2:8001");
+  EXPECT_EQ(o.config->peers[1].http_address, "svc2:9999");  // the same --http-port everywhere
   EXPECT_EQ(o.config->ip_address, "10.0.0.5");
   EXPECT_EQ(o.config->SelfGrpcAddress(), "10.0.0.5:8001");
 }
@@ -42,10 +43,26 @@ TEST(ConfigTest, ExplicitAddressesAndSizes) {
                           "--metrics-port", "9100", "--demo-data"});
   ASSERT_TRUE(o.config) << o.message;
   EXPECT_EQ(o.config->peers[1].grpc_address, "127.0.0.1:8882");
+  EXPECT_EQ(o.config->peers[1].http_address, "");  // unknown: forwarded over gRPC
   EXPECT_EQ(o.config->cache_bytes, size_t{128} << 20);
   EXPECT_EQ(o.config->hot_cache_bytes, size_t{64} << 10);
   EXPECT_EQ(o.config->metrics_port, 9100);
   EXPECT_TRUE(o.config->demo_data);
+}
+
+TEST(ConfigTest, PeerHttpPortAfterASlash) {
+  ParseOutcome o = Parse({"--name", "a", "--peer", "a=127.0.0.1:8881/9991,b=[::1]:8882/9992"});
+  ASSERT_TRUE(o.config) << o.message;
+  EXPECT_EQ(o.config->peers[0].grpc_address, "127.0.0.1:8881");
+  EXPECT_EQ(o.config->peers[0].http_address, "127.0.0.1:9991");
+  EXPECT_EQ(o.config->peers[1].grpc_address, "[::1]:8882");
+  EXPECT_EQ(o.config->peers[1].http_address, "[::1]:9992");
+  for (const char* bad : {"b=127.0.0.1:8882/", "b=127.0.0.1:8882/x", "b=127.0.0.1:8882/70000",
+                          "b=127.0.0.1/9992"}) {
+    ParseOutcome r = Parse({"--name", "a", "--peer", bad});
+    EXPECT_FALSE(r.config.has_value()) << bad;
+    EXPECT_NE(r.message.find("NAME=HOST:PORT/HTTP_PORT"), std::string::npos) << r.message;
+  }
 }
 
 TEST(ConfigTest, EtcdEndpoints) {

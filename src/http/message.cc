@@ -101,4 +101,22 @@ void DecodeRequest(Request& req) {
   req.form = is_form ? ParseQuery(req.body) : Params();
 }
 
+int HttpStatusFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kResourceExhausted:
+      return 413;
+    case absl::StatusCode::kUnavailable:
+      return 503;  // a peer (or, later, etcd) is down: retrying elsewhere/later may work
+    default:
+      return 502;  // the origin or a peer failed or timed out
+  }
+}
+
 }  // namespace nexus::http

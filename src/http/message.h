@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace nexus::http {
 
 // Decoded parameters by name. Repeated names keep their first value (Go's FormValue).
@@ -52,6 +54,10 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after this response
 };
+
+// The one place mapping an absl::Status to an HTTP status code (the API's answers, and the
+// informative code next to X-Nexus-Status on the forwarding routes).
+int HttpStatusFor(const absl::Status& status);
 
 // A text/plain response, e.g. Text(404, "key not found\n").
 Response Text(int status, std::string body);

@@ -39,7 +39,7 @@ http::Response Json(const nlohmann::json& j) {
 }
 
 http::Response ErrorResponse(const absl::Status& s) {
-  return Text(HttpStatusFor(s), std::string(s.message()) + "\n");
+  return Text(http::HttpStatusFor(s), std::string(s.message()) + "\n");
 }
 
 // Parses a decimal integer; false on anything else (sign allowed, no spaces).
@@ -51,24 +51,6 @@ bool ParseInt(const std::string& text, int64_t* out) {
 }
 
 }  // namespace
-
-int HttpStatusFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kResourceExhausted:
-      return 413;
-    case absl::StatusCode::kUnavailable:
-      return 503;  // a peer (or, later, etcd) is down: retrying elsewhere/later may work
-    default:
-      return 502;  // the origin or a peer failed or timed out
-  }
-}
 
 Api::Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,
          metrics::Registry* metrics)

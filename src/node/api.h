@@ -26,9 +26,6 @@
 
 namespace nexus {
 
-// The one place mapping an absl::Status to an HTTP status code.
-int HttpStatusFor(const absl::Status& status);
-
 class Api {
  public:
   Api(const Config* config, GroupRegistry* groups, RingPeerPicker* picker,

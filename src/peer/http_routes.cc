@@ -11,30 +11,9 @@ namespace nexus {
 
 namespace {
 
-// The HTTP status shown next to X-Nexus-Status (informative only; the client reads the header).
-int HttpCodeFor(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kResourceExhausted:
-      return 413;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    case absl::StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
 http::Response Answer(const absl::Status& status, std::string body = {}) {
   http::Response r;
-  r.status = HttpCodeFor(status.code());
+  r.status = http::HttpStatusFor(status);  // for people reading traces
   r.content_type = "application/octet-stream";
   r.body = status.ok() ? std::move(body) : std::string(status.message());
   r.headers.emplace_back(std::string(peerwire::kStatusHeader),

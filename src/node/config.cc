@@ -108,7 +108,7 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--name", c.name, "This node's name in the ring (e.g. svc1)")->required();
   app.add_option("--peer", peers,
                  "Static members: svc1,svc2,svc3 (dialed as NAME:<--port>) or "
-                 "svc1=127.0.0.1:8881,...; this node is always a member");
+                 "svc1=127.0.0.1:8881[/9991 = its HTTP port],...; this node is always a member");
   app.add_option("--etcd", etcd,
                  "etcd endpoints host:port[,host:port...]: membership from etcd (register, "
                  "watch); --peer then only seeds the ring until etcd answers");
@@ -138,6 +138,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
                  "Read-through origin, e.g. 'http://127.0.0.1:8080/item?k={key}'");
   app.add_flag("--demo-data", c.demo_data, "Serve the seed's demo store (Tom, Jack, Sam)");
   app.add_option("--group", c.group, "Group served")->capture_default_str();
+  std::string forward = "http";
+  app.add_option("--forward", forward,
+                 "How requests reach the node that owns their key: http (from the event loop "
+                 "to the owner's HTTP port; gRPC where the owner's HTTP address is unknown) "
+                 "or grpc (always)")
+      ->check(CLI::IsMember({"http", "grpc"}))
+      ->capture_default_str();
   app.add_option("--default-ttl", default_ttl_minutes, "TTL of loaded values, in minutes")
       ->check(CLI::Range(int64_t{1}, int64_t{4320}))
       ->capture_default_str();
@@ -192,6 +199,7 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   c.default_ttl_ms = default_ttl_minutes * 60'000;
   c.ttl_jitter_cap_ms = jitter_cap_seconds * 1000;
   c.peer_timeout = std::chrono::milliseconds(peer_timeout_ms);
+  c.forward_over_http = forward == "http";
   c.origin_timeout = std::chrono::milliseconds(origin_timeout_ms);
   c.shutdown_grace = std::chrono::milliseconds(grace_ms);
 

@@ -41,6 +41,7 @@ struct Config {
   int64_t default_ttl_ms = 60 * 60'000;  // --default-ttl (minutes): TTL of loaded values
   size_t max_key_bytes = 250;           // --max-key-bytes
   size_t max_value_bytes = 1 << 20;     // --max-value-bytes
+  bool forward_over_http = true;        // --forward http|grpc: how requests reach their owner
   std::chrono::milliseconds peer_timeout{2000};    // --peer-timeout-ms: deadline of peer calls
   std::chrono::milliseconds origin_timeout{2000};  // --origin-timeout-ms
   std::chrono::milliseconds shutdown_grace{5000};  // --shutdown-grace-ms

@@ -65,6 +65,14 @@ TEST(ConfigTest, PeerHttpPortAfterASlash) {
   }
 }
 
+TEST(ConfigTest, ForwardTransport) {
+  EXPECT_TRUE(Parse({"--name", "a"}).config->forward_over_http);
+  EXPECT_FALSE(Parse({"--name", "a", "--forward", "grpc"}).config->forward_over_http);
+  ParseOutcome bad = Parse({"--name", "a", "--forward", "carrier-pigeon"});
+  EXPECT_FALSE(bad.config.has_value());
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
 TEST(ConfigTest, EtcdEndpoints) {
   ParseOutcome o = Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379",
                           "--lease-ttl", "3"});

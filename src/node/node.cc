@@ -31,6 +31,7 @@ Node::Node(Config config) : config_(std::move(config)) {
   RingPickerOptions ring_options;
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
+  ring_options.forward_over_http = config_.forward_over_http;
   picker_ = std::make_shared<RingPeerPicker>(config_.name, config_.SelfGrpcAddress(), ring_options);
   std::map<std::string, MemberAddress> members;
   for (const PeerSpec& p : config_.peers) members[p.name] = {p.grpc_address, p.http_address};

@@ -603,6 +603,28 @@ TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
   EXPECT_EQ(static_cast<RemotePeer*>(after.get())->name(), "b");
 }
 
+TEST(RingPeerPickerTest, HttpAddressesAreKeptUnlessForwardingIsGrpcOnly) {
+  RingPeerPicker picker("a", "127.0.0.1:1");
+  picker.SetMembers(std::map<std::string, MemberAddress>{
+      {"b", {.grpc = "127.0.0.1:2", .http = "127.0.0.1:9992"}}, {"c", {.grpc = "127.0.0.1:3"}}});
+  auto b = std::static_pointer_cast<RemotePeer>(picker.PickPeer(KeyOwnedBy(picker, "b")));
+  auto c = std::static_pointer_cast<RemotePeer>(picker.PickPeer(KeyOwnedBy(picker, "c")));
+  EXPECT_TRUE(b->forwards_over_http());
+  EXPECT_EQ(b->http_address(), "127.0.0.1:9992");
+  EXPECT_FALSE(c->forwards_over_http());
+  // A new HTTP address alone replaces the client (no generation bump: same owners).
+  const uint64_t gen = picker.generation();
+  EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:2", "127.0.0.1:9993"));
+  EXPECT_EQ(picker.generation(), gen);
+
+  RingPickerOptions grpc_only;
+  grpc_only.forward_over_http = false;
+  RingPeerPicker g("a", "127.0.0.1:1", grpc_only);
+  g.AddMember("b", "127.0.0.1:2", "127.0.0.1:9992");
+  auto gb = std::static_pointer_cast<RemotePeer>(g.PickPeer(KeyOwnedBy(g, "b")));
+  EXPECT_FALSE(gb->forwards_over_http());
+}
+
 TEST(RingPeerPickerTest, ClientsAreReusedPerMember) {
   RingPeerPicker picker("a", "127.0.0.1:1");
   picker.SetMembers({{"b", "127.0.0.1:2"}, {"c", "127.0.0.1:3"}});

@@ -43,6 +43,8 @@ struct RingPickerOptions {
   int vnodes = 50;
   // Options of every client this picker creates.
   GrpcPeerOptions peer;
+  // false: members' HTTP addresses are ignored and every call goes over gRPC.
+  bool forward_over_http = true;
 };
 
 // Where a member listens: gRPC (required) and the HTTP API (empty if unknown: gRPC only).

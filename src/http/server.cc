@@ -799,7 +799,7 @@ void Loop::AcceptSome() {
                                        AddressString(reinterpret_cast<sockaddr*>(&addr)));
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = conn.get();
+    ev.data.ptr = static_cast<LoopSocket*>(conn.get());  // what Run() casts it back to
     if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
       spdlog::warn("http: cannot watch a new connection: {}", ErrnoText(errno));
       continue;  // the Conn destructor closes fd
@@ -886,7 +886,8 @@ void Loop::Scan() {
   next_scan_ = now_ + kScanInterval;
   if (accept_resume_ != kNever && now_ >= accept_resume_) ResumeAccepting();
   for (Conn* conn : Snapshot()) conn->CheckDeadline(now_);
-  for (auto& [key, service] : services_) service->OnTick(now_);
+  // By index: a tick's callbacks may create a service.
+  for (size_t i = 0; i < services_.size(); ++i) services_[i].second->OnTick(now_);
 }
 
 int Loop::WaitTimeoutMs() const {

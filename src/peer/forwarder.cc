@@ -147,7 +147,9 @@ class Forwarder::Upstream final : public http::LoopSocket {
     }
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) writable_ = !connecting_;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
-      Read();
+      // With the peer's FIN in the same event, read on to the EOF even after a short read:
+      // edge-triggered epoll will not report it again.
+      Read(/*until_eof=*/(events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0);
       if (closed_) return;
     }
     Flush();
@@ -174,19 +176,25 @@ class Forwarder::Upstream final : public http::LoopSocket {
   }
 
   // Fails every pending call with `status` and closes the connection.
-  void Fail(const absl::Status& status) {
+  void Fail(const absl::Status& status) { Fail(status, status); }
+  // The same with `first` for the oldest call (the one the failure is about) and `rest` for
+  // the calls behind it.
+  void Fail(const absl::Status& first, const absl::Status& rest) {
     if (closed_) return;
     Close();
     std::deque<Pending> failed = std::exchange(pending_, {});
-    for (Pending& p : failed) p.Complete(status);
+    for (size_t i = 0; i < failed.size(); ++i) failed[i].Complete(i == 0 ? first : rest);
   }
 
   void CheckDeadline(TimePoint now) {
     if (closed_) return;
     if (!pending_.empty() && now >= pending_.front().deadline) {
+      // The calls behind the late one were not served yet (an owner answers a connection's
+      // requests one at a time): they may go another way.
       return Fail(TransportFailure(absl::DeadlineExceededError(
-          Who(target_) + ": deadline exceeded after " + std::to_string(target_.deadline.count()) +
-          " ms")));
+                      Who(target_) + ": deadline exceeded after " +
+                      std::to_string(target_.deadline.count()) + " ms")),
+                  Unavailable(target_, "abandoned behind a request that timed out"));
     }
     if (IdleSince(now - kIdleClose)) Close();
   }
@@ -206,13 +214,13 @@ class Forwarder::Upstream final : public http::LoopSocket {
     owner_->Remove(this);  // hands this object to the loop, which frees it after the turn
   }
 
-  void Read() {
+  void Read(bool until_eof) {
     char buf[kReadChunk];
     for (;;) {
       const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
       if (n > 0) {
         if (!Parse(std::string_view(buf, static_cast<size_t>(n)))) return;
-        if (static_cast<size_t>(n) < sizeof buf) return;  // drained
+        if (static_cast<size_t>(n) < sizeof buf && !until_eof) return;  // drained
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -239,6 +247,12 @@ class Forwarder::Upstream final : public http::LoopSocket {
           boost::asio::const_buffer(input.data() + used_total, input.size() - used_total), ec);
       used_total += used;
       if (ec == bhttp::error::need_more) break;
+      if (ec == bhttp::error::body_limit) {
+        Fail(absl::ResourceExhaustedError(Who(target_) + " answered more than " +
+                                          std::to_string(target_.max_response_bytes) + " bytes"),
+             Unavailable(target_, "abandoned behind an answer that was too large"));
+        return false;
+      }
       if (ec) {
         Fail(Unavailable(target_, "bad answer: " + ec.message()));
         return false;
@@ -258,9 +272,31 @@ class Forwarder::Upstream final : public http::LoopSocket {
     return true;
   }
 
+  // An answer that did not come from the forwarding routes: 404/405 mean the owner does not
+  // serve them (an older version); anything else is the owner's HTTP server rejecting the
+  // request (e.g. 413 when its --max-value-bytes is smaller) or failing.
+  absl::Status WithoutStatus(unsigned http_status, std::string_view body) const {
+    const std::string what = Who(target_) + " answered HTTP " + std::to_string(http_status);
+    switch (http_status) {
+      case 404:
+      case 405:
+        return absl::UnimplementedError(what + " without " +
+                                        std::string(peerwire::kStatusHeader) +
+                                        ": it does not serve the forwarding routes");
+      case 400:
+      case 431:
+        return absl::InvalidArgumentError(what + ": " + std::string(body));
+      case 413:
+        return absl::ResourceExhaustedError(what + ": " + std::string(body));
+      default:
+        return absl::InternalError(what + ": " + std::string(body));
+    }
+  }
+
   bool OnResponse() {
     auto msg = parser_->release();
     StartResponse();
+    if (msg.result_int() < 200) return true;  // an interim answer (1xx); the real one follows
     if (pending_.empty()) {
       Fail(Unavailable(target_, "an answer nobody asked for"));
       return false;
@@ -271,11 +307,9 @@ class Forwarder::Upstream final : public http::LoopSocket {
     const auto status_field = msg.find(std::string(peerwire::kStatusHeader));
     int64_t code = 0;
     absl::StatusOr<CachedValue> result;
-    if (status_field == msg.end() || !ParseInt(status_field->value(), &code) || code < 0) {
-      result = absl::UnimplementedError(Who(target_) + " answered HTTP " +
-                                        std::to_string(msg.result_int()) +
-                                        " without " + std::string(peerwire::kStatusHeader) +
-                                        ": it does not serve the forwarding routes");
+    if (status_field == msg.end() || !ParseInt(status_field->value(), &code) || code < 0 ||
+        code > 16) {
+      result = WithoutStatus(msg.result_int(), msg.body());
     } else if (code != 0) {
       result = absl::Status(static_cast<absl::StatusCode>(code), std::move(msg.body()));
     } else {
@@ -335,6 +369,16 @@ size_t Forwarder::connections() const {
   size_t n = 0;
   for (const auto& [address, pool] : pools_) n += pool.size();
   return n;
+}
+
+bool Forwarder::CanTake(const ForwardTarget& target) const {
+  auto it = pools_.find(target.address);
+  if (it == pools_.end() || static_cast<int>(it->second.size()) < kMaxConnections) return true;
+  const TimePoint now = loop_->now();
+  for (const auto& u : it->second) {
+    if (!u->Stalled(now)) return true;
+  }
+  return false;
 }
 
 Forwarder::Upstream* Forwarder::Pick(const ForwardTarget& target, absl::Status* error) {
@@ -403,6 +447,7 @@ void Forwarder::Dirty(Upstream* upstream) {
 }
 
 void Forwarder::Remove(Upstream* upstream) {
+  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), upstream), dirty_.end());
   auto it = pools_.find(upstream->address());
   if (it == pools_.end()) return;
   auto& pool = it->second;
@@ -417,8 +462,9 @@ void Forwarder::Remove(Upstream* upstream) {
 }
 
 void Forwarder::OnTurnEnd() {
-  // An Upstream closed during this turn is still alive (the loop frees retired sockets after
-  // the turn) and flushes nothing.
+  // Walks a copy: a failed flush runs callbacks that may queue more (a new turn end). A
+  // connection closed meanwhile is still alive (the loop frees retired sockets after the
+  // turn) and flushes nothing.
   for (Upstream* u : std::exchange(dirty_, {})) u->Flush();
 }
 

@@ -12,14 +12,16 @@
 // so a slow load does not hold up the hits queued behind it. Idle connections close after
 // kIdleClose, before the owner's keep-alive timeout would.
 //
-// Failures: every call completes exactly once. A refused or broken connection fails the calls
-// on it with Unavailable; a call not answered within its deadline fails with DeadlineExceeded,
-// together with the calls pipelined behind it, and the connection is closed (answers arrive in
-// order, so nothing behind a stuck answer can be read). Both are marked IsTransportFailure(),
-// meaning the owner may not have seen the request; a response that did not come from the
-// forwarding routes (no X-Nexus-Status: an older node) fails with Unimplemented. Errors the
-// owner returned (NotFound for a miss, a loader error) come back with their code and message.
-// When the loop ends, pending calls fail with Unavailable.
+// Failures: every call completes exactly once. A refused, broken or garbled connection fails
+// the calls on it with Unavailable. A call not answered within its deadline fails with
+// DeadlineExceeded and the connection is closed (answers arrive in order, so nothing behind a
+// stuck answer can be read); the calls pipelined behind it fail with Unavailable. These are
+// marked IsTransportFailure(): the owner may not have seen the request (or, for a garbled
+// answer, its answer is lost), so the caller may repeat it another way; the operations are
+// idempotent. An answer without X-Nexus-Status fails with Unimplemented when it is 404/405
+// (the owner does not serve the routes: an older version), else with the code its HTTP
+// status suggests. Errors the owner returned (NotFound for a miss, a loader error) come back
+// with their code and message. When the loop ends, pending calls fail with Unavailable.
 //
 // Thread-safety: a Forwarder belongs to one loop thread; use it only through Current(), on that
 // thread. Callbacks run on that thread, possibly before the call returns (e.g. a connect error
@@ -78,6 +80,10 @@ class Forwarder final : public http::LoopService {
            std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done);
   void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
               StatusCallback done);
+
+  // False when every connection to `target` is taken by a slow request and the pool is full:
+  // a call queued now would wait behind them (the caller should go another way, e.g. gRPC).
+  bool CanTake(const ForwardTarget& target) const;
 
   // Open connections (all peers), for tests.
   size_t connections() const;

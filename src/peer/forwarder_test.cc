@@ -71,6 +71,52 @@ struct Blackhole {
   uint16_t port;
 };
 
+// A stand-in owner on a raw socket: reads one request per connection, writes `answer` and
+// closes at once (the answer and the FIN arrive together).
+class AnswerAndClose {
+ public:
+  explicit AnswerAndClose(std::string answer) : answer_(std::move(answer)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;  // shut down
+        std::string in;
+        char buf[4096];
+        for (ssize_t n; in.find("\r\n\r\n") == std::string::npos &&
+                        (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+          in.append(buf, n);
+        }
+        ::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+        ::close(c);
+        accepted_++;
+      }
+    });
+  }
+  ~AnswerAndClose() {
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  const std::string answer_;
+  int fd_;
+  uint16_t port_;
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
 // One request on a fresh connection: "<status> <body>".
 std::string Fetch(uint16_t port, std::string_view method, std::string_view target,
                   std::string_view body = {}) {
@@ -389,6 +435,62 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
   EXPECT_THAT(slow.get(), HasSubstr("bad response"));
   EXPECT_EQ(Count(*peer, "get", "error"), 1u);
   front.reset();
+}
+
+TEST(ForwarderTest, AnAnswerArrivingWithTheFinIsReadAndTheConnectionDropped) {
+  AnswerAndClose owner(
+      "HTTP/1.1 200 OK\r\nX-Nexus-Status: 0\r\nContent-Length: 4\r\n\r\nfake");
+  auto peer = std::make_shared<RemotePeer>("b", Loopback(ClosedPort()), Loopback(owner.port()));
+  Front front(peer);
+  for (int i = 0; i < 3; ++i) {
+    // Each time the closed connection is noticed with the answer, so the next call opens a
+    // new one instead of writing into the dead one (which would fail and go to gRPC).
+    EXPECT_EQ(front.Get("k"), "200 0 fake");
+  }
+  EXPECT_EQ(owner.accepted(), 3);
+  EXPECT_EQ(Count(*peer, "get", "error"), 0u);
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+}
+
+TEST(ForwarderTest, AnOwnerRejectingTheRequestIsNotMistakenForAnOlderVersion) {
+  Owner owner;
+  // The owner's HTTP server accepts smaller bodies than this value: 413 without X-Nexus-Status.
+  auto router = std::make_shared<http::Router>();
+  InstallPeerRoutes(*router, &owner.registry);
+  http::Server small(
+      http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1, .max_body_bytes = 64},
+      router);
+  ASSERT_TRUE(small.Start().ok());
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(small.port()));
+  Front front(peer);
+  const std::string got = front.Set("k", std::string(100, 'x'));
+  EXPECT_THAT(got, ::testing::StartsWith("200 8 peer b (" + Loopback(small.port()) +
+                                         ") answered HTTP 413: request body too large"));
+  EXPECT_TRUE(peer->forwards_over_http());
+  EXPECT_EQ(front.Set("k", "small"), "200 0 ");
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+  small.Stop(milliseconds(0));
+}
+
+TEST(ForwarderTest, WhenEveryConnectionIsBusyWithASlowLoadCallsGoOverGrpc) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  Front front(peer);
+  std::vector<std::future<std::string>> slow;
+  for (int i = 0; i < Forwarder::kMaxConnections; ++i) {
+    slow.push_back(std::async(std::launch::async,
+                              [&front, i] { return front.Get("slow-" + std::to_string(i)); }));
+    // Each one stalls its connection, so the next opens another.
+    std::this_thread::sleep_for(Forwarder::kStallAfter * 10);
+  }
+  while (owner.loads() < Forwarder::kMaxConnections) std::this_thread::sleep_for(milliseconds(1));
+  EXPECT_EQ(front.Conns(), "200 " + std::to_string(Forwarder::kMaxConnections));
+  EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");  // not queued behind a slow load
+  EXPECT_EQ(peer->grpc()->calls(), 1u);
+  owner.loader->ReleaseSlow();
+  for (int i = 0; i < Forwarder::kMaxConnections; ++i) {
+    EXPECT_EQ(slow[i].get(), "200 0 slow:slow-" + std::to_string(i));
+  }
 }
 
 TEST(ForwarderTest, HostNamesAreNotResolvedOnTheLoop) {

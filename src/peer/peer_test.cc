@@ -616,6 +616,10 @@ TEST(RingPeerPickerTest, HttpAddressesAreKeptUnlessForwardingIsGrpcOnly) {
   const uint64_t gen = picker.generation();
   EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:2", "127.0.0.1:9993"));
   EXPECT_EQ(picker.generation(), gen);
+  // /setpeer names no HTTP address: the known one stays.
+  EXPECT_FALSE(picker.AddMember("b", "127.0.0.1:2"));
+  auto b2 = std::static_pointer_cast<RemotePeer>(picker.PickPeer(KeyOwnedBy(picker, "b")));
+  EXPECT_EQ(b2->http_address(), "127.0.0.1:9993");
 
   RingPickerOptions grpc_only;
   grpc_only.forward_over_http = false;

@@ -53,6 +53,12 @@ std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& 
   return t;
 }
 
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 struct RemotePeer::Shared {
@@ -60,22 +66,30 @@ struct RemotePeer::Shared {
   std::string http_address;
   std::shared_ptr<GrpcPeer> grpc;
   std::optional<ForwardTarget> target;  // set when the HTTP address is usable
-  std::atomic<bool> http_ok{true};
+  // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
+  std::atomic<int64_t> http_off_until{0};
   CallCounter counter;  // the HTTP transport's calls
 
   // The loop's forwarder when this call should go over HTTP, else nullptr.
   Forwarder* ForwarderForCall() const {
-    if (!target.has_value() || !http_ok.load(std::memory_order_relaxed)) return nullptr;
-    return Forwarder::Current();
+    if (!target.has_value()) return nullptr;
+    const int64_t off_until = http_off_until.load(std::memory_order_relaxed);
+    if (off_until != 0 && SteadyMillis() < off_until) return nullptr;
+    Forwarder* f = Forwarder::Current();
+    // Every connection busy with a slow request (e.g. loads at the owner): do not queue behind.
+    if (f != nullptr && !f->CanTake(*target)) return nullptr;
+    return f;
   }
 
   // Whether a failed forwarded call should be repeated over gRPC (and, for a member that does
-  // not serve the routes, stop forwarding to it over HTTP).
+  // not serve the routes, stop forwarding to it over HTTP for a while).
   bool RetryOverGrpc(const absl::Status& s) {
     if (absl::IsUnimplemented(s)) {
-      if (http_ok.exchange(false)) {
-        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC: {}", name,
-                     http_address, std::string(s.message()));
+      const int64_t until = SteadyMillis() + kHttpRetryAfter.count();
+      if (http_off_until.exchange(until) == 0) {
+        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC, trying again "
+                     "every {} s: {}",
+                     name, http_address, kHttpRetryAfter.count() / 1000, std::string(s.message()));
       }
       return true;
     }
@@ -155,7 +169,9 @@ const std::string& RemotePeer::name() const { return shared_->name; }
 const std::string& RemotePeer::http_address() const { return shared_->http_address; }
 const std::shared_ptr<GrpcPeer>& RemotePeer::grpc() const { return shared_->grpc; }
 bool RemotePeer::forwards_over_http() const {
-  return shared_->target.has_value() && shared_->http_ok.load(std::memory_order_relaxed);
+  if (!shared_->target.has_value()) return false;
+  const int64_t off_until = shared_->http_off_until.load(std::memory_order_relaxed);
+  return off_until == 0 || SteadyMillis() >= off_until;
 }
 
 uint64_t RemotePeer::calls() const { return shared_->counter.calls() + shared_->grpc->calls(); }

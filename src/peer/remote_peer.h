@@ -8,10 +8,15 @@
 // Replicate, FetchMetrics, and members whose HTTP address is unknown or not a numeric IP
 // (names are not resolved on the loop thread).
 //
-// Fallbacks: a forwarded call that fails in transport before any answer (connection refused or
-// closed, e.g. the member is draining its HTTP port during a restart) is retried once over gRPC
-// (a timeout is not: it already cost the deadline). A member that answers without the
-// forwarding protocol's status header (an older version) is reached over gRPC from then on.
+// Fallbacks: a forwarded call that fails in transport (connection refused, closed or garbled,
+// e.g. the member is draining its HTTP port during a restart; or abandoned behind a call that
+// timed out) is retried once over gRPC; the operations are idempotent. The call that timed out
+// is not retried: it already cost the deadline. When every connection to the member is busy
+// with a slow request (loads at the owner), new calls go over gRPC rather than queue behind
+// them. A member that answers 404/405 without the forwarding protocol's status header (an
+// older version) is reached over gRPC for kHttpRetryAfter, then HTTP is tried again (it may
+// have been upgraded). A transport failure retried over gRPC counts as two calls in
+// CallCounts (an HTTP error, then the gRPC outcome).
 //
 // Thread-safety: every method may be called concurrently from any thread. Calls in flight keep
 // what they need alive, so the RemotePeer may be dropped (member left) while they finish.
@@ -32,6 +37,8 @@ namespace nexus {
 
 class RemotePeer final : public Peer {
  public:
+  static constexpr std::chrono::milliseconds kHttpRetryAfter{30'000};
+
   // `http_address` ("ip:port") may be empty: gRPC only.
   RemotePeer(std::string name, std::string grpc_address, std::string http_address,
              GrpcPeerOptions options = {});
@@ -50,7 +57,7 @@ class RemotePeer final : public Peer {
   // The gRPC client (also for calls outside the Peer interface, e.g. FetchMetrics).
   const std::shared_ptr<GrpcPeer>& grpc() const;
   // Whether Get/Set/Delete on a loop thread go over HTTP (false: no usable HTTP address, or the
-  // member turned out not to serve the forwarding routes).
+  // member did not serve the forwarding routes less than kHttpRetryAfter ago).
   bool forwards_over_http() const;
 
   // Calls started, over both transports (a retry over gRPC counts as a second call).

@@ -108,6 +108,8 @@ bool RingPeerPicker::AddMember(std::string name, std::string grpc_address,
   absl::MutexLock lock(&mu_);
   auto it = members_.find(name);
   if (it != members_.end()) {
+    // No HTTP address given (e.g. /setpeer): keep the one known for the same gRPC address.
+    if (address.http.empty() && address.grpc == it->second.address.grpc) return false;
     if (it->second.address == address) return false;
     spdlog::info("peer: member {} moved from {} to {}", name, it->second.address.grpc,
                  address.grpc);

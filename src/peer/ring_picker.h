@@ -75,7 +75,8 @@ class RingPeerPicker final : public PeerPicker {
       const std::map<std::string, std::string>& name_to_grpc_address);
 
   // Idempotent. True if something changed (new member, or new addresses for a known member,
-  // whose client is then replaced). Adding self or an empty name is a no-op (false).
+  // whose client is then replaced). An empty `http_address` for a known member with the same
+  // gRPC address keeps its HTTP address (false). Adding self or an empty name is a no-op.
   bool AddMember(std::string name, std::string grpc_address, std::string http_address = {});
 
   // True if `name` was a member. Never removes self (false).

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <type_traits>
 
 #include "absl/status/status.h"
@@ -43,6 +44,10 @@ class LoopService {
   // About every 50 ms while the loop watches any socket: check deadlines here.
   virtual void OnTick(std::chrono::steady_clock::time_point now) { (void)now; }
 };
+
+// Sends out[*sent..] on a non-blocking socket while it takes data, advancing *sent. On EAGAIN
+// sets *writable to false (wait for EPOLLOUT). Returns 0, or the errno of a failed send.
+int SendPending(int fd, const std::string& out, size_t* sent, bool* writable);
 
 class LoopContext {
  public:

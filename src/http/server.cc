@@ -357,6 +357,22 @@ thread_local Loop* Loop::current_ = nullptr;
 
 LoopContext* LoopContext::Current() { return internal::Loop::Current(); }
 
+int SendPending(int fd, const std::string& out, size_t* sent, bool* writable) {
+  while (*sent < out.size() && *writable) {
+    const ssize_t n = ::send(fd, out.data() + *sent, out.size() - *sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      *sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      *writable = false;  // EPOLLOUT says when there is room again
+    } else {
+      return errno;
+    }
+  }
+  return 0;
+}
+
 namespace internal {
 
 class ServerImpl {
@@ -653,19 +669,9 @@ void Conn::Reply(Response response, bool keep_alive) {
 }
 
 void Conn::Flush() {
-  while (out_sent_ < out_.size() && writable_) {
-    const ssize_t n =
-        ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
-    if (n > 0) {
-      out_sent_ += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      writable_ = false;  // EPOLLOUT says when there is room again
-    } else {
-      spdlog::debug("http: write to {} failed: {}", remote_, ErrnoText(errno));
-      return Close();
-    }
+  if (const int err = SendPending(fd_, out_, &out_sent_, &writable_); err != 0) {
+    spdlog::debug("http: write to {} failed: {}", remote_, ErrnoText(err));
+    return Close();
   }
   if (out_sent_ < out_.size()) {
     // Writing one response must finish within write_timeout.

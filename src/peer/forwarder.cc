@@ -156,18 +156,9 @@ class Forwarder::Upstream final : public http::LoopSocket {
   }
 
   void Flush() {
-    while (!closed_ && writable_ && out_sent_ < out_.size()) {
-      const ssize_t n =
-          ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
-      if (n > 0) {
-        out_sent_ += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        writable_ = false;
-      } else {
-        return Fail(Unavailable(target_, "send: " + ErrnoText(errno)));
-      }
+    if (closed_) return;
+    if (const int err = http::SendPending(fd_, out_, &out_sent_, &writable_); err != 0) {
+      return Fail(Unavailable(target_, "send: " + ErrnoText(err)));
     }
     if (out_sent_ == out_.size()) {
       out_.clear();

@@ -55,6 +55,16 @@ Node::Node(Config config) : config_(std::move(config)) {
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
   api_ = std::make_unique<Api>(&config_, &groups_, picker_.get(), &metrics_);
+  metrics_.AddCollector(
+      "nexuscache_peer_requests_served_total",
+      "Requests other nodes forwarded to this one, answered, by transport (http: the forwarding "
+      "routes on the HTTP port; grpc: the gRPC service, including hot-key replication).",
+      "counter", {"transport"}, [this] {
+        const double grpc = grpc_ ? static_cast<double>(grpc_->requests_served()) : 0;
+        return metrics::Registry::Samples{
+            {{"http"}, static_cast<double>(http_peer_served_.load(std::memory_order_relaxed))},
+            {{"grpc"}, grpc}};
+      });
 }
 
 Node::~Node() { Stop(); }
@@ -69,7 +79,7 @@ absl::Status Node::Start() {
 
   auto router = std::make_shared<http::Router>();
   api_->Install(*router);
-  InstallPeerRoutes(*router, &groups_);
+  InstallPeerRoutes(*router, &groups_, &http_peer_served_);
   http::ServerOptions http_options;
   http_options.address = config_.bind_address;
   http_options.port = config_.http_port;

@@ -8,6 +8,7 @@
 // Thread-safety: Start and Stop from one thread; everything else runs on the servers' threads.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -46,6 +47,7 @@ class Node {
   std::unique_ptr<OriginRuntime> origin_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;
+  std::atomic<uint64_t> http_peer_served_{0};  // answers of the HTTP forwarding routes
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;

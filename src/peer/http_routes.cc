@@ -43,9 +43,19 @@ Group* Target(GroupRegistry* groups, const http::Request& req, const std::string
 
 }  // namespace
 
-void InstallPeerRoutes(http::Router& router, GroupRegistry* groups) {
+void InstallPeerRoutes(http::Router& router, GroupRegistry* groups,
+                       std::atomic<uint64_t>* served) {
+  // Every answer leaves through a Responder wrapped to count it.
+  auto counted = [served](http::Responder respond) -> http::Responder {
+    if (served == nullptr) return respond;
+    return [served, respond = std::move(respond)](http::Response r) mutable {
+      served->fetch_add(1, std::memory_order_relaxed);
+      respond(std::move(r));
+    };
+  };
   router.Handle("GET", std::string(peerwire::kGetPath),
-                [groups](http::Request&& req, http::Responder respond) {
+                [groups, counted](http::Request&& req, http::Responder raw) {
+                  http::Responder respond = counted(std::move(raw));
                   const std::string* key;
                   Group* group = Target(groups, req, &key, respond);
                   if (group == nullptr) return;
@@ -60,7 +70,8 @@ void InstallPeerRoutes(http::Router& router, GroupRegistry* groups) {
                   });
                 });
   router.Handle("POST", std::string(peerwire::kSetPath),
-                [groups](http::Request&& req, http::Responder respond) {
+                [groups, counted](http::Request&& req, http::Responder raw) {
+                  http::Responder respond = counted(std::move(raw));
                   const std::string* key;
                   Group* group = Target(groups, req, &key, respond);
                   if (group == nullptr) return;
@@ -76,7 +87,8 @@ void InstallPeerRoutes(http::Router& router, GroupRegistry* groups) {
                                   });
                 });
   router.Handle("POST", std::string(peerwire::kDeletePath),
-                [groups](http::Request&& req, http::Responder respond) {
+                [groups, counted](http::Request&& req, http::Responder raw) {
+                  http::Responder respond = counted(std::move(raw));
                   const std::string* key;
                   Group* group = Target(groups, req, &key, respond);
                   if (group == nullptr) return;

@@ -7,12 +7,17 @@
 // Thread-safety: the handlers may run concurrently on every server thread (Router contract).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include "group/registry.h"
 #include "http/router.h"
 
 namespace nexus {
 
-// Registers the three routes on `router`. `groups` must outlive the router.
-void InstallPeerRoutes(http::Router& router, GroupRegistry* groups);
+// Registers the three routes on `router`. `groups` must outlive the router; so must `served`,
+// which counts the requests answered (errors included), when not null.
+void InstallPeerRoutes(http::Router& router, GroupRegistry* groups,
+                       std::atomic<uint64_t>* served = nullptr);
 
 }  // namespace nexus

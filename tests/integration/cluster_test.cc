@@ -105,6 +105,36 @@ TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
   EXPECT_EQ(MetricSum(cluster_.node(0).http_port, "nexuscache_hot_replication_failures_total"), 0);
 }
 
+// The same cluster with `--forward grpc`: every forwarded request goes over gRPC.
+class ThreeNodesOverGrpc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string failure;
+    ASSERT_TRUE(cluster_.Start(&failure)) << failure;
+  }
+  Cluster cluster_{3, {"--demo-data", "--forward", "grpc"}};
+};
+
+TEST_F(ThreeNodesOverGrpc, ForwardedRequestsGoOverGrpc) {
+  int forwarded = 0;
+  for (int i = 0; i < 30; ++i) {
+    const std::string key = "g" + std::to_string(i);
+    const uint16_t port = cluster_.node(i % 3).http_port;
+    ASSERT_EQ(Http(port, "POST", "/api/set", "key=" + key + "&value=v&expire=10").status, 200);
+    EXPECT_EQ(Http(port, "GET", "/api/get?key=" + key).body, "value=v\n");
+    if (OwnerOf(port, key) != cluster_.node(i % 3).name) forwarded += 2;
+  }
+  double served_http = 0, served_grpc = 0;
+  for (size_t i = 0; i < cluster_.size(); ++i) {
+    const uint16_t port = cluster_.node(i).http_port;
+    served_http += MetricSum(port, R"(nexuscache_peer_requests_served_total{transport="http"})");
+    served_grpc += MetricSum(port, R"(nexuscache_peer_requests_served_total{transport="grpc"})");
+  }
+  EXPECT_GT(forwarded, 0);
+  EXPECT_EQ(served_grpc, forwarded);
+  EXPECT_EQ(served_http, 0);
+}
+
 TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
   std::map<std::string, int> expected;
   int forwarded = 0;
@@ -120,12 +150,18 @@ TEST_F(ThreeNodes, KeysAreStoredOnTheirRingOwnerOnly) {
     ++expected[owner];
     if (owner != cluster_.node(i % 3).name) ++forwarded;
   }
-  // Every set that landed on a non-owner was one gRPC call, counted where it was sent.
-  double peer_calls = 0;
+  // Every set that landed on a non-owner was one call to the owner, counted where it was
+  // sent, and served by the owner's HTTP forwarding routes (none over gRPC).
+  double peer_calls = 0, served_http = 0, served_grpc = 0;
   for (size_t i = 0; i < cluster_.size(); ++i) {
-    peer_calls += MetricSum(cluster_.node(i).http_port, "nexuscache_peer_requests_total");
+    const uint16_t port = cluster_.node(i).http_port;
+    peer_calls += MetricSum(port, "nexuscache_peer_requests_total");
+    served_http += MetricSum(port, R"(nexuscache_peer_requests_served_total{transport="http"})");
+    served_grpc += MetricSum(port, R"(nexuscache_peer_requests_served_total{transport="grpc"})");
   }
   EXPECT_EQ(peer_calls, forwarded);
+  EXPECT_EQ(served_http, forwarded);
+  EXPECT_EQ(served_grpc, 0);
   EXPECT_EQ(expected.size(), 3u) << "60 keys should spread over all three nodes";
   for (size_t i = 0; i < cluster_.size(); ++i) {
     EXPECT_EQ(Items(cluster_.node(i).http_port),

@@ -20,7 +20,9 @@ void Cluster::AssignPorts() {
     n.name = "svc" + std::to_string(i + 1);
     n.http_port = FreePort();
     n.grpc_port = FreePort();
-    peers += (peers.empty() ? "" : ",") + n.name + "=127.0.0.1:" + std::to_string(n.grpc_port);
+    // NAME=HOST:GRPC_PORT/HTTP_PORT: forwarding over HTTP, as with etcd membership.
+    peers += (peers.empty() ? "" : ",") + n.name + "=127.0.0.1:" + std::to_string(n.grpc_port) +
+             "/" + std::to_string(n.http_port);
   }
   for (NodeHandle& n : nodes_) BuildArgv(n, peers);
 }

@@ -57,8 +57,9 @@ Node::Node(Config config) : config_(std::move(config)) {
   api_ = std::make_unique<Api>(&config_, &groups_, picker_.get(), &metrics_);
   metrics_.AddCollector(
       "nexuscache_peer_requests_served_total",
-      "Requests other nodes forwarded to this one, answered, by transport (http: the forwarding "
-      "routes on the HTTP port; grpc: the gRPC service, including hot-key replication).",
+      "Requests from other nodes answered by this one, by transport (http: the forwarding "
+      "routes on the HTTP port; grpc: the gRPC service, i.e. forwarding off the fast path, "
+      "hot-key replication, dashboard metrics fetches, seed clients).",
       "counter", {"transport"}, [this] {
         const double grpc = grpc_ ? static_cast<double>(grpc_->requests_served()) : 0;
         return metrics::Registry::Samples{

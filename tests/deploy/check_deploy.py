@@ -74,7 +74,10 @@ class Compose(unittest.TestCase):
             self.assertEqual(published(svc), {(http, 9999), (grpc, 8888), (metrics, 9101)}, svc)
             s = services[svc]
             self.assertEqual(s["build"]["dockerfile"], "deploy/Dockerfile")
-            self.assertEqual(s["environment"]["IP_ADDRESS"], svc)
+            # A fixed IP on the compose network (event loops forward to IPs, not names).
+            ip = f"172.28.0.1{i}"
+            self.assertEqual(s["environment"]["IP_ADDRESS"], ip)
+            self.assertEqual(s["networks"]["default"]["ipv4_address"], ip)
             args = s["command"]
             self.assertEqual(args[args.index("--name") + 1], svc)
             self.assertEqual(args[args.index("--etcd") + 1], "etcd:2379")

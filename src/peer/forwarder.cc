@@ -28,6 +28,7 @@ namespace bhttp = boost::beast::http;
 using TimePoint = std::chrono::steady_clock::time_point;
 
 constexpr char kTransportPayload[] = "nexus.peer/transport";
+constexpr char kNoRoutesPayload[] = "nexus.peer/no-routes";
 constexpr size_t kReadChunk = 64 * 1024;
 
 absl::Status TransportFailure(absl::Status status) {
@@ -81,6 +82,10 @@ bool IsTransportFailure(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kTransportPayload).has_value();
 }
 
+bool IsNoRoutes(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kNoRoutesPayload).has_value();
+}
+
 // A call waiting for its answer.
 struct Forwarder::Pending {
   std::variant<ValueCallback, StatusCallback> done;
@@ -124,8 +129,10 @@ class Forwarder::Upstream final : public http::LoopSocket {
 
   const std::string& address() const { return target_.address; }
   size_t in_flight() const { return pending_.size(); }
-  bool Stalled(TimePoint now) const {
-    return !pending_.empty() && now - pending_.front().sent > kStallAfter;
+  bool Stalled(TimePoint now) const { return WaitingLongerThan(now, kStallAfter); }
+  // The oldest request has waited longer than `d`.
+  bool WaitingLongerThan(TimePoint now, std::chrono::milliseconds d) const {
+    return !pending_.empty() && now - pending_.front().sent > d;
   }
   bool IdleSince(TimePoint t) const { return pending_.empty() && last_used_ < t; }
 
@@ -180,12 +187,14 @@ class Forwarder::Upstream final : public http::LoopSocket {
   void CheckDeadline(TimePoint now) {
     if (closed_) return;
     if (!pending_.empty() && now >= pending_.front().deadline) {
-      // The calls behind the late one were not served yet (an owner answers a connection's
-      // requests one at a time): they may go another way.
+      // The calls behind the late one fail now too (nothing behind a stuck answer can be
+      // read), and are not marked for a retry: they waited already, and the owner may have
+      // run some of them.
       return Fail(TransportFailure(absl::DeadlineExceededError(
                       Who(target_) + ": deadline exceeded after " +
                       std::to_string(target_.deadline.count()) + " ms")),
-                  Unavailable(target_, "abandoned behind a request that timed out"));
+                  absl::UnavailableError(Who(target_) +
+                                         ": abandoned behind a request that timed out"));
     }
     if (IdleSince(now - kIdleClose)) Close();
   }
@@ -270,10 +279,13 @@ class Forwarder::Upstream final : public http::LoopSocket {
     const std::string what = Who(target_) + " answered HTTP " + std::to_string(http_status);
     switch (http_status) {
       case 404:
-      case 405:
-        return absl::UnimplementedError(what + " without " +
-                                        std::string(peerwire::kStatusHeader) +
-                                        ": it does not serve the forwarding routes");
+      case 405: {
+        absl::Status s = absl::UnimplementedError(what + " without " +
+                                                  std::string(peerwire::kStatusHeader) +
+                                                  ": it does not serve the forwarding routes");
+        s.SetPayload(kNoRoutesPayload, absl::Cord("1"));
+        return s;
+      }
       case 400:
       case 431:
         return absl::InvalidArgumentError(what + ": " + std::string(body));
@@ -367,7 +379,7 @@ bool Forwarder::CanTake(const ForwardTarget& target) const {
   if (it == pools_.end() || static_cast<int>(it->second.size()) < kMaxConnections) return true;
   const TimePoint now = loop_->now();
   for (const auto& u : it->second) {
-    if (!u->Stalled(now)) return true;
+    if (!u->WaitingLongerThan(now, kDivertAfter)) return true;
   }
   return false;
 }

@@ -13,15 +13,17 @@
 // kIdleClose, before the owner's keep-alive timeout would.
 //
 // Failures: every call completes exactly once. A refused, broken or garbled connection fails
-// the calls on it with Unavailable. A call not answered within its deadline fails with
-// DeadlineExceeded and the connection is closed (answers arrive in order, so nothing behind a
-// stuck answer can be read); the calls pipelined behind it fail with Unavailable. These are
-// marked IsTransportFailure(): the owner may not have seen the request (or, for a garbled
-// answer, its answer is lost), so the caller may repeat it another way; the operations are
-// idempotent. An answer without X-Nexus-Status fails with Unimplemented when it is 404/405
-// (the owner does not serve the routes: an older version), else with the code its HTTP
-// status suggests. Errors the owner returned (NotFound for a miss, a loader error) come back
-// with their code and message. When the loop ends, pending calls fail with Unavailable.
+// the calls on it with Unavailable, marked IsTransportFailure(): the owner may not have seen
+// them (or, for a garbled answer, the answer is lost), so the caller may repeat them another
+// way; the operations are idempotent. A call not answered within its deadline fails with
+// DeadlineExceeded (also marked) and the connection is closed, since nothing behind a stuck
+// answer can be read: the calls pipelined behind it fail with a plain Unavailable (not to be
+// repeated: they waited already). An answer larger than max_response_bytes fails with
+// ResourceExhausted. An answer without X-Nexus-Status fails with Unimplemented marked
+// IsNoRoutes() when it is 404/405 (the owner does not serve the routes: an older version),
+// else with the code its HTTP status suggests. Errors the owner returned (NotFound for a
+// miss, a loader error) come back with their code and message. When the loop ends, pending
+// calls fail with Unavailable.
 //
 // Thread-safety: a Forwarder belongs to one loop thread; use it only through Current(), on that
 // thread. Callbacks run on that thread, possibly before the call returns (e.g. a connect error
@@ -60,11 +62,16 @@ struct ForwardTarget {
 // True for the failures after which the owner may not have seen the request (connection
 // refused, closed or timed out), as opposed to an answer the owner gave.
 bool IsTransportFailure(const absl::Status& status);
+// True for the Unimplemented of an owner that does not serve the forwarding routes (404/405
+// without X-Nexus-Status), as opposed to an Unimplemented the owner answered.
+bool IsNoRoutes(const absl::Status& status);
 
 class Forwarder final : public http::LoopService {
  public:
   static constexpr int kMaxConnections = 4;
   static constexpr std::chrono::milliseconds kStallAfter{2};
+  // CanTake is false when every connection's oldest request has waited this long.
+  static constexpr std::chrono::milliseconds kDivertAfter{100};
   static constexpr std::chrono::milliseconds kIdleClose{15'000};
 
   Forwarder();
@@ -81,8 +88,10 @@ class Forwarder final : public http::LoopService {
   void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
               StatusCallback done);
 
-  // False when every connection to `target` is taken by a slow request and the pool is full:
-  // a call queued now would wait behind them (the caller should go another way, e.g. gRPC).
+  // False when the pool to `target` is full and every connection's oldest request has waited
+  // longer than kDivertAfter (slow loads at the owner): a call queued now would wait behind
+  // them, so the caller should go another way (gRPC). The threshold is well above a busy
+  // machine's scheduling delays, since the other way costs more CPU.
   bool CanTake(const ForwardTarget& target) const;
 
   // Open connections (all peers), for tests.

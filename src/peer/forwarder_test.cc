@@ -91,9 +91,9 @@ class AnswerAndClose {
                         (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
           in.append(buf, n);
         }
+        accepted_++;  // before answering: the test reads it once it has the answer
         ::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
         ::close(c);
-        accepted_++;
       }
     });
   }
@@ -270,6 +270,16 @@ class Front {
   std::unique_ptr<http::Server> server_;
 };
 
+// Polls `done` for up to 10 s (a generous bound: only a bug makes it wait that long).
+template <typename Fn>
+void WaitFor(Fn done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  ASSERT_TRUE(done());
+}
+
 uint64_t Count(const RemotePeer& p, std::string_view op, std::string_view status) {
   for (const auto& c : p.CallCounts()) {
     if (c.op == op && c.status == status) return c.count;
@@ -360,9 +370,10 @@ TEST(ForwarderTest, ASlowLoadDoesNotHoldUpHitsBehindIt) {
   Front front(peer);
   ASSERT_EQ(front.Get("db-warm"), "200 0 loaded:db-warm");  // opens the first connection
   auto slow = std::async(std::launch::async, [&] { return front.Get("slow-1"); });
+  WaitFor([&] { return owner.loads() == 2; });  // db-warm, then slow-1 reached the owner
   // Once the slow request has waited longer than kStallAfter, new requests avoid its
   // connection.
-  std::this_thread::sleep_for(Forwarder::kStallAfter * 20);
+  std::this_thread::sleep_for(Forwarder::kStallAfter * 5);
   EXPECT_EQ(front.Get("db-warm"), "200 0 loaded:db-warm");  // answered while slow-1 loads
   EXPECT_EQ(slow.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   owner.loader->ReleaseSlow();
@@ -425,7 +436,7 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
   auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
   auto front = std::make_unique<Front>(peer);
   auto slow = std::async(std::launch::async, [&] { return front->Get("slow-2"); });
-  while (owner.loads() == 0) std::this_thread::sleep_for(milliseconds(1));
+  WaitFor([&] { return owner.loads() == 1; });
   front->server().Stop(milliseconds(0));  // the loop ends with the forward still pending
   // The client sees its connection close; the forward's callback ran (no leak under ASan).
   EXPECT_THAT(slow.get(), HasSubstr("bad response"));
@@ -476,11 +487,13 @@ TEST(ForwarderTest, WhenEveryConnectionIsBusyWithASlowLoadCallsGoOverGrpc) {
   for (int i = 0; i < Forwarder::kMaxConnections; ++i) {
     slow.push_back(std::async(std::launch::async,
                               [&front, i] { return front.Get("slow-" + std::to_string(i)); }));
-    // Each one stalls its connection, so the next opens another.
-    std::this_thread::sleep_for(Forwarder::kStallAfter * 10);
+    // Each one stalls its connection once it reached the owner, so the next opens another.
+    WaitFor([&] { return owner.loads() == i + 1; });
+    std::this_thread::sleep_for(Forwarder::kStallAfter * 5);
   }
-  while (owner.loads() < Forwarder::kMaxConnections) std::this_thread::sleep_for(milliseconds(1));
   EXPECT_EQ(front.Conns(), "200 " + std::to_string(Forwarder::kMaxConnections));
+  // Once they have all waited longer than kDivertAfter, new calls go over gRPC.
+  std::this_thread::sleep_for(Forwarder::kDivertAfter + milliseconds(50));
   EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");  // not queued behind a slow load
   EXPECT_EQ(peer->grpc()->calls(), 1u);
   owner.loader->ReleaseSlow();

@@ -15,8 +15,8 @@
 
 namespace nexus {
 
-// Registers the three routes on `router`. `groups` must outlive the router; so must `served`,
-// which counts the requests answered (errors included), when not null.
+// Registers the three routes on `router`. `groups` must outlive the router; `served` (when
+// not null) counts the answers the handlers give, and must outlive every request in flight.
 void InstallPeerRoutes(http::Router& router, GroupRegistry* groups,
                        std::atomic<uint64_t>* served = nullptr);
 

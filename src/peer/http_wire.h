@@ -9,9 +9,10 @@
 //
 // Every answer of these routes carries X-Nexus-Status: the absl::StatusCode as a decimal
 // number (0 = OK), and for errors the status message as the body. The HTTP status code only
-// mirrors it for people reading traces. A response without X-Nexus-Status did not come from
-// these routes (e.g. a node of an older version answering 404 "404 page not found"), so it is
-// never taken for a miss: the client reports Unimplemented and the caller uses gRPC instead.
+// next to it is informative only. A response without X-Nexus-Status did not come from these
+// routes, so it is never taken for a miss: 404/405 mean the node does not serve them (an older
+// version answering "404 page not found"; the caller then uses gRPC), anything else is its
+// HTTP server rejecting the request (e.g. 413) or failing (see peer/forwarder.h).
 //
 // Requests are pipelined on keep-alive connections; an owner answers them in order.
 #pragma once

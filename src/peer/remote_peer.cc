@@ -82,18 +82,24 @@ struct RemotePeer::Shared {
   }
 
   // Whether a failed forwarded call should be repeated over gRPC (and, for a member that does
-  // not serve the routes, stop forwarding to it over HTTP for a while).
+  // not serve the routes, stop forwarding to it over HTTP for a while). Any other outcome is an
+  // answer over HTTP: forwarding works again if it was off.
   bool RetryOverGrpc(const absl::Status& s) {
-    if (absl::IsUnimplemented(s)) {
-      const int64_t until = SteadyMillis() + kHttpRetryAfter.count();
-      if (http_off_until.exchange(until) == 0) {
-        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC, trying again "
-                     "every {} s: {}",
+    const int64_t now = SteadyMillis();
+    if (IsNoRoutes(s)) {
+      const int64_t was = http_off_until.exchange(now + kHttpRetryAfter.count());
+      if (was == 0) {
+        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC and trying HTTP "
+                     "again every {} s: {}",
                      name, http_address, kHttpRetryAfter.count() / 1000, std::string(s.message()));
       }
       return true;
     }
-    return IsTransportFailure(s) && !absl::IsDeadlineExceeded(s);
+    if (IsTransportFailure(s)) return !absl::IsDeadlineExceeded(s);
+    if (http_off_until.load(std::memory_order_relaxed) != 0 && http_off_until.exchange(0) != 0) {
+      spdlog::info("peer: {} ({}) serves HTTP forwarding again", name, http_address);
+    }
+    return false;
   }
 };
 
@@ -123,7 +129,7 @@ void RemotePeer::Get(std::string_view group, std::string_view key, ValueCallback
          [shared = shared_, group = std::string(group), key = std::string(key),
           done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
            shared->counter.Finished(CallCounter::kGet, r.status());
-           if (!r.ok() && shared->RetryOverGrpc(r.status())) {
+           if (shared->RetryOverGrpc(r.status())) {
              return shared->grpc->Get(group, key, std::move(done));
            }
            done(std::move(r));
@@ -139,7 +145,7 @@ void RemotePeer::Set(std::string_view group, std::string_view key, std::string_v
          [shared = shared_, group = std::string(group), key = std::string(key),
           value = std::string(value), ttl_ms, hot, done = std::move(done)](absl::Status s) mutable {
            shared->counter.Finished(CallCounter::kSet, s);
-           if (!s.ok() && shared->RetryOverGrpc(s)) {
+           if (shared->RetryOverGrpc(s)) {
              return shared->grpc->Set(group, key, value, ttl_ms, hot, std::move(done));
            }
            done(std::move(s));
@@ -154,7 +160,7 @@ void RemotePeer::Delete(std::string_view group, std::string_view key, StatusCall
             [shared = shared_, group = std::string(group), key = std::string(key),
              done = std::move(done)](absl::Status s) mutable {
               shared->counter.Finished(CallCounter::kDelete, s);
-              if (!s.ok() && shared->RetryOverGrpc(s)) {
+              if (shared->RetryOverGrpc(s)) {
                 return shared->grpc->Delete(group, key, std::move(done));
               }
               done(std::move(s));

@@ -9,14 +9,15 @@
 // (names are not resolved on the loop thread).
 //
 // Fallbacks: a forwarded call that fails in transport (connection refused, closed or garbled,
-// e.g. the member is draining its HTTP port during a restart; or abandoned behind a call that
-// timed out) is retried once over gRPC; the operations are idempotent. The call that timed out
-// is not retried: it already cost the deadline. When every connection to the member is busy
-// with a slow request (loads at the owner), new calls go over gRPC rather than queue behind
-// them. A member that answers 404/405 without the forwarding protocol's status header (an
-// older version) is reached over gRPC for kHttpRetryAfter, then HTTP is tried again (it may
-// have been upgraded). A transport failure retried over gRPC counts as two calls in
-// CallCounts (an HTTP error, then the gRPC outcome).
+// e.g. the member is draining its HTTP port during a restart) is retried once over gRPC; the
+// operations are idempotent. A call that timed out is not retried (it already cost the
+// deadline), nor are the calls that were queued behind it on the same connection. When every
+// connection to the member has waited over 100 ms for an answer (slow loads at the owner), new
+// calls go over gRPC rather than queue behind them. A member that answers 404/405 without the
+// forwarding protocol's status header (an older version) is reached over gRPC for
+// kHttpRetryAfter, then HTTP is tried again (it may have been upgraded); both changes are
+// logged. A transport failure retried over gRPC counts as two calls in CallCounts (an HTTP
+// error, then the gRPC outcome).
 //
 // Thread-safety: every method may be called concurrently from any thread. Calls in flight keep
 // what they need alive, so the RemotePeer may be dropped (member left) while they finish.

@@ -8,7 +8,7 @@
 //   POST /peer/v1/delete?group=G&key=K
 //
 // Every answer of these routes carries X-Nexus-Status: the absl::StatusCode as a decimal
-// number (0 = OK), and for errors the status message as the body. The HTTP status code only
+// number (0 = OK), and for errors the status message as the body. The HTTP status code
 // next to it is informative only. A response without X-Nexus-Status did not come from these
 // routes, so it is never taken for a miss: 404/405 mean the node does not serve them (an older
 // version answering "404 page not found"; the caller then uses gRPC), anything else is its

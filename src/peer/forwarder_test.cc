@@ -29,6 +29,7 @@
 #include "peer/forwarder.h"
 #include "peer/grpc_server.h"
 #include "peer/http_routes.h"
+#include "peer/http_wire.h"
 #include "peer/remote_peer.h"
 
 namespace nexus {
@@ -429,6 +430,57 @@ TEST(ForwarderTest, APeerWithoutTheRoutesIsReachedOverGrpcFromThenOn) {
   EXPECT_EQ(front.Get("db-2"), "200 0 loaded:db-2");
   EXPECT_EQ(peer->grpc()->calls(), 2u);
   old.Stop(milliseconds(0));
+}
+
+TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
+  Owner owner;
+  // The member's HTTP port answers like an older version (plain 404) until `upgraded`, then
+  // serves the forwarding routes.
+  std::atomic<bool> upgraded{false};
+  auto routes = std::make_shared<http::Router>();
+  InstallPeerRoutes(*routes, &owner.registry);
+  auto router = std::make_shared<http::Router>();
+  for (const auto& [method, path] : {std::pair{"GET", peerwire::kGetPath},
+                                     std::pair{"POST", peerwire::kSetPath},
+                                     std::pair{"POST", peerwire::kDeletePath}}) {
+    router->Handle(method, std::string(path),
+                   [&upgraded, routes](http::Request&& req, http::Responder respond) {
+                     if (!upgraded.load()) return respond(http::Text(404, "404 page not found\n"));
+                     routes->Dispatch(std::move(req), std::move(respond));
+                   });
+  }
+  http::Server member(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1},
+                      router);
+  ASSERT_TRUE(member.Start().ok());
+  const milliseconds retry_after(200);
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(member.port()),
+                                           GrpcPeerOptions{}, retry_after);
+  Front front(peer);
+
+  EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");  // 404 over HTTP, then served over gRPC
+  EXPECT_FALSE(peer->forwards_over_http());
+  EXPECT_EQ(peer->grpc()->calls(), 1u);
+
+  // Still the old version when HTTP is tried again: gRPC again, for another interval.
+  WaitFor([&] { return peer->forwards_over_http(); });
+  EXPECT_EQ(front.Get("db-2"), "200 0 loaded:db-2");
+  EXPECT_FALSE(peer->forwards_over_http());
+  EXPECT_EQ(peer->grpc()->calls(), 2u);
+
+  // Upgraded: the next try after the interval is answered over HTTP, and HTTP stays on.
+  upgraded = true;
+  WaitFor([&] { return peer->forwards_over_http(); });
+  EXPECT_EQ(front.Get("db-3"), "200 0 loaded:db-3");
+  EXPECT_EQ(front.Set("k", "v"), "200 0 ");
+  EXPECT_TRUE(peer->forwards_over_http());
+  EXPECT_EQ(peer->grpc()->calls(), 2u);
+  std::string stored;
+  EXPECT_TRUE(owner.Stored("k", &stored));
+  // Over HTTP: two 404s (errors), then a hit and a set; over gRPC: two hits.
+  EXPECT_EQ(Count(*peer, "get", "error"), 2u);
+  EXPECT_EQ(Count(*peer, "get", "hit"), 3u);
+  EXPECT_EQ(Count(*peer, "set", "ok"), 1u);
+  member.Stop(milliseconds(0));
 }
 
 TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {

@@ -66,6 +66,7 @@ struct RemotePeer::Shared {
   std::string http_address;
   std::shared_ptr<GrpcPeer> grpc;
   std::optional<ForwardTarget> target;  // set when the HTTP address is usable
+  std::chrono::milliseconds http_retry_after{kHttpRetryAfter};
   // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
   std::atomic<int64_t> http_off_until{0};
   CallCounter counter;  // the HTTP transport's calls
@@ -87,11 +88,11 @@ struct RemotePeer::Shared {
   bool RetryOverGrpc(const absl::Status& s) {
     const int64_t now = SteadyMillis();
     if (IsNoRoutes(s)) {
-      const int64_t was = http_off_until.exchange(now + kHttpRetryAfter.count());
+      const int64_t was = http_off_until.exchange(now + http_retry_after.count());
       if (was == 0) {
         spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC and trying HTTP "
-                     "again every {} s: {}",
-                     name, http_address, kHttpRetryAfter.count() / 1000, std::string(s.message()));
+                     "again every {} ms: {}",
+                     name, http_address, http_retry_after.count(), std::string(s.message()));
       }
       return true;
     }
@@ -104,9 +105,10 @@ struct RemotePeer::Shared {
 };
 
 RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string http_address,
-                       GrpcPeerOptions options)
+                       GrpcPeerOptions options, std::chrono::milliseconds http_retry_after)
     : shared_(std::make_shared<Shared>()) {
   shared_->name = name;
+  shared_->http_retry_after = http_retry_after;
   shared_->http_address = http_address;
   shared_->grpc = std::make_shared<GrpcPeer>(name, std::move(grpc_address), options);
   if (!http_address.empty()) {

@@ -15,8 +15,8 @@
 // connection to the member has waited over 100 ms for an answer (slow loads at the owner), new
 // calls go over gRPC rather than queue behind them. A member that answers 404/405 without the
 // forwarding protocol's status header (an older version) is reached over gRPC for
-// kHttpRetryAfter, then HTTP is tried again (it may have been upgraded); both changes are
-// logged. A transport failure retried over gRPC counts as two calls in CallCounts (an HTTP
+// http_retry_after (default kHttpRetryAfter), then HTTP is tried again (it may have been
+// upgraded); both changes are logged. A transport failure retried over gRPC counts as two calls in CallCounts (an HTTP
 // error, then the gRPC outcome).
 //
 // Thread-safety: every method may be called concurrently from any thread. Calls in flight keep
@@ -40,9 +40,12 @@ class RemotePeer final : public Peer {
  public:
   static constexpr std::chrono::milliseconds kHttpRetryAfter{30'000};
 
-  // `http_address` ("ip:port") may be empty: gRPC only.
+  // `http_address` ("ip:port") may be empty: gRPC only. `http_retry_after`: how long a member
+  // that did not serve the forwarding routes is reached over gRPC before HTTP is tried again
+  // (tests shorten it).
   RemotePeer(std::string name, std::string grpc_address, std::string http_address,
-             GrpcPeerOptions options = {});
+             GrpcPeerOptions options = {},
+             std::chrono::milliseconds http_retry_after = kHttpRetryAfter);
   ~RemotePeer() override;
   RemotePeer(const RemotePeer&) = delete;
   RemotePeer& operator=(const RemotePeer&) = delete;
@@ -58,7 +61,7 @@ class RemotePeer final : public Peer {
   // The gRPC client (also for calls outside the Peer interface, e.g. FetchMetrics).
   const std::shared_ptr<GrpcPeer>& grpc() const;
   // Whether Get/Set/Delete on a loop thread go over HTTP (false: no usable HTTP address, or the
-  // member did not serve the forwarding routes less than kHttpRetryAfter ago).
+  // member did not serve the forwarding routes less than http_retry_after ago).
   bool forwards_over_http() const;
 
   // Calls started, over both transports (a retry over gRPC counts as a second call).

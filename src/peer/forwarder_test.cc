@@ -434,9 +434,10 @@ TEST(ForwarderTest, APeerWithoutTheRoutesIsReachedOverGrpcFromThenOn) {
 
 TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
   Owner owner;
-  // The member's HTTP port answers like an older version (plain 404) until `upgraded`, then
-  // serves the forwarding routes.
+  // The member's HTTP port answers like an older version (a router without the forwarding
+  // routes: plain 404) until `upgraded`, then serves the forwarding routes.
   std::atomic<bool> upgraded{false};
+  auto old_version = std::make_shared<http::Router>();
   auto routes = std::make_shared<http::Router>();
   InstallPeerRoutes(*routes, &owner.registry);
   auto router = std::make_shared<http::Router>();
@@ -444,9 +445,9 @@ TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
                                      std::pair{"POST", peerwire::kSetPath},
                                      std::pair{"POST", peerwire::kDeletePath}}) {
     router->Handle(method, std::string(path),
-                   [&upgraded, routes](http::Request&& req, http::Responder respond) {
-                     if (!upgraded.load()) return respond(http::Text(404, "404 page not found\n"));
-                     routes->Dispatch(std::move(req), std::move(respond));
+                   [&upgraded, old_version, routes](http::Request&& req, http::Responder respond) {
+                     (upgraded.load() ? routes : old_version)
+                         ->Dispatch(std::move(req), std::move(respond));
                    });
   }
   http::Server member(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1},

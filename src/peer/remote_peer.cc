@@ -27,7 +27,8 @@ std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& 
   uint16_t port = 0;
   const char* p = address.data() + colon + 1;
   const char* end = address.data() + address.size();
-  if (auto [ptr, ec] = std::from_chars(p, end, port); ec != std::errc() || ptr != end || port == 0) {
+  if (auto [ptr, ec] = std::from_chars(p, end, port);
+      ec != std::errc() || ptr != end || port == 0) {
     return std::nullopt;
   }
   ForwardTarget t;
@@ -71,11 +72,16 @@ struct RemotePeer::Shared {
   std::atomic<int64_t> http_off_until{0};
   CallCounter counter;  // the HTTP transport's calls
 
+  // Whether Get/Set/Delete on a loop thread go over HTTP (RemotePeer::forwards_over_http).
+  bool HttpOn() const {
+    if (!target.has_value()) return false;
+    const int64_t off_until = http_off_until.load(std::memory_order_relaxed);
+    return off_until == 0 || SteadyMillis() >= off_until;
+  }
+
   // The loop's forwarder when this call should go over HTTP, else nullptr.
   Forwarder* ForwarderForCall() const {
-    if (!target.has_value()) return nullptr;
-    const int64_t off_until = http_off_until.load(std::memory_order_relaxed);
-    if (off_until != 0 && SteadyMillis() < off_until) return nullptr;
+    if (!HttpOn()) return nullptr;
     Forwarder* f = Forwarder::Current();
     // Every connection busy with a slow request (e.g. loads at the owner): do not queue behind.
     if (f != nullptr && !f->CanTake(*target)) return nullptr;
@@ -176,11 +182,7 @@ void RemotePeer::Replicate(std::string_view group, const Replica& replica, Statu
 const std::string& RemotePeer::name() const { return shared_->name; }
 const std::string& RemotePeer::http_address() const { return shared_->http_address; }
 const std::shared_ptr<GrpcPeer>& RemotePeer::grpc() const { return shared_->grpc; }
-bool RemotePeer::forwards_over_http() const {
-  if (!shared_->target.has_value()) return false;
-  const int64_t off_until = shared_->http_off_until.load(std::memory_order_relaxed);
-  return off_until == 0 || SteadyMillis() >= off_until;
-}
+bool RemotePeer::forwards_over_http() const { return shared_->HttpOn(); }
 
 uint64_t RemotePeer::calls() const { return shared_->counter.calls() + shared_->grpc->calls(); }
 

@@ -16,8 +16,8 @@
 // calls go over gRPC rather than queue behind them. A member that answers 404/405 without the
 // forwarding protocol's status header (an older version) is reached over gRPC for
 // http_retry_after (default kHttpRetryAfter), then HTTP is tried again (it may have been
-// upgraded); both changes are logged. A transport failure retried over gRPC counts as two calls in CallCounts (an HTTP
-// error, then the gRPC outcome).
+// upgraded); both changes are logged. A transport failure retried over gRPC counts as two
+// calls in CallCounts (an HTTP error, then the gRPC outcome).
 //
 // Thread-safety: every method may be called concurrently from any thread. Calls in flight keep
 // what they need alive, so the RemotePeer may be dropped (member left) while they finish.

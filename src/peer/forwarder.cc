@@ -1,10 +1,5 @@
 #include "peer/forwarder.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -16,7 +11,7 @@
 #include "absl/strings/cord.h"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
-#include "common/errno_text.h"
+#include "io/connection.h"
 #include "peer/http_wire.h"
 #include "spdlog/spdlog.h"
 
@@ -100,29 +95,17 @@ struct Forwarder::Pending {
 
 // One keep-alive connection to a peer's HTTP port. Answers arrive in request order, so the
 // pending calls are a FIFO.
-class Forwarder::Upstream final : public http::LoopSocket {
+class Forwarder::Upstream final : public io::BufferedSocket {
  public:
-  Upstream(Forwarder* owner, const ForwardTarget& target) : owner_(owner), target_(target) {
+  Upstream(Forwarder* owner, const ForwardTarget& target)
+      : io::BufferedSocket(owner->loop_, kReadChunk), owner_(owner), target_(target) {
     StartResponse();
-  }
-  ~Upstream() override {
-    if (fd_ >= 0) ::close(fd_);
   }
 
   absl::Status Open() {
-    fd_ = ::socket(target_.sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return Unavailable(target_, "socket: " + ErrnoText(errno));
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&target_.sockaddr),
-                  target_.sockaddr_len) != 0 &&
-        errno != EINPROGRESS) {
-      return Unavailable(target_, "connect: " + ErrnoText(errno));
-    }
-    if (absl::Status s = owner_->loop_->Watch(fd_, this); !s.ok()) {
+    if (absl::Status s = Connect(target_.sockaddr); !s.ok()) {
       return Unavailable(target_, std::string(s.message()));
     }
-    watched_ = true;
     last_used_ = owner_->loop_->now();
     return absl::OkStatus();
   }
@@ -138,38 +121,26 @@ class Forwarder::Upstream final : public http::LoopSocket {
 
   void Enqueue(std::string request, Pending pending) {
     last_used_ = pending.sent;
-    out_.append(request);
+    output().append(request);
     pending_.push_back(std::move(pending));
     owner_->Dirty(this);
   }
 
-  void OnEvents(uint32_t events) override {
-    if (closed_) return;
-    if (connecting_ && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-      int err = 0;
-      socklen_t len = sizeof err;
-      ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) return Fail(Unavailable(target_, "connect: " + ErrnoText(err)));
-      connecting_ = false;
-    }
-    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) writable_ = !connecting_;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
-      // With the peer's FIN in the same event, read on to the EOF even after a short read:
-      // edge-triggered epoll will not report it again.
-      Read(/*until_eof=*/(events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0);
-      if (closed_) return;
-    }
-    Flush();
+  void OnConnectFailed(int err) override {
+    Fail(Unavailable(target_, "connect: " + io::ErrnoText(err)));
   }
 
-  void Flush() {
+  void OnReady(uint32_t) override {
     if (closed_) return;
-    if (const int err = http::SendPending(fd_, out_, &out_sent_, &writable_); err != 0) {
-      return Fail(Unavailable(target_, "send: " + ErrnoText(err)));
-    }
-    if (out_sent_ == out_.size()) {
-      out_.clear();
-      out_sent_ = 0;
+    Read();
+    if (closed_) return;
+    FlushOutput();
+  }
+
+  void FlushOutput() {
+    if (closed_ || connecting()) return;  // the connect's EPOLLOUT flushes
+    if (const int err = Flush(); err != 0) {
+      return Fail(Unavailable(target_, "send: " + io::ErrnoText(err)));
     }
   }
 
@@ -209,43 +180,38 @@ class Forwarder::Upstream final : public http::LoopSocket {
   void Close() {
     if (closed_) return;
     closed_ = true;
-    if (watched_) owner_->loop_->Unwatch(fd_);
-    watched_ = false;
+    CloseSocket();
     owner_->Remove(this);  // hands this object to the loop, which frees it after the turn
   }
 
-  void Read(bool until_eof) {
-    char buf[kReadChunk];
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n > 0) {
-        if (!Parse(std::string_view(buf, static_cast<size_t>(n)))) return;
-        if (static_cast<size_t>(n) < sizeof buf && !until_eof) return;  // drained
-        continue;
+  // Reads and parses until the socket is drained (to the EOF once the owner's FIN was seen).
+  void Read() {
+    while (readable()) {
+      switch (ReadSome()) {
+        case ReadResult::kData:
+          if (!Parse()) return;
+          continue;
+        case ReadResult::kDrained:
+          return;
+        case ReadResult::kError:
+          return Fail(Unavailable(target_, "recv: " + io::ErrnoText(read_error())));
+        case ReadResult::kEof:
+          // The owner closed (its idle timeout, a restart, or it answered "Connection: close").
+          if (pending_.empty()) return Close();
+          return Fail(Unavailable(target_, "connection closed before the answer"));
       }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      if (n < 0) return Fail(Unavailable(target_, "recv: " + ErrnoText(errno)));
-      // EOF: the owner closed (its idle timeout, a restart, or it answered "Connection: close").
-      if (pending_.empty()) return Close();
-      return Fail(Unavailable(target_, "connection closed before the answer"));
     }
   }
 
-  // Feeds received bytes to the parser, completing calls as their answers end. False when the
-  // connection failed (and this object must not be touched any more).
-  bool Parse(std::string_view data) {
-    std::string_view input = data;
-    if (!carry_.empty()) {
-      carry_.append(data);
-      input = carry_;
-    }
-    size_t used_total = 0;
-    while (used_total < input.size()) {
+  // Feeds the received bytes to the parser, completing calls as their answers end. False when
+  // the connection failed (and this object must not be touched any more). What the parser
+  // cannot use yet (an incomplete header) stays in the input buffer for the next read.
+  bool Parse() {
+    while (!input().empty()) {
+      const std::string_view in = input();
       boost::beast::error_code ec;
-      const size_t used = parser_->put(
-          boost::asio::const_buffer(input.data() + used_total, input.size() - used_total), ec);
-      used_total += used;
+      const size_t used = parser_->put(boost::asio::const_buffer(in.data(), in.size()), ec);
+      Consume(used);
       if (ec == bhttp::error::need_more) break;
       if (ec == bhttp::error::body_limit) {
         Fail(absl::ResourceExhaustedError(Who(target_) + " answered more than " +
@@ -262,12 +228,6 @@ class Forwarder::Upstream final : public http::LoopSocket {
       } else if (used == 0) {
         break;
       }
-    }
-    // Keep what the parser could not use yet (an incomplete header) for the next read.
-    if (input.data() == carry_.data()) {
-      carry_.erase(0, used_total);
-    } else {
-      carry_.assign(input.substr(used_total));
     }
     return true;
   }
@@ -338,20 +298,13 @@ class Forwarder::Upstream final : public http::LoopSocket {
 
   Forwarder* const owner_;
   const ForwardTarget target_;
-  int fd_ = -1;
-  bool watched_ = false;
-  bool connecting_ = true;
-  bool writable_ = false;
   bool closed_ = false;
-  std::string out_;
-  size_t out_sent_ = 0;
-  std::string carry_;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   std::deque<Pending> pending_;
   TimePoint last_used_{};
 };
 
-Forwarder::Forwarder() : loop_(http::LoopContext::Current()) {}
+Forwarder::Forwarder() : loop_(io::Loop::Current()) {}
 
 Forwarder::~Forwarder() {
   std::vector<Upstream*> all;
@@ -364,7 +317,7 @@ Forwarder::~Forwarder() {
 }
 
 Forwarder* Forwarder::Current() {
-  http::LoopContext* loop = http::LoopContext::Current();
+  io::Loop* loop = io::Loop::Current();
   return loop == nullptr ? nullptr : &loop->Service<Forwarder>();
 }
 
@@ -468,7 +421,7 @@ void Forwarder::OnTurnEnd() {
   // Walks a copy: a failed flush runs callbacks that may queue more (a new turn end). A
   // connection closed meanwhile is still alive (the loop frees retired sockets after the
   // turn) and flushes nothing.
-  for (Upstream* u : std::exchange(dirty_, {})) u->Flush();
+  for (Upstream* u : std::exchange(dirty_, {})) u->FlushOutput();
 }
 
 void Forwarder::OnTick(TimePoint now) {

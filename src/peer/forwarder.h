@@ -1,5 +1,5 @@
 // Forwarder: the client side of the HTTP forwarding protocol (peer/http_wire.h), living inside
-// one HTTP server event loop (http/loop.h). A request received by a loop and owned by another
+// one event loop (io/loop.h). A request received by a loop and owned by another
 // node is written, by that same loop thread, to a keep-alive connection to the owner's HTTP
 // port; the answer is read by the same loop, which then answers its client. No other thread
 // is involved, and everything forwarded to one peer during a loop turn leaves in one send()
@@ -30,8 +30,6 @@
 // found at once), so callers must not hold locks the callback takes.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -43,7 +41,8 @@
 
 #include "absl/status/status.h"
 #include "group/value.h"
-#include "http/loop.h"
+#include "io/loop.h"
+#include "io/socket.h"
 
 namespace nexus {
 
@@ -52,8 +51,7 @@ namespace nexus {
 struct ForwardTarget {
   std::string name;
   std::string address;  // host:port
-  sockaddr_storage sockaddr{};
-  socklen_t sockaddr_len = 0;
+  io::SocketAddress sockaddr;
   std::chrono::milliseconds deadline{2000};
   // Largest answer accepted (a value is at most --max-value-bytes).
   uint64_t max_response_bytes = 8 << 20;
@@ -66,7 +64,7 @@ bool IsTransportFailure(const absl::Status& status);
 // without X-Nexus-Status), as opposed to an Unimplemented the owner answered.
 bool IsNoRoutes(const absl::Status& status);
 
-class Forwarder final : public http::LoopService {
+class Forwarder final : public io::LoopService {
  public:
   static constexpr int kMaxConnections = 4;
   static constexpr std::chrono::milliseconds kStallAfter{2};
@@ -113,7 +111,7 @@ class Forwarder final : public http::LoopService {
   void Dirty(Upstream* upstream);
   void Remove(Upstream* upstream);
 
-  http::LoopContext* const loop_;
+  io::Loop* const loop_;
   // address -> its connections
   std::map<std::string, std::vector<std::unique_ptr<Upstream>>, std::less<>> pools_;
   std::vector<Upstream*> dirty_;  // with output to flush at the end of this turn

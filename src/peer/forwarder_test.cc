@@ -24,7 +24,7 @@
 #include "group/group.h"
 #include "group/loader.h"
 #include "group/registry.h"
-#include "http/loop.h"
+#include "io/loop.h"
 #include "http/server.h"
 #include "peer/forwarder.h"
 #include "peer/grpc_server.h"
@@ -225,7 +225,7 @@ class Front {
       const std::string group = req.Param("group") ? *req.Param("group") : "scores";
       peer_->Get(group, *req.Param("key"),
                  [this, respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
-                   if (http::LoopContext::Current() == nullptr) off_loop_callbacks_++;
+                   if (io::Loop::Current() == nullptr) off_loop_callbacks_++;
                    respond(http::Text(200, Outcome(r)));
                  });
     });

@@ -1,11 +1,6 @@
 #include "peer/remote_peer.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <atomic>
-#include <charconv>
-#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -16,42 +11,18 @@ namespace nexus {
 
 namespace {
 
-// "1.2.3.4:80" or "[::1]:80" as a socket address; nullopt for anything else (host names are
-// not resolved: that could block the event loop).
+// The forwarding target of a member whose HTTP address is numeric ("1.2.3.4:80", "[::1]:80");
+// nullopt for anything else (host names are not resolved: that could block the event loop).
 std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& address,
                                            std::chrono::milliseconds deadline,
                                            uint64_t max_response_bytes) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  std::string host = address.substr(0, colon);
-  uint16_t port = 0;
-  const char* p = address.data() + colon + 1;
-  const char* end = address.data() + address.size();
-  if (auto [ptr, ec] = std::from_chars(p, end, port);
-      ec != std::errc() || ptr != end || port == 0) {
-    return std::nullopt;
-  }
-  ForwardTarget t;
-  t.name = std::move(name);
-  t.address = address;
-  t.deadline = deadline;
-  t.max_response_bytes = max_response_bytes;
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&t.sockaddr);
-    if (::inet_pton(AF_INET6, host.c_str(), &sa->sin6_addr) != 1) return std::nullopt;
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(port);
-    t.sockaddr_len = sizeof(sockaddr_in6);
-    return t;
-  }
-  auto* sa = reinterpret_cast<sockaddr_in*>(&t.sockaddr);
-  if (host == "localhost") host = "127.0.0.1";
-  if (::inet_pton(AF_INET, host.c_str(), &sa->sin_addr) != 1) return std::nullopt;
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons(port);
-  t.sockaddr_len = sizeof(sockaddr_in);
-  return t;
+  std::optional<io::SocketAddress> resolved = io::ParseNumericAddress(address);
+  if (!resolved.has_value()) return std::nullopt;
+  return ForwardTarget{.name = std::move(name),
+                       .address = address,
+                       .sockaddr = *resolved,
+                       .deadline = deadline,
+                       .max_response_bytes = max_response_bytes};
 }
 
 int64_t SteadyMillis() {

@@ -1,10 +1,6 @@
 #include "tools/bench/load.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,11 +12,15 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/errno_text.h"
+#include "io/connection.h"
+#include "io/loop.h"
+#include "io/socket.h"
 
 namespace nexus::bench {
 
 namespace {
+
+using io::ErrnoText;
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
@@ -54,26 +54,20 @@ class Rng {
   uint64_t state_;
 };
 
-// A blocking connect with a timeout, to fail fast (and clearly) when a target is down.
+// A connect with a timeout, to fail fast (and clearly) when a target is down.
 absl::Status Probe(const Target& target, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket: " + ErrnoText(errno));
-  int err = 0;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&target.address), target.address_len) != 0) {
-    err = errno;
-    if (err == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
-        err = ETIMEDOUT;
-      } else {
-        socklen_t len = sizeof err;
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      }
-    }
+  absl::StatusOr<int> fd = io::StartConnect(target.address);
+  if (!fd.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", target.url, ": ", std::string(fd.status().message())));
   }
-  ::close(fd);
+  pollfd p{*fd, POLLOUT, 0};
+  const int err = ::poll(&p, 1, static_cast<int>(timeout.count())) <= 0 ? ETIMEDOUT
+                                                                         : io::ConnectError(*fd);
+  ::close(*fd);
   if (err != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", target.url, ": ", ErrnoText(err)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", target.url, ": connect: ", ErrnoText(err)));
   }
   return absl::OkStatus();
 }
@@ -85,15 +79,52 @@ struct Window {
   TimePoint drain_end;    // give up on answers in flight
 };
 
-// One thread's share of the connections.
+class Worker;
+
+// One keep-alive client connection: io's buffered socket, reconnected in place after a
+// failure. Its events go to the worker, which owns the request logic.
+class Conn final : public io::BufferedSocket {
+ public:
+  enum class State { kDown, kConnecting, kIdle, kBusy };
+
+  Conn(Worker* worker, io::Loop* loop, const Target* target)
+      : io::BufferedSocket(loop), worker_(worker), target(target) {}
+
+  using io::BufferedSocket::CloseSocket;
+  using io::BufferedSocket::Connect;
+  using io::BufferedSocket::Consume;
+  using io::BufferedSocket::Flush;
+  using io::BufferedSocket::input;
+  using io::BufferedSocket::output;
+  using io::BufferedSocket::read_error;
+  using io::BufferedSocket::ReadResult;
+  using io::BufferedSocket::ReadSome;
+  using io::BufferedSocket::readable;
+
+  void OnConnected() override;
+  void OnConnectFailed(int err) override;
+  void OnReady(uint32_t events) override;
+
+  Worker* const worker_;
+  const Target* const target;
+  State state = State::kDown;
+  bool is_read = false;
+  TimePoint started;   // when the request was due (open loop) or sent (closed loop)
+  TimePoint deadline;  // request_timeout
+  TimePoint retry_at;  // kDown: reconnect at
+};
+
+// One thread's share of the connections, on its own io::Loop, which the worker drives turn by
+// turn (RunOnce) between scheduling requests.
 class Worker {
  public:
   Worker(const LoadOptions& options, int index, Window window)
       : options_(options), window_(window),
-        rng_(options.seed + 0x51ed270b27e8ad6fULL * static_cast<uint64_t>(index + 1)) {
+        rng_(options.seed + 0x51ed270b27e8ad6fULL * static_cast<uint64_t>(index + 1)),
+        loop_(io::LoopOptions{.tick = kTick, .name = "nexus-bench"}) {
     for (int c = index; c < options.concurrency; c += options.threads) {
-      conns_.push_back(std::make_unique<Conn>());
-      conns_.back()->target = &options.targets[c % options.targets.size()];
+      conns_.push_back(
+          std::make_unique<Conn>(this, &loop_, &options.targets[c % options.targets.size()]));
     }
     if (options.rate > 0) {
       const double per_worker = options.rate / options.threads;
@@ -102,35 +133,18 @@ class Worker {
       next_due_ = window.start + interval_ * index / options.threads;
     }
   }
-  ~Worker() {
-    for (auto& c : conns_) {
-      if (c->fd >= 0) ::close(c->fd);
-    }
-    if (epoll_fd_ >= 0) ::close(epoll_fd_);
-  }
 
   void Run();
   LoadResult& result() { return result_; }
 
- private:
-  struct Conn {
-    enum class State { kDown, kConnecting, kIdle, kBusy };
-    const Target* target = nullptr;
-    int fd = -1;
-    State state = State::kDown;
-    std::string out;
-    size_t out_sent = 0;
-    bool writable = true;
-    std::string in;
-    bool is_read = false;
-    TimePoint started;   // when the request was due (open loop) or sent (closed loop)
-    TimePoint deadline;  // request_timeout
-    TimePoint retry_at;  // kDown: reconnect at
-  };
+  // Conn's events.
+  void OnConnected(Conn& c) { BecomeIdle(c, loop_.now()); }
+  void OnConnectFailed(Conn& c, int err);
+  void OnReady(Conn& c);
 
+ private:
   bool open_loop() const { return options_.rate > 0; }
   void Connect(Conn& c, TimePoint now);
-  void OnEvent(Conn& c, uint32_t events, TimePoint now);
   void Send(Conn& c, TimePoint due, TimePoint now);
   void Flush(Conn& c, TimePoint now);
   void Read(Conn& c, TimePoint now);
@@ -141,12 +155,12 @@ class Worker {
   void Issue(TimePoint now);
   void Tick(TimePoint now);
   void NoteError(const std::string& what);
-  int TimeoutMs(TimePoint now) const;
+  std::chrono::milliseconds Timeout(TimePoint now) const;
 
   const LoadOptions& options_;
   const Window window_;
   Rng rng_;
-  int epoll_fd_ = -1;
+  io::Loop loop_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> idle_;
   size_t busy_ = 0;
@@ -158,43 +172,32 @@ class Worker {
   LoadResult result_;
 };
 
+void Conn::OnConnected() { worker_->OnConnected(*this); }
+void Conn::OnConnectFailed(int err) { worker_->OnConnectFailed(*this, err); }
+void Conn::OnReady(uint32_t) { worker_->OnReady(*this); }
+
 void Worker::NoteError(const std::string& what) { AddErrorSample(result_.error_samples, what); }
 
 void Worker::Connect(Conn& c, TimePoint now) {
-  const Target& t = *c.target;
-  c.fd = ::socket(t.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (c.fd < 0) {
-    NoteError("socket: " + ErrnoText(errno));
-    c.retry_at = now + kReconnectDelay;
-    return;
-  }
-  const int one = 1;
-  ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  c.in.clear();
-  c.out.clear();
-  c.out_sent = 0;
-  c.writable = true;
-  const int rc = ::connect(c.fd, reinterpret_cast<const sockaddr*>(&t.address), t.address_len);
-  if (rc != 0 && errno != EINPROGRESS) {
+  if (absl::Status s = c.Connect(c.target->address); !s.ok()) {
     ++result_.connect_failures;
-    NoteError(absl::StrCat("connect to ", t.url, ": ", ErrnoText(errno)));
-    ::close(c.fd);
-    c.fd = -1;
+    NoteError(absl::StrCat("connect to ", c.target->url, ": ", std::string(s.message())));
     c.retry_at = now + kReconnectDelay;
     return;
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = &c;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev);
   c.state = Conn::State::kConnecting;
   c.deadline = now + options_.request_timeout;
 }
 
+void Worker::OnConnectFailed(Conn& c, int err) {
+  ++result_.connect_failures;
+  NoteError(absl::StrCat("connect to ", c.target->url, ": ", ErrnoText(err)));
+  Disconnect(c, loop_.now(), kReconnectDelay);
+}
+
 void Worker::Disconnect(Conn& c, TimePoint now, std::chrono::milliseconds delay) {
   if (c.state == Conn::State::kIdle) idle_.erase(std::find(idle_.begin(), idle_.end(), &c));
-  if (c.fd >= 0) ::close(c.fd);
-  c.fd = -1;
+  c.CloseSocket();
   c.state = Conn::State::kDown;
   c.retry_at = now + delay;
 }
@@ -209,16 +212,14 @@ void Worker::BecomeIdle(Conn& c, TimePoint now) {
 void Worker::Send(Conn& c, TimePoint due, TimePoint now) {
   const int key = static_cast<int>(rng_.Next() % static_cast<uint64_t>(options_.workload.keys));
   c.is_read = rng_.Uniform() < options_.workload.read_ratio;
-  c.out.clear();
-  c.out_sent = 0;
   if (c.is_read) {
-    AppendRead(*c.target, key, c.out);
+    AppendRead(*c.target, key, c.output());
   } else {
     static constexpr char kAlnum[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     value_.resize(options_.workload.value_size);
     for (char& ch : value_) ch = kAlnum[rng_.Next() % (sizeof kAlnum - 1)];
-    AppendWrite(*c.target, options_.workload, key, value_, c.out);
+    AppendWrite(*c.target, options_.workload, key, value_, c.output());
   }
   c.state = Conn::State::kBusy;
   c.started = due;
@@ -229,46 +230,42 @@ void Worker::Send(Conn& c, TimePoint due, TimePoint now) {
 }
 
 void Worker::Flush(Conn& c, TimePoint now) {
-  while (c.out_sent < c.out.size() && c.writable) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out_sent += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      c.writable = false;
-    } else {
-      return Fail(c, absl::StrCat("send to ", c.target->url, ": ", ErrnoText(errno)), now);
-    }
+  if (const int err = c.Flush(); err != 0) {
+    Fail(c, absl::StrCat("send to ", c.target->url, ": ", ErrnoText(err)), now);
   }
 }
 
+void Worker::OnReady(Conn& c) {
+  const TimePoint now = loop_.now();
+  if (c.state == Conn::State::kDown) return;
+  if (c.state == Conn::State::kBusy) Flush(c, now);
+  if (c.state != Conn::State::kDown) Read(c, now);
+}
+
 void Worker::Read(Conn& c, TimePoint now) {
-  char buf[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      c.in.append(buf, static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < sizeof buf) break;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    const std::string why = n == 0 ? absl::StrCat(c.target->url, " closed the connection")
-                                   : absl::StrCat("recv from ", c.target->url, ": ", ErrnoText(errno));
+  while (c.readable()) {
+    const Conn::ReadResult r = c.ReadSome();
+    if (r == Conn::ReadResult::kData) continue;
+    if (r == Conn::ReadResult::kDrained) break;
+    const std::string why =
+        r == Conn::ReadResult::kEof
+            ? absl::StrCat(c.target->url, " closed the connection")
+            : absl::StrCat("recv from ", c.target->url, ": ", ErrnoText(c.read_error()));
     if (c.state == Conn::State::kBusy) return Fail(c, why, now);
     return Disconnect(c, now, std::chrono::milliseconds(0));
   }
-  if (c.in.empty()) return;
+  if (c.input().empty()) return;
   if (c.state != Conn::State::kBusy) {
     return Fail(c, absl::StrCat(c.target->url, " sent bytes nobody asked for"), now);
   }
   Reply reply;
-  const ptrdiff_t used = ParseReply(c.target->protocol, c.is_read, c.in, &reply);
+  const ptrdiff_t used = ParseReply(c.target->protocol, c.is_read, c.input(), &reply);
   if (used < 0) return Fail(c, absl::StrCat("unparseable answer from ", c.target->url), now);
   if (used == 0) return;
-  c.in.erase(0, static_cast<size_t>(used));
-  if (!c.in.empty()) return Fail(c, absl::StrCat(c.target->url, " sent more than one answer"), now);
+  c.Consume(static_cast<size_t>(used));
+  if (!c.input().empty()) {
+    return Fail(c, absl::StrCat(c.target->url, " sent more than one answer"), now);
+  }
   Finish(c, &reply, now);
 }
 
@@ -314,29 +311,6 @@ void Worker::Fail(Conn& c, const std::string& why, TimePoint now) {
   Disconnect(c, now, std::chrono::milliseconds(0));
 }
 
-void Worker::OnEvent(Conn& c, uint32_t events, TimePoint now) {
-  if (c.state == Conn::State::kDown) return;
-  if (c.state == Conn::State::kConnecting) {
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      ++result_.connect_failures;
-      NoteError(absl::StrCat("connect to ", c.target->url, ": ", ErrnoText(err)));
-      return Disconnect(c, now, kReconnectDelay);
-    }
-    return BecomeIdle(c, now);
-  }
-  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-    c.writable = true;
-    if (c.state == Conn::State::kBusy) Flush(c, now);
-  }
-  if (c.state != Conn::State::kDown && (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
-    Read(c, now);
-  }
-}
-
 void Worker::Issue(TimePoint now) {
   if (!open_loop() || now >= window_.end) return;
   while (next_due_ <= now && next_due_ < window_.end) {
@@ -374,30 +348,31 @@ void Worker::Tick(TimePoint now) {
   }
 }
 
-int Worker::TimeoutMs(TimePoint now) const {
+std::chrono::milliseconds Worker::Timeout(TimePoint now) const {
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kTick);
   if (open_loop() && now < window_.end) {
-    if (!backlog_.empty() && !idle_.empty()) return 0;
+    if (!backlog_.empty() && !idle_.empty()) return std::chrono::milliseconds(0);
     const auto until_due = std::chrono::ceil<std::chrono::milliseconds>(next_due_ - now);
     wait = std::clamp(until_due, std::chrono::milliseconds(0), wait);
   }
-  return static_cast<int>(wait.count());
+  return wait;
 }
 
 void Worker::Run() {
-  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (absl::Status s = loop_.Init(); !s.ok()) {
+    NoteError(std::string(s.message()));
+    return;
+  }
   std::this_thread::sleep_until(window_.start);
   TimePoint now = Clock::now();
   for (auto& c : conns_) Connect(*c, now);
   TimePoint next_tick = now + kTick;
-  epoll_event events[256];
   for (;;) {
     now = Clock::now();
     if (now >= window_.end && (busy_ == 0 || now >= window_.drain_end)) break;
     Issue(now);
-    const int n = ::epoll_wait(epoll_fd_, events, 256, TimeoutMs(now));
-    now = Clock::now();
-    for (int i = 0; i < n; ++i) OnEvent(*static_cast<Conn*>(events[i].data.ptr), events[i].events, now);
+    loop_.RunOnce(Timeout(now));
+    now = loop_.now();
     if (now >= next_tick) {
       Tick(now);
       next_tick = now + kTick;

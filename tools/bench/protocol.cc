@@ -1,6 +1,5 @@
 #include "tools/bench/protocol.h"
 
-#include <netdb.h>
 
 #include <charconv>
 #include <cstring>
@@ -151,19 +150,9 @@ absl::StatusOr<Target> ParseTarget(std::string_view url) {
   if (host.empty()) return absl::InvalidArgumentError(Cat("no host in ", url));
   t.host = std::string(host);
 
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(t.port);
-  if (const int rc = getaddrinfo(t.host.c_str(), port.c_str(), &hints, &found);
-      rc != 0 || found == nullptr) {
-    return absl::InvalidArgumentError(
-        Cat("cannot resolve ", t.host, ": ", gai_strerror(rc)));
-  }
-  std::memcpy(&t.address, found->ai_addr, found->ai_addrlen);
-  t.address_len = found->ai_addrlen;
-  freeaddrinfo(found);
+  absl::StatusOr<io::SocketAddress> address = io::Resolve(t.host, t.port);
+  if (!address.ok()) return address.status();
+  t.address = *address;
   return t;
 }
 

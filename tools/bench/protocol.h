@@ -12,14 +12,13 @@
 // Thread-safety: pure functions and plain values.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "io/socket.h"
 
 namespace nexus::bench {
 
@@ -30,8 +29,7 @@ struct Target {
   std::string host;
   uint16_t port = 0;
   std::string url;  // as given, for reports
-  sockaddr_storage address{};
-  socklen_t address_len = 0;
+  io::SocketAddress address;
 };
 
 // "http://host[:port][/]" (port 80 by default) or "memcache://host[:port]" (11211). The host

@@ -240,6 +240,12 @@ class RawConn {
     socket_.close(ec);
   }
 
+  // Half-closes: the server reads EOF after what was sent.
+  void ShutdownSend() {
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+  }
+
  private:
   bool RunUntil(const bool& done, milliseconds timeout) {
     ioc_.restart();
@@ -690,6 +696,24 @@ TEST_F(ServerTest, HalfRequestThenDisconnect) {
   auto r = c.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body(), "path=/echo key=healthy\n");
+}
+
+// `printf 'GET ...' | nc` style: whole requests, then the client's FIN in the same segment or
+// right after. Every request is answered, then the server closes (it does not wait for the
+// read timeout).
+TEST_F(ServerTest, HalfCloseAfterRequestsGetsTheAnswersThenTheClose) {
+  StartServer();
+  RawConn c(server_->port());
+  c.Send(Get("/echo?key=one") + Get("/echo?key=two"));
+  c.ShutdownSend();
+  auto first = c.Read();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->body(), "path=/echo key=one\n");
+  auto second = c.Read();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->body(), "path=/echo key=two\n");
+  EXPECT_TRUE(c.WaitForClose(milliseconds(2000)));
+  EXPECT_TRUE(WaitForConnections(0));
 }
 
 TEST_F(ServerTest, ReadTimeoutClosesIdleAndSlowConnections) {

@@ -24,7 +24,10 @@
 #include "group/group.h"
 #include "group/loader.h"
 #include "group/registry.h"
+#include "io/connection.h"
+#include "io/event_loops.h"
 #include "io/loop.h"
+#include "http/connection.h"
 #include "http/server.h"
 #include "peer/forwarder.h"
 #include "peer/grpc_server.h"
@@ -292,6 +295,133 @@ GrpcPeerOptions Deadline(milliseconds d) {
   GrpcPeerOptions o;
   o.deadline = d;
   return o;
+}
+
+// A second client protocol on the same loops (test-only): "get KEY\n" is answered with the
+// forwarded Get's "<absl code> <value or message>\n", "conns\n" with the loop's forwarder
+// connections. It is a codec on io::Connection calling a RemotePeer, like the HTTP API.
+class LineConnection final : public io::Connection {
+ public:
+  LineConnection(io::Loop* loop, std::string remote, std::shared_ptr<RemotePeer> peer)
+      : io::Connection(loop, std::move(remote)), peer_(std::move(peer)) {}
+
+  void OnReady(uint32_t) override {
+    for (;;) {
+      const size_t nl = input().find('\n');
+      if (nl != std::string_view::npos && !waiting_) {
+        const std::string line(input().substr(0, nl));
+        Consume(nl + 1);
+        Handle(line);
+        continue;
+      }
+      if (waiting_ || !readable()) break;
+      const ReadResult r = ReadSome();
+      if (r == ReadResult::kEof || r == ReadResult::kError) return Close();
+      if (r == ReadResult::kDrained) break;
+    }
+    if (Flush() != 0) Close();
+  }
+  void OnDrain() override {
+    if (!waiting_) Close();
+  }
+
+ private:
+  void Handle(const std::string& line) {
+    if (line == "conns") {
+      output() += std::to_string(Forwarder::Current()->connections()) + "\n";
+      return;
+    }
+    if (line.rfind("get ", 0) != 0) {
+      output() += "unknown command\n";
+      return;
+    }
+    waiting_ = true;
+    // The answer names this connection by id, on this loop: it may come from another thread
+    // (a gRPC fallback), and the connection may be gone by then.
+    peer_->Get("scores", line.substr(4),
+               [loop = &loop(), mailbox = loop().mailbox(), id = id()](
+                   absl::StatusOr<CachedValue> r) mutable {
+                 auto deliver = [loop, id, text = Outcome(r)] {
+                   if (io::Connection* c = loop->FindConnection(id); c != nullptr) {
+                     static_cast<LineConnection*>(c)->Answer(text);
+                   }
+                 };
+                 if (io::Loop::Current() == loop) return deliver();
+                 mailbox->Post(std::move(deliver));
+               });
+  }
+  void Answer(const std::string& text) {
+    waiting_ = false;
+    output() += text + "\n";
+    OnReady(0);  // serve the next pipelined line
+  }
+
+  const std::shared_ptr<RemotePeer> peer_;
+  bool waiting_ = false;
+};
+
+class LineConnections final : public io::ConnectionFactory {
+ public:
+  explicit LineConnections(std::shared_ptr<RemotePeer> peer) : peer_(std::move(peer)) {}
+  std::unique_ptr<io::Connection> Create(io::Loop& loop, int, std::string remote) override {
+    return std::make_unique<LineConnection>(&loop, std::move(remote), peer_);
+  }
+
+ private:
+  const std::shared_ptr<RemotePeer> peer_;
+};
+
+// Sends `lines` on a new connection to `port` and reads until `answers` lines came back.
+std::string LineExchange(uint16_t port, const std::string& lines, int answers) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::send(fd, lines.data(), lines.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(lines.size())) {
+    char buf[4096];
+    while (std::count(got.begin(), got.end(), '\n') < answers) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return got;
+}
+
+TEST(ForwarderTest, ASecondProtocolOnTheSameLoopsSharesTheForwarderPools) {
+  Owner owner;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  // One loop serving HTTP (the API-like routes) and the line protocol.
+  auto router = std::make_shared<http::Router>();
+  router->Handle("GET", "/get", [peer](http::Request&& req, http::Responder respond) {
+    peer->Get("scores", *req.Param("key"),
+              [respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
+                respond(http::Text(200, Outcome(r)));
+              });
+  });
+  io::EventLoops loops(1, "front");
+  absl::StatusOr<uint16_t> http_port =
+      loops.Listen("127.0.0.1", 0, http::HttpConnections({}, router));
+  absl::StatusOr<uint16_t> line_port =
+      loops.Listen("127.0.0.1", 0, std::make_shared<LineConnections>(peer));
+  ASSERT_TRUE(http_port.ok() && line_port.ok());
+  ASSERT_TRUE(loops.Start().ok());
+
+  EXPECT_EQ(Fetch(*http_port, "GET", "/get?key=db-1"), "200 0 loaded:db-1");
+  // Pipelined lines, answered in order; a hit, a miss and a load, forwarded over HTTP on the
+  // connection the HTTP request opened: the loop still has exactly one.
+  EXPECT_EQ(LineExchange(*line_port, "get db-1\nget nothing\nget db-2\nconns\n", 4),
+            "0 loaded:db-1\n5 origin has no nothing\n0 loaded:db-2\n1\n");
+  EXPECT_EQ(LineExchange(*line_port, "bogus\n", 1), "unknown command\n");
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+  EXPECT_EQ(Count(*peer, "get", "hit"), 3u);
+  loops.Stop(milliseconds(1000));
 }
 
 TEST(ForwarderTest, GetSetDeleteGoOverHttpFromTheLoop) {

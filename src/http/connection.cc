@@ -72,10 +72,12 @@ class ResponderImpl {
 
   void Deliver(Response response) {
     armed_ = false;
-    if (io::Loop::Current() == loop_) return DeliverOnLoop(loop_, conn_id_, seq_, std::move(response));
-    mailbox_->Post([loop = loop_, id = conn_id_, seq = seq_, response = std::move(response)]() mutable {
-      DeliverOnLoop(loop, id, seq, std::move(response));
-    });
+    if (io::Loop::Current() == loop_)
+      return DeliverOnLoop(loop_, conn_id_, seq_, std::move(response));
+    mailbox_->Post(
+        [loop = loop_, id = conn_id_, seq = seq_, response = std::move(response)]() mutable {
+          DeliverOnLoop(loop, id, seq, std::move(response));
+        });
   }
 
   io::Loop* loop_;  // compared, and used only by tasks that run on that loop
@@ -92,7 +94,9 @@ class ResponderImpl {
 class HttpConnection final : public io::Connection {
  public:
   HttpConnection(io::Loop* loop, std::string remote, std::shared_ptr<const Shared> shared)
-      : io::Connection(loop, std::move(remote)), shared_(std::move(shared)), options_(shared_->options) {
+      : io::Connection(loop, std::move(remote)),
+        shared_(std::move(shared)),
+        options_(shared_->options) {
     StartRequest();
   }
 
@@ -354,13 +358,15 @@ void HttpConnection::Discard() {
     const ReadResult r = ReadSome();
     ClearInput();
     if (r == ReadResult::kDrained) return;
-    if (r == ReadResult::kEof || r == ReadResult::kError) return CloseNow();  // the client closed too
+    if (r == ReadResult::kEof || r == ReadResult::kError)
+      return CloseNow();  // the client closed too
   }
 }
 
 class HttpConnectionFactory final : public io::ConnectionFactory {
  public:
-  explicit HttpConnectionFactory(std::shared_ptr<const Shared> shared) : shared_(std::move(shared)) {}
+  explicit HttpConnectionFactory(std::shared_ptr<const Shared> shared)
+      : shared_(std::move(shared)) {}
   std::unique_ptr<io::Connection> Create(io::Loop& loop, int, std::string remote) override {
     return std::make_unique<HttpConnection>(&loop, std::move(remote), shared_);
   }

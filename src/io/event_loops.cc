@@ -12,8 +12,9 @@
 namespace nexus::io {
 
 EventLoops::EventLoops(int threads, std::string name, std::chrono::milliseconds tick)
-    : threads_count_(threads > 0 ? threads
-                                 : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+    : threads_count_(threads > 0
+                         ? threads
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
       name_(std::move(name)),
       tick_(tick) {}
 

@@ -29,7 +29,8 @@ namespace nexus::io {
 class EventLoops {
  public:
   // `threads` loops (0: one per core); `name` prefixes log lines and errors ("http").
-  EventLoops(int threads, std::string name, std::chrono::milliseconds tick = std::chrono::milliseconds(50));
+  EventLoops(int threads, std::string name,
+             std::chrono::milliseconds tick = std::chrono::milliseconds(50));
   ~EventLoops();
   EventLoops(const EventLoops&) = delete;
   EventLoops& operator=(const EventLoops&) = delete;

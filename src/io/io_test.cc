@@ -1,6 +1,7 @@
 // The event-loop layer on its own: a line protocol served on two listeners of the same loops,
 // a client socket on a loop driven by RunOnce, connect failures, the mailbox, draining.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <chrono>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/ascii.h"
 #include "io/connection.h"
@@ -91,7 +90,9 @@ class Client {
   }
   ~Client() { ::close(fd_); }
   bool connected() const { return connected_; }
-  void Send(std::string_view s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+  void Send(std::string_view s) {
+    ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+  }
   // Reads until `lines` newlines arrived (or EOF / timeout).
   std::string ReadLines(int lines) {
     std::string got;
@@ -115,8 +116,10 @@ class Client {
 
 TEST(EventLoopsTest, TwoProtocolsOnTwoListenersOfTheSameLoops) {
   EventLoops loops(2, "test");
-  absl::StatusOr<uint16_t> echo = loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("echo: ", false));
-  absl::StatusOr<uint16_t> upper = loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", true));
+  absl::StatusOr<uint16_t> echo =
+      loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("echo: ", false));
+  absl::StatusOr<uint16_t> upper =
+      loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", true));
   ASSERT_TRUE(echo.ok()) << echo.status();
   ASSERT_TRUE(upper.ok()) << upper.status();
   ASSERT_NE(*echo, *upper);
@@ -139,7 +142,8 @@ TEST(EventLoopsTest, TwoProtocolsOnTwoListenersOfTheSameLoops) {
 
 TEST(EventLoopsTest, StopClosesIdleConnectionsAndRefusesNewOnes) {
   EventLoops loops(1, "test");
-  absl::StatusOr<uint16_t> port = loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", false));
+  absl::StatusOr<uint16_t> port =
+      loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", false));
   ASSERT_TRUE(port.ok());
   ASSERT_TRUE(loops.Start().ok());
   Client idle(*port);
@@ -155,14 +159,17 @@ TEST(EventLoopsTest, StopClosesIdleConnectionsAndRefusesNewOnes) {
 
 TEST(EventLoopsTest, ListenOnPortInUseFailsWithTheAddress) {
   EventLoops first(1, "test");
-  absl::StatusOr<uint16_t> port = first.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", false));
+  absl::StatusOr<uint16_t> port =
+      first.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", false));
   ASSERT_TRUE(port.ok());
   EventLoops second(1, "test");
-  absl::StatusOr<uint16_t> again = second.Listen("127.0.0.1", *port, std::make_shared<LineFactory>("", false));
+  absl::StatusOr<uint16_t> again =
+      second.Listen("127.0.0.1", *port, std::make_shared<LineFactory>("", false));
   ASSERT_FALSE(again.ok());
   EXPECT_TRUE(absl::IsUnavailable(again.status()));
-  EXPECT_NE(again.status().message().find("test: cannot listen on 127.0.0.1:" + std::to_string(*port)),
-            std::string::npos)
+  EXPECT_NE(
+      again.status().message().find("test: cannot listen on 127.0.0.1:" + std::to_string(*port)),
+      std::string::npos)
       << again.status();
 }
 
@@ -196,7 +203,8 @@ class LineClient final : public BufferedSocket {
 
 TEST(LoopTest, ClientSocketDrivenByRunOnce) {
   EventLoops server(1, "test");
-  absl::StatusOr<uint16_t> port = server.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("> ", false));
+  absl::StatusOr<uint16_t> port =
+      server.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("> ", false));
   ASSERT_TRUE(port.ok());
   ASSERT_TRUE(server.Start().ok());
 
@@ -208,7 +216,8 @@ TEST(LoopTest, ClientSocketDrivenByRunOnce) {
   ASSERT_TRUE(client.Connect(*address).ok());
   client.Say("one");  // queued while connecting, sent once connected
   const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
-  while (client.received != "> one\n" && SteadyClock::now() < deadline) loop.RunOnce(milliseconds(50));
+  while (client.received != "> one\n" && SteadyClock::now() < deadline)
+    loop.RunOnce(milliseconds(50));
   EXPECT_TRUE(client.connected);
   EXPECT_EQ(client.received, "> one\n");
   client.Say("quit");
@@ -227,10 +236,12 @@ TEST(LoopTest, RefusedConnectIsReported) {
   Loop loop;
   ASSERT_TRUE(loop.Init().ok());
   LineClient client(&loop);
-  const absl::Status started = client.Connect(*ParseNumericAddress("127.0.0.1:" + std::to_string(port)));
+  const absl::Status started =
+      client.Connect(*ParseNumericAddress("127.0.0.1:" + std::to_string(port)));
   if (started.ok()) {
     const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
-    while (client.connect_error == 0 && SteadyClock::now() < deadline) loop.RunOnce(milliseconds(50));
+    while (client.connect_error == 0 && SteadyClock::now() < deadline)
+      loop.RunOnce(milliseconds(50));
     EXPECT_EQ(client.connect_error, ECONNREFUSED);
     EXPECT_FALSE(client.is_open());
   } else {
@@ -243,7 +254,12 @@ TEST(LoopTest, PostRunsOnTheLoopThread) {
   ASSERT_TRUE(loop.Init().ok());
   std::atomic<bool> ran{false};
   std::atomic<bool> on_loop{false};
-  std::thread poster([&] { loop.Post([&] { on_loop = Loop::Current() == &loop; ran = true; }); });
+  std::thread poster([&] {
+    loop.Post([&] {
+      on_loop = Loop::Current() == &loop;
+      ran = true;
+    });
+  });
   poster.join();
   const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
   while (!ran && SteadyClock::now() < deadline) loop.RunOnce(milliseconds(50));

@@ -123,7 +123,8 @@ void Loop::Accept(Listener& listener) {
       continue;
     }
     if (absl::Status s = conn->Adopt(fd); !s.ok()) {
-      spdlog::warn("{}: cannot watch a new connection: {}", options_.name, std::string(s.message()));
+      spdlog::warn("{}: cannot watch a new connection: {}", options_.name,
+                   std::string(s.message()));
       continue;  // Adopt closed the fd
     }
     conn->id_ = next_id_++;

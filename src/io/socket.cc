@@ -28,7 +28,8 @@ std::optional<SocketAddress> ParseNumericAddress(std::string_view host_port) {
   uint16_t port = 0;
   const char* p = host_port.data() + colon + 1;
   const char* end = host_port.data() + host_port.size();
-  if (auto [ptr, ec] = std::from_chars(p, end, port); ec != std::errc() || ptr != end || port == 0) {
+  if (auto [ptr, ec] = std::from_chars(p, end, port);
+      ec != std::errc() || ptr != end || port == 0) {
     return std::nullopt;
   }
   SocketAddress a;
@@ -108,9 +109,8 @@ absl::StatusOr<ListeningSocket> Listen(std::string_view what, const std::string&
   }
   auto fail = [&](std::string_view call, int err, int fd) {
     if (fd >= 0) ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat(std::string(what), ": cannot listen on ", shown, ": ", ErrnoText(err), " (",
-                     std::string(call), ")"));
+    return absl::UnavailableError(absl::StrCat(std::string(what), ": cannot listen on ", shown,
+                                               ": ", ErrnoText(err), " (", std::string(call), ")"));
   };
   const int fd = ::socket(resolved->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail("socket", errno, -1);

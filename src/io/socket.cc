@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/parse.h"
 
 namespace nexus::io {
 
@@ -26,12 +26,7 @@ std::optional<SocketAddress> ParseNumericAddress(std::string_view host_port) {
   if (colon == std::string_view::npos || colon == 0) return std::nullopt;
   std::string host(host_port.substr(0, colon));
   uint16_t port = 0;
-  const char* p = host_port.data() + colon + 1;
-  const char* end = host_port.data() + host_port.size();
-  if (auto [ptr, ec] = std::from_chars(p, end, port);
-      ec != std::errc() || ptr != end || port == 0) {
-    return std::nullopt;
-  }
+  if (!ParseInt(host_port.substr(colon + 1), &port) || port == 0) return std::nullopt;
   SocketAddress a;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);

@@ -1,9 +1,12 @@
 #include "metrics/metrics.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 namespace nexus::metrics {
@@ -170,6 +173,16 @@ std::string Registry::Render() const {
     }
   }
   return out.str();
+}
+
+void ExportProcessMetrics(Registry& registry) {
+  registry.AddGauge("nexuscache_process_resident_memory_bytes", "Resident memory of this process.",
+                    [] {
+                      std::ifstream statm("/proc/self/statm");
+                      double size = 0, resident = 0;
+                      statm >> size >> resident;
+                      return resident * static_cast<double>(sysconf(_SC_PAGESIZE));
+                    });
 }
 
 }  // namespace nexus::metrics

@@ -125,6 +125,9 @@ class Registry {
   std::vector<FnMetric> fns_ ABSL_GUARDED_BY(mu_);
 };
 
+// Registers the process's own metrics (resident memory) on `registry`.
+void ExportProcessMetrics(Registry& registry);
+
 // Formats a sample value the way Prometheus expects (integers without exponent, +Inf, NaN).
 std::string FormatValue(double v);
 // Escapes a label value (backslash, double quote, newline).

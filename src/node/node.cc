@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "group/group_metrics.h"
 #include "http/client.h"
 #include "node/loaders.h"
 #include "peer/http_routes.h"
@@ -54,7 +55,19 @@ Node::Node(Config config) : config_(std::move(config)) {
   group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
-  api_ = std::make_unique<Api>(&config_, &groups_, picker_.get(), &metrics_);
+  owner_ = std::make_unique<OwnerService>(
+      &groups_, &SystemClock::Get(),
+      OwnerLimits{.max_key_bytes = config_.max_key_bytes, .max_value_bytes = config_.max_value_bytes});
+  service_ = std::make_unique<CacheService>(
+      CacheServiceOptions{.default_group = config_.group,
+                          .max_key_bytes = config_.max_key_bytes,
+                          .max_value_bytes = config_.max_value_bytes,
+                          .grpc_port = config_.grpc_port},
+      &groups_, picker_.get(), &metrics_);
+  api_ = std::make_unique<Api>(&config_, service_.get(), picker_.get(), &metrics_);
+  ExportGroupMetrics(groups_, metrics_);
+  picker_->ExportMetrics(metrics_);
+  metrics::ExportProcessMetrics(metrics_);
   metrics_.AddCollector(
       "nexuscache_peer_requests_served_total",
       "Requests from other nodes answered by this one, by transport (http: the forwarding "
@@ -72,7 +85,7 @@ Node::~Node() { Stop(); }
 
 absl::Status Node::Start() {
   grpc_ = std::make_unique<PeerServer>(
-      &groups_, PeerServerOptions{.address = config_.bind_address,
+      owner_.get(), PeerServerOptions{.address = config_.bind_address,
                                   .port = config_.grpc_port,
                                   .node_name = config_.name,
                                   .metrics_text = [this] { return metrics_.Render(); }});
@@ -80,7 +93,7 @@ absl::Status Node::Start() {
 
   auto router = std::make_shared<http::Router>();
   api_->Install(*router);
-  InstallPeerRoutes(*router, &groups_, &http_peer_served_);
+  InstallPeerRoutes(*router, owner_.get(), &http_peer_served_);
   http::ServerOptions http_options;
   http_options.address = config_.bind_address;
   http_options.port = config_.http_port;
@@ -163,7 +176,7 @@ void Node::Stop() {
   // origin; those calls have deadlines, so this wait is bounded, and afterwards nothing
   // holds a pointer into the groups or the Api.
   const auto deadline = std::max(config_.peer_timeout, config_.origin_timeout);
-  if (!api_->WaitIdle(deadline + std::chrono::milliseconds(1000))) {
+  if (!service_->WaitIdle(deadline + std::chrono::milliseconds(1000))) {
     spdlog::warn("nexuscache {}: requests still in flight after their deadlines", config_.name);
   }
   grpc_->Stop(std::chrono::milliseconds(1000));

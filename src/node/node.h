@@ -21,6 +21,8 @@
 #include "node/config.h"
 #include "peer/grpc_server.h"
 #include "peer/ring_picker.h"
+#include "service/cache_service.h"
+#include "service/owner_service.h"
 
 namespace nexus {
 
@@ -45,6 +47,8 @@ class Node {
   GroupRegistry groups_;
   std::shared_ptr<RingPeerPicker> picker_;
   std::unique_ptr<OriginRuntime> origin_;
+  std::unique_ptr<OwnerService> owner_;
+  std::unique_ptr<CacheService> service_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;
   std::atomic<uint64_t> http_peer_served_{0};  // answers of the HTTP forwarding routes

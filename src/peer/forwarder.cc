@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <deque>
 #include <optional>
 #include <utility>
@@ -11,6 +10,7 @@
 #include "absl/strings/cord.h"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "common/parse.h"
 #include "io/connection.h"
 #include "peer/http_wire.h"
 #include "spdlog/spdlog.h"
@@ -63,12 +63,6 @@ std::string RequestHead(std::string_view method, std::string_view path, const Fo
   AppendEncoded(r, key);
   r.append(extra).append(" HTTP/1.1\r\nHost: ").append(t.address).append("\r\n");
   return r;
-}
-
-bool ParseInt(boost::beast::string_view text, int64_t* out) {
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
-  return ec == std::errc() && ptr == end && !text.empty();
 }
 
 }  // namespace
@@ -270,7 +264,7 @@ class Forwarder::Upstream final : public io::BufferedSocket {
     const auto status_field = msg.find(std::string(peerwire::kStatusHeader));
     int64_t code = 0;
     absl::StatusOr<CachedValue> result;
-    if (status_field == msg.end() || !ParseInt(status_field->value(), &code) || code < 0 ||
+    if (status_field == msg.end() || !ParseInt(std::string_view(status_field->value().data(), status_field->value().size()), &code) || code < 0 ||
         code > 16) {
       result = WithoutStatus(msg.result_int(), msg.body());
     } else if (code != 0) {
@@ -278,7 +272,7 @@ class Forwarder::Upstream final : public io::BufferedSocket {
     } else {
       int64_t deadline = 0;
       const auto d = msg.find(std::string(peerwire::kDeadlineHeader));
-      if (d != msg.end()) ParseInt(d->value(), &deadline);
+      if (d != msg.end()) ParseInt(std::string_view(d->value().data(), d->value().size()), &deadline);
       result = CachedValue{.data = std::move(msg.body()),
                            .deadline = deadline == 0 ? kNoDeadline : deadline};
     }

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -96,6 +97,10 @@ class AnswerAndClose {
           in.append(buf, n);
         }
         accepted_++;  // before answering: the test reads it once it has the answer
+        // Corked, the answer leaves with the FIN in one segment when the socket closes, so
+        // the forwarder sees both in one event however the threads are scheduled.
+        const int one = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
         ::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
         ::close(c);
       }
@@ -177,13 +182,13 @@ class TestLoader final : public Loader {
 // The owner: group "scores" over a TestLoader, the forwarding routes on HTTP, and the gRPC
 // service for fallbacks.
 struct Owner {
-  Owner() : grpc(&registry, PeerServerOptions{.address = "127.0.0.1", .port = 0}) {
+  Owner() : grpc(&owner, PeerServerOptions{.address = "127.0.0.1", .port = 0}) {
     auto g = std::make_unique<Group>(GroupOptions{.name = "scores", .jitter_seed = 7}, loader,
                                      nullptr, &SystemClock::Get());
     group = g.get();
     EXPECT_TRUE(registry.Add(std::move(g)).ok());
     auto router = std::make_shared<http::Router>();
-    InstallPeerRoutes(*router, &registry);
+    InstallPeerRoutes(*router, &owner);
     http = std::make_unique<http::Server>(
         http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 2}, router);
     EXPECT_TRUE(http->Start().ok());
@@ -203,6 +208,7 @@ struct Owner {
 
   std::shared_ptr<TestLoader> loader = std::make_shared<TestLoader>();
   GroupRegistry registry;
+  OwnerService owner{&registry, &SystemClock::Get()};
   Group* group = nullptr;
   PeerServer grpc;
   std::unique_ptr<http::Server> http;
@@ -569,7 +575,7 @@ TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
   std::atomic<bool> upgraded{false};
   auto old_version = std::make_shared<http::Router>();
   auto routes = std::make_shared<http::Router>();
-  InstallPeerRoutes(*routes, &owner.registry);
+  InstallPeerRoutes(*routes, &owner.owner);
   auto router = std::make_shared<http::Router>();
   for (const auto& [method, path] : {std::pair{"GET", peerwire::kGetPath},
                                      std::pair{"POST", peerwire::kSetPath},
@@ -646,7 +652,7 @@ TEST(ForwarderTest, AnOwnerRejectingTheRequestIsNotMistakenForAnOlderVersion) {
   Owner owner;
   // The owner's HTTP server accepts smaller bodies than this value: 413 without X-Nexus-Status.
   auto router = std::make_shared<http::Router>();
-  InstallPeerRoutes(*router, &owner.registry);
+  InstallPeerRoutes(*router, &owner.owner);
   http::Server small(
       http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1, .max_body_bytes = 64},
       router);

@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <limits>
 #include <string>
 #include <utility>
 
@@ -59,83 +58,64 @@ class GetReactor final : public grpc::ServerUnaryReactor {
 
 class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackService {
  public:
-  Service(GroupRegistry* groups, const Clock* clock, std::string node_name,
-          std::function<std::string()> metrics_text)
-      : groups_(groups),
-        clock_(clock),
-        node_name_(std::move(node_name)),
-        metrics_text_(std::move(metrics_text)) {}
+  Service(OwnerService* owner, std::string node_name, std::function<std::string()> metrics_text)
+      : owner_(owner), node_name_(std::move(node_name)), metrics_text_(std::move(metrics_text)) {}
 
   uint64_t served() const { return served_.load(std::memory_order_relaxed); }
 
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const nexuscachepb::Request* req,
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
-    Group* group = groups_->Find(req->group());
-    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
     auto* reactor = new GetReactor(&served_);
-    group->GetLocal(req->key(),
-                    [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
-                      // The loser of the race with OnCancel must not touch `reactor` or `resp`:
-                      // they may be gone.
-                      if (!state->Claim()) return;
-                      if (!r.ok()) return reactor->Answer(ToGrpcStatus(r.status()));
-                      resp->set_value(std::move(r->data));
-                      resp->set_deadline_ms(r->deadline == kNoDeadline ? 0 : r->deadline);
-                      reactor->Answer(grpc::Status::OK);
-                    });
+    owner_->Get(req->group(), req->key(),
+                [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
+                  // The loser of the race with OnCancel must not touch `reactor` or `resp`:
+                  // they may be gone.
+                  if (!state->Claim()) return;
+                  if (!r.ok()) return reactor->Answer(ToGrpcStatus(r.status()));
+                  resp->set_value(std::move(r->data));
+                  resp->set_deadline_ms(r->deadline == kNoDeadline ? 0 : r->deadline);
+                  reactor->Answer(grpc::Status::OK);
+                });
     return reactor;
   }
 
   // Set and Delete may wait for hot-key replicas to acknowledge (bounded by the peer
-  // deadline), so they finish from the group's callback.
+  // deadline), so they finish from the owner's callback.
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
                                 const nexuscachepb::SetRequest* req,
                                 nexuscachepb::SetResponse* resp) override {
-    Group* group = groups_->Find(req->group());
-    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    Store(group, *req, [this, reactor, resp](absl::Status s) {
-      resp->set_ok(s.ok());
-      served_.fetch_add(1, std::memory_order_relaxed);
-      reactor->Finish(ToGrpcStatus(s));
-    });
+    owner_->Set(OwnerSet{.group = req->group(),
+                         .key = req->key(),
+                         .value = req->value(),
+                         .ttl_ms = req->ttl_ms(),
+                         .deadline_ms = req->deadline_ms(),
+                         .expire_s = req->expire(),
+                         .hot = req->ishot()},
+                [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const nexuscachepb::DeleteRequest* req,
                                    nexuscachepb::DeleteResponse* resp) override {
-    Group* group = groups_->Find(req->group());
-    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
-    if (req->key().empty()) {
-      return FinishNow(ctx,
-                       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key must not be empty"));
-    }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    group->DeleteLocal(req->key(), [this, reactor, resp](absl::Status s) {
-      resp->set_ok(s.ok());
-      served_.fetch_add(1, std::memory_order_relaxed);
-      reactor->Finish(ToGrpcStatus(s));
-    });
+    owner_->Delete(req->group(), req->key(),
+                   [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Replicate(grpc::CallbackServerContext* ctx,
                                       const nexuscachepb::ReplicateRequest* req,
                                       nexuscachepb::ReplicateResponse* resp) override {
-    Group* group = groups_->Find(req->group());
-    if (group == nullptr) return FinishNow(ctx, NoSuchGroup(req->group()));
-    if (req->key().empty() || req->version() == 0) {
-      return FinishNow(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                         "replica needs a key and a version"));
-    }
     Replica r{.key = req->key(),
               .value = req->value(),
               .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
               .version = req->version(),
               .remove = req->remove()};
-    resp->set_applied(group->ApplyReplica(r));
-    return FinishNow(ctx, grpc::Status::OK);
+    absl::StatusOr<bool> applied = owner_->Replicate(req->group(), r);
+    if (applied.ok()) resp->set_applied(*applied);
+    return FinishNow(ctx, ToGrpcStatus(applied.status()));
   }
 
   grpc::ServerUnaryReactor* Metrics(grpc::CallbackServerContext* ctx,
@@ -150,8 +130,11 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   }
 
  private:
-  static grpc::Status NoSuchGroup(const std::string& name) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such group: " + name);
+  template <typename Response>
+  void Done(grpc::ServerUnaryReactor* reactor, Response* resp, const absl::Status& s) {
+    resp->set_ok(s.ok());
+    served_.fetch_add(1, std::memory_order_relaxed);
+    reactor->Finish(ToGrpcStatus(s));
   }
 
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, grpc::Status status) {
@@ -161,34 +144,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
     return reactor;
   }
 
-  void Store(Group* group, const nexuscachepb::SetRequest& req, StatusCallback done) {
-    if (req.ttl_ms() < 0 || req.deadline_ms() < 0 || req.expire() < 0) {
-      return done(absl::InvalidArgumentError("ttl_ms, deadline_ms and expire must not be negative"));
-    }
-    if (req.ttl_ms() > 0) {
-      return group->SetLocal(req.key(), req.value(), req.ttl_ms(), req.ishot(), std::move(done));
-    }
-    if (req.deadline_ms() > 0) {
-      return group->StoreLocal(req.key(), req.value(), req.deadline_ms(), req.ishot(),
-                               std::move(done));
-    }
-    if (req.expire() > 0) {
-      if (req.expire() > std::numeric_limits<int64_t>::max() / 1000) {
-        return done(absl::InvalidArgumentError(absl::StrCat("expire out of range: ", req.expire())));
-      }
-      const UnixMillis deadline = req.expire() * 1000;
-      const UnixMillis now = clock_->NowMillis();
-      if (deadline <= now) {
-        return done(absl::InvalidArgumentError(absl::StrCat(
-            "expire ", req.expire(), " (unix seconds) is in the past (now ", now / 1000, ")")));
-      }
-      return group->StoreLocal(req.key(), req.value(), deadline, req.ishot(), std::move(done));
-    }
-    done(absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required"));
-  }
-
-  GroupRegistry* const groups_;
-  const Clock* const clock_;
+  OwnerService* const owner_;
   const std::string node_name_;
   const std::function<std::string()> metrics_text_;
   std::atomic<uint64_t> served_{0};
@@ -198,12 +154,9 @@ struct PeerServer::Running {
   std::unique_ptr<grpc::Server> server;
 };
 
-PeerServer::PeerServer(GroupRegistry* groups, PeerServerOptions options)
-    : groups_(groups),
-      options_(std::move(options)),
-      service_(std::make_unique<Service>(
-          groups_, options_.clock != nullptr ? options_.clock : &SystemClock::Get(),
-          options_.node_name, options_.metrics_text)) {}
+PeerServer::PeerServer(OwnerService* owner, PeerServerOptions options)
+    : options_(std::move(options)),
+      service_(std::make_unique<Service>(owner, options_.node_name, options_.metrics_text)) {}
 
 PeerServer::~PeerServer() { Stop(std::chrono::milliseconds(0)); }
 

@@ -1,6 +1,7 @@
-// PeerServer: the owner side of node-to-node traffic. Serves nexuscachepb.NexusCache (Get, Set,
-// Delete, Replicate, Metrics) over gRPC by running the owner-side operations of the groups in a GroupRegistry
-// (Group::GetLocal / SetLocal / StoreLocal / DeleteLocal); it never forwards.
+// PeerServer: the owner side of node-to-node traffic over gRPC. Serves nexuscachepb.NexusCache
+// (Get, Set, Delete, Replicate, Metrics) by decoding each call, running it on the OwnerService
+// (service/owner_service.h, shared with the /peer/v1 HTTP routes: one validation, one
+// behaviour) and encoding its answer; it never forwards.
 //
 // Requests use gRPC's callback API: a Get whose key misses runs the group's loader, which may
 // complete later on another thread; the reply is sent from that completion, so no gRPC thread
@@ -8,15 +9,12 @@
 // the load completes, the call is answered CANCELLED at once and the late load result is
 // dropped (it still lands in the cache).
 //
-// Set picks the deadline source in this order: ttl_ms > 0 (the owner draws the jitter),
-// deadline_ms > 0 (an already fixed deadline, e.g. a hot-key replica), expire > 0 (the seed's
-// absolute Unix seconds; one in the past is INVALID_ARGUMENT); none of them is
-// INVALID_ARGUMENT. Negative values are INVALID_ARGUMENT. An unknown group is NOT_FOUND
-// "no such group: X". Status codes are mapped by peer/status_map.h.
+// Set's ttl_ms, deadline_ms and expire are OwnerSet's. Status codes are mapped by
+// peer/status_map.h.
 //
 // Thread-safety: Start, Stop and the destructor must not race each other; port() and
-// requests_served() may be called from any thread at any time. The registry (and its groups)
-// must outlive the server; Stop() (or the destructor) returns only after every in-flight call
+// requests_served() may be called from any thread at any time. The owner service (and its
+// groups) must outlive the server; Stop() (or the destructor) returns only after every in-flight call
 // has been answered.
 #pragma once
 
@@ -28,8 +26,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "common/clock.h"
-#include "group/registry.h"
+#include "service/owner_service.h"
 
 namespace nexus {
 
@@ -38,9 +35,6 @@ struct PeerServerOptions {
   std::string address = "0.0.0.0";
   // TCP port; 0 picks a free one (read it back with port()).
   uint16_t port = 8888;
-  // Clock used to reject a seed-style `expire` already in the past. Null = SystemClock.
-  // Must be the clock the groups use (tests pass their FakeClock).
-  const Clock* clock = nullptr;
   // Largest request accepted (a Set carries a value up to --max-value-bytes, 1 MiB by default).
   int max_receive_message_bytes = 8 << 20;
   // Serves the Metrics RPC: this node's name and its Prometheus text exposition, rendered per
@@ -51,7 +45,7 @@ struct PeerServerOptions {
 
 class PeerServer {
  public:
-  PeerServer(GroupRegistry* groups, PeerServerOptions options);
+  PeerServer(OwnerService* owner, PeerServerOptions options);
   ~PeerServer();  // Stop(0 ms) if still running.
   PeerServer(const PeerServer&) = delete;
   PeerServer& operator=(const PeerServer&) = delete;
@@ -73,7 +67,6 @@ class PeerServer {
  private:
   class Service;
 
-  GroupRegistry* const groups_;
   const PeerServerOptions options_;
   std::atomic<uint16_t> port_{0};
   std::unique_ptr<Service> service_;

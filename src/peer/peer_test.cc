@@ -89,7 +89,8 @@ std::shared_ptr<Loader> OriginLoader(std::atomic<int>* loads) {
 struct TestNode {
   TestNode(const Clock* clock, std::shared_ptr<Loader> loader,
            std::shared_ptr<PeerPicker> picker = nullptr)
-      : server(&registry, PeerServerOptions{.address = "127.0.0.1", .port = 0, .clock = clock}) {
+      : owner(&registry, clock),
+        server(&owner, PeerServerOptions{.address = "127.0.0.1", .port = 0}) {
     EXPECT_TRUE(server.Start().ok());
     if (picker != nullptr || loader != nullptr) AddGroup(clock, loader, picker);
   }
@@ -106,6 +107,7 @@ struct TestNode {
   std::string address() const { return Loopback(server.port()); }
 
   GroupRegistry registry;  // outlives the server (declared first, destroyed last)
+  OwnerService owner;
   PeerServer server;
   Group* group = nullptr;
 };
@@ -405,9 +407,10 @@ TEST(PeerServerTest, StopDoesNotWaitForeverForAStuckLoad) {
 
 TEST(PeerServerTest, StartOnAPortInUseFailsClearly) {
   GroupRegistry registry;
-  PeerServer first(&registry, PeerServerOptions{.address = "127.0.0.1", .port = 0});
+  OwnerService owner(&registry, &SystemClock::Get());
+  PeerServer first(&owner, PeerServerOptions{.address = "127.0.0.1", .port = 0});
   ASSERT_TRUE(first.Start().ok());
-  PeerServer second(&registry, PeerServerOptions{.address = "127.0.0.1", .port = first.port()});
+  PeerServer second(&owner, PeerServerOptions{.address = "127.0.0.1", .port = first.port()});
   absl::Status s = second.Start();
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_EQ(s.message(), "grpc: cannot listen on 127.0.0.1:" + std::to_string(first.port()) +
@@ -533,8 +536,8 @@ TEST(DeadPeerTest, PeerThatComesBackIsReachedAgain) {
       GrpcPeerOptions{.deadline = milliseconds(1000), .max_reconnect_backoff = milliseconds(200)});
   EXPECT_TRUE(absl::IsUnavailable(PeerGet(peer, "scores", "db-1").status()));
   GroupRegistry registry;
-  PeerServer server(&registry,
-                    PeerServerOptions{.address = "127.0.0.1", .port = port, .clock = &clock});
+  OwnerService owner(&registry, &clock);
+  PeerServer server(&owner, PeerServerOptions{.address = "127.0.0.1", .port = port});
   if (!server.Start().ok()) GTEST_SKIP() << "port " << port << " was taken meanwhile";
   ASSERT_TRUE(registry
                   .Add(std::make_unique<Group>(GroupOptions{.name = "scores"},

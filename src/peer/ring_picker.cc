@@ -150,13 +150,34 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::OtherPeers() {
   return out;
 }
 
-std::vector<std::shared_ptr<GrpcPeer>> RingPeerPicker::OtherClients() const {
-  absl::ReaderMutexLock lock(&mu_);
-  std::vector<std::shared_ptr<GrpcPeer>> out;
-  for (const auto& [name, member] : members_) {
-    if (member.client != nullptr) out.push_back(member.client->grpc());
+void RingPeerPicker::FetchMetrics(const std::string& name, std::chrono::milliseconds deadline,
+                                  MetricsCallback done) {
+  std::shared_ptr<GrpcPeer> client;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = members_.find(name);
+    if (it != members_.end() && it->second.client != nullptr) client = it->second.client->grpc();
   }
-  return out;
+  if (client == nullptr) return done(absl::NotFoundError("no longer a member"));
+  client->FetchMetrics(deadline, std::move(done));
+}
+
+void RingPeerPicker::ExportMetrics(metrics::Registry& registry) {
+  registry.AddGauge("nexuscache_ring_members", "Members of this node's hash ring.",
+                    [this] { return static_cast<double>(Members().size()); });
+  registry.AddGauge("nexuscache_ring_generation",
+                    "Generation of this node's hash ring (bumped on every membership change).",
+                    [this] { return static_cast<double>(generation()); });
+  registry.AddCollector("nexuscache_peer_requests_total",
+                        "Requests this node sent to other nodes (HTTP forwarding or gRPC), by "
+                        "peer, operation and outcome.",
+                        "counter", {"peer", "op", "status"}, [this] {
+                          metrics::Registry::Samples out;
+                          for (const auto& c : CallCounts()) {
+                            out.push_back({{c.peer, c.op, c.status}, static_cast<double>(c.count)});
+                          }
+                          return out;
+                        });
 }
 
 std::vector<std::pair<std::string, std::string>> RingPeerPicker::Members() const {

@@ -32,9 +32,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "group/peers.h"
+#include "metrics/metrics.h"
 #include "peer/grpc_peer.h"
 #include "peer/remote_peer.h"
 #include "ring/hash_ring.h"
+#include "service/cluster.h"
 
 namespace nexus {
 
@@ -54,7 +56,7 @@ struct MemberAddress {
   friend bool operator==(const MemberAddress&, const MemberAddress&) = default;
 };
 
-class RingPeerPicker final : public PeerPicker {
+class RingPeerPicker final : public PeerPicker, public ClusterView {
  public:
   // `self_address` is this node's own gRPC address (reported by Members(), never dialled).
   RingPeerPicker(std::string self_name, std::string self_address, RingPickerOptions options = {});
@@ -77,23 +79,28 @@ class RingPeerPicker final : public PeerPicker {
   // Idempotent. True if something changed (new member, or new addresses for a known member,
   // whose client is then replaced). An empty `http_address` for a known member with the same
   // gRPC address keeps its HTTP address (false). Adding self or an empty name is a no-op.
-  bool AddMember(std::string name, std::string grpc_address, std::string http_address = {});
+  bool AddMember(std::string name, std::string grpc_address,
+                 std::string http_address = {}) override;
 
   // True if `name` was a member. Never removes self (false).
   bool RemoveMember(std::string_view name);
 
   // The owner's name; nullopt only if the ring is empty, which cannot happen (self is in it).
-  std::optional<std::string> OwnerOf(std::string_view key) const;
+  std::optional<std::string> OwnerOf(std::string_view key) const override;
 
   // (name, grpc address), sorted by name, self included.
-  std::vector<std::pair<std::string, std::string>> Members() const;
+  std::vector<std::pair<std::string, std::string>> Members() const override;
   // The clients of every member but self.
   std::vector<std::shared_ptr<Peer>> OtherPeers() override;
-  // The same, as GrpcPeers (for calls outside the Peer interface, e.g. FetchMetrics), sorted
-  // by name.
-  std::vector<std::shared_ptr<GrpcPeer>> OtherClients() const;
+  // Member `name`'s metrics over gRPC (ClusterView); NotFound if it is not a member.
+  void FetchMetrics(const std::string& name, std::chrono::milliseconds deadline,
+                    MetricsCallback done) override;
 
-  uint64_t generation() const;
+  uint64_t generation() const override;
+
+  // Registers this picker's metrics: ring members and generation, calls to peers by peer,
+  // operation and outcome. The picker must outlive `registry`'s renders.
+  void ExportMetrics(metrics::Registry& registry);
 
   // Sum of RemotePeer::calls() over current and past clients.
   uint64_t peer_calls() const;
@@ -106,7 +113,7 @@ class RingPeerPicker final : public PeerPicker {
   };
   std::vector<PeerCallCount> CallCounts() const;
 
-  const std::string& self() const { return self_name_; }
+  const std::string& self() const override { return self_name_; }
   const std::string& self_address() const { return self_address_; }
 
  private:

@@ -307,8 +307,10 @@ TEST_F(OneNode, SetPeerIsIdempotentAndStatsAndMetricsAnswer) {
   EXPECT_EQ(ring["members"].size(), 2u);
   EXPECT_EQ(ring["generation"].get<int>(), 2);  // initial membership, then svc9 once
   const std::string metrics = Http(port_, "GET", "/metrics").body;
-  EXPECT_NE(metrics.find("nexuscache_requests_total{op=\"set\",status=\"ok\"}"), std::string::npos);
-  EXPECT_NE(metrics.find("nexuscache_request_duration_seconds_bucket{op=\"get\""), std::string::npos);
+  EXPECT_NE(metrics.find(R"(nexuscache_requests_total{protocol="http",op="set",status="ok"})"),
+            std::string::npos);
+  EXPECT_NE(metrics.find(R"(nexuscache_request_duration_seconds_bucket{protocol="http",op="get")"),
+            std::string::npos);
   EXPECT_NE(metrics.find("nexuscache_cache_size_bytes{cache=\"main\"} "), std::string::npos);
   EXPECT_NE(metrics.find("nexuscache_cache_size_bytes{cache=\"hot\"} "), std::string::npos);
   EXPECT_NE(metrics.find("nexuscache_peer_requests_total "), std::string::npos);

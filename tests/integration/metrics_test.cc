@@ -51,13 +51,13 @@ TEST_F(MetricsCluster, CountersMoveByExactlyTheExpectedAmounts) {
   ASSERT_EQ(Http(port, "POST", "/api/set", "key=x&value=1&expire=0").status, 400);
 
   const std::string m = Http(port, "GET", "/metrics").body;
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{op="set",status="ok"})"), 3) << m;
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{op="set",status="error"})"), 1);
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{op="get",status="hit"})"), 3);
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{op="get",status="miss"})"), 1);
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{op="delete",status="ok"})"), 1);
-  EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_count{op="get"})"), 4);
-  EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_bucket{op="get",le="+Inf"})"), 4);
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="set",status="ok"})"), 3) << m;
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="set",status="error"})"), 1);
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="get",status="hit"})"), 3);
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="get",status="miss"})"), 1);
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="delete",status="ok"})"), 1);
+  EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_count{protocol="http",op="get"})"), 4);
+  EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_bucket{protocol="http",op="get",le="+Inf"})"), 4);
   EXPECT_EQ(Sample(m, R"(nexuscache_cache_items{cache="main"})"), 1);  // a (b was deleted)
   EXPECT_EQ(Sample(m, "nexuscache_cache_hits_total"), 2);    // a, b from the local cache
   EXPECT_EQ(Sample(m, "nexuscache_cache_misses_total"), 2);  // remote (forwarded), missing

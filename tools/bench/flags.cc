@@ -8,16 +8,12 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "common/parse.h"
 #include "tools/bench/strings.h"
 
 namespace nexus::bench {
 
 namespace {
-
-bool ParseInt(std::string_view v, int* out) {
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
-  return ec == std::errc() && end == v.data() + v.size() && !v.empty();
-}
 
 bool ParseDouble(std::string_view v, double* out) {
   if (v.empty()) return false;

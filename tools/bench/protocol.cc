@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/parse.h"
 #include "tools/bench/strings.h"
 
 namespace nexus::bench {
@@ -14,11 +15,6 @@ namespace {
 constexpr std::string_view kKeyPrefix = "bench_key_";
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
-
-bool ParseSize(std::string_view text, size_t* out) {
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && ptr == text.data() + text.size() && !text.empty();
-}
 
 ptrdiff_t ParseHttp(bool is_read, std::string_view buf, Reply* reply) {
   const size_t header_end = buf.find("\r\n\r\n");
@@ -44,7 +40,7 @@ ptrdiff_t ParseHttp(bool is_read, std::string_view buf, Reply* reply) {
       const std::string_view name = line.substr(0, colon);
       const std::string_view value = StripSpaces(line.substr(colon + 1));
       if (EqualsIgnoreCase(name, "content-length")) {
-        if (!ParseSize(value, &content_length)) return -1;
+        if (!ParseInt(value, &content_length)) return -1;
         has_length = true;
       } else if (EqualsIgnoreCase(name, "connection")) {
         close = EqualsIgnoreCase(value, "close");
@@ -80,7 +76,7 @@ ptrdiff_t ParseMemcache(bool is_read, std::string_view buf, Reply* reply) {
     // VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n
     const size_t last_space = line.rfind(' ');
     size_t bytes = 0;
-    if (!ParseSize(line.substr(last_space + 1), &bytes)) return -1;
+    if (!ParseInt(line.substr(last_space + 1), &bytes)) return -1;
     const size_t total = eol + 2 + bytes + 2 + 5;
     if (buf.size() < total) return 0;
     if (buf.substr(total - 5, 5) != "END\r\n") return -1;
@@ -139,13 +135,11 @@ absl::StatusOr<Target> ParseTarget(std::string_view url) {
   }
   t.port = default_port;
   if (!port_text.empty() || rest.ends_with(':')) {
-    uint32_t port = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
-        port > 65535) {
+    uint16_t port = 0;
+    if (!ParseInt(port_text, &port) || port == 0) {
       return absl::InvalidArgumentError(Cat("bad port in ", url));
     }
-    t.port = static_cast<uint16_t>(port);
+    t.port = port;
   }
   if (host.empty()) return absl::InvalidArgumentError(Cat("no host in ", url));
   t.host = std::string(host);

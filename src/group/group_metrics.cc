@@ -1,0 +1,72 @@
+#include "group/group_metrics.h"
+
+#include "group/group.h"
+
+namespace nexus {
+
+void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
+  using metrics::Registry;
+  GroupRegistry* const all = &groups;
+  // Sums one field over every group, per cache.
+  auto per_cache = [all](uint64_t CacheStats::*field) {
+    return [all, field] {
+      double main = 0, hot = 0;
+      for (Group* g : all->All()) {
+        const GroupStats s = g->stats();
+        main += static_cast<double>(s.main.*field);
+        hot += static_cast<double>(s.hot.*field);
+      }
+      return Registry::Samples{{{"main"}, main}, {{"hot"}, hot}};
+    };
+  };
+  auto sum_groups = [all](uint64_t GroupStats::*field) {
+    return [all, field] {
+      double total = 0;
+      for (Group* g : all->All()) total += static_cast<double>(g->stats().*field);
+      return total;
+    };
+  };
+  registry.AddCollector("nexuscache_cache_size_bytes",
+                        "Bytes held by each cache (entries, their overhead and the index).",
+                        "gauge", {"cache"}, per_cache(&CacheStats::bytes));
+  registry.AddCollector("nexuscache_cache_items", "Entries held by each cache.", "gauge", {"cache"},
+                        per_cache(&CacheStats::items));
+  registry.AddCollector("nexuscache_cache_evictions_total",
+                        "Entries dropped to stay within the byte budget.", "counter", {"cache"},
+                        per_cache(&CacheStats::evictions));
+  registry.AddCollector("nexuscache_cache_expirations_total",
+                        "Entries dropped because their deadline passed.", "counter", {"cache"},
+                        per_cache(&CacheStats::expirations));
+  registry.AddCounterFn("nexuscache_cache_hits_total", "Gets answered from this node's caches.",
+                        sum_groups(&GroupStats::hits));
+  registry.AddCounterFn("nexuscache_cache_misses_total", "Gets this node had to load or forward.",
+                        sum_groups(&GroupStats::misses));
+  registry.AddCounterFn("nexuscache_loads_total", "Loader (origin) calls made by this node.",
+                        sum_groups(&GroupStats::loads));
+  registry.AddCounterFn("nexuscache_loads_deduplicated_total",
+                        "Gets that joined a load or peer fetch already in flight.",
+                        sum_groups(&GroupStats::deduplicated));
+  registry.AddCounterFn("nexuscache_load_errors_total",
+                        "Loader calls that failed (not found excluded).",
+                        sum_groups(&GroupStats::load_errors));
+  registry.AddCounterFn("nexuscache_hot_replications_total",
+                        "Hot-key changes this node pushed to other nodes (one per node).",
+                        sum_groups(&GroupStats::replica_pushes));
+  registry.AddCounterFn("nexuscache_hot_replication_failures_total",
+                        "Hot-key pushes that failed or timed out (the write was still acked).",
+                        sum_groups(&GroupStats::replica_failures));
+  registry.AddCounterFn("nexuscache_hot_invalidations_total",
+                        "Pushes that removed a hot key's replicas (deleted, or set not hot).",
+                        sum_groups(&GroupStats::replica_invalidations));
+  registry.AddCounterFn("nexuscache_hot_replicas_applied_total",
+                        "Hot-key changes received from their owner and applied here.",
+                        sum_groups(&GroupStats::replicas_applied));
+  registry.AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
+                    [all] {
+                      double total = 0;
+                      for (Group* g : all->All()) total += g->hot_cache().items();
+                      return total;
+                    });
+}
+
+}  // namespace nexus

@@ -1,0 +1,114 @@
+// CacheService: a node's client operations, whatever protocol carried them (the seed's HTTP API
+// today; RESP and the memcached protocol next). It validates against the node's limits,
+// resolves the default group, counts every operation by protocol, operation and outcome with
+// its latency, and tracks the operations in flight for shutdown. A protocol front only decodes
+// a request, calls here and encodes the result: the error texts come from here, and each
+// front maps a status to its own codes in one place.
+//
+// Operations and their errors (absl::Status, message texts are the seed's where it has one):
+//   Get     InvalidArgument "key is required"; ResourceExhausted "key longer than N bytes";
+//           NotFound "no such group: G" (IsNoSuchGroup; any other NotFound is a miss); the
+//           group's errors (a peer down: Unavailable; the origin failing: its error).
+//   Set     the same for the key, ResourceExhausted "value longer than N bytes",
+//           InvalidArgument for a TTL outside 1 ms .. max_ttl_ms.
+//   Delete  as Get.
+//   SetPeer InvalidArgument "peer is not allow empty!" / a name with ',', '=', '/' or spaces.
+//
+// Metrics: nexuscache_requests_total{protocol,op,status} (status hit/miss/error for get,
+// ok/error otherwise) and nexuscache_request_duration_seconds{protocol,op}.
+//
+// Thread-safety: every method may be called concurrently from any thread; callbacks run on the
+// calling thread or on the one that completed a peer call or load.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "group/registry.h"
+#include "group/value.h"
+#include "metrics/metrics.h"
+#include "service/cluster.h"
+
+namespace nexus {
+
+enum class Protocol { kHttp, kResp, kMemcache };
+inline constexpr int kProtocols = 3;
+// "http", "resp", "memcache": the metrics' protocol label.
+std::string_view ProtocolName(Protocol protocol);
+
+struct CacheServiceOptions {
+  // The group of requests that name none.
+  std::string default_group = "scores";
+  size_t max_key_bytes = 250;
+  size_t max_value_bytes = 1 << 20;
+  // Longest TTL a client may ask for (the seed's 4320 minutes).
+  int64_t max_ttl_ms = 4320LL * 60'000;
+  // A member added by name only is dialled at NAME:<this port> (the seed's setpeer).
+  uint16_t grpc_port = 8888;
+};
+
+class CacheService {
+ public:
+  CacheService(CacheServiceOptions options, GroupRegistry* groups, ClusterView* cluster,
+               metrics::Registry* metrics);
+  CacheService(const CacheService&) = delete;
+  CacheService& operator=(const CacheService&) = delete;
+
+  // `group` empty: the default group.
+  void Get(Protocol protocol, std::string_view group, std::string_view key, ValueCallback done);
+  void Set(Protocol protocol, std::string_view group, std::string_view key, std::string_view value,
+           int64_t ttl_ms, bool hot, StatusCallback done);
+  void Delete(Protocol protocol, std::string_view group, std::string_view key, StatusCallback done);
+  // Adds member `name` at `address` (empty: NAME:<grpc_port>).
+  absl::Status SetPeer(Protocol protocol, std::string_view name, std::string_view address);
+
+  enum class Op { kGet, kSet, kDelete, kSetPeer };
+  // Counts a request that its front could not decode into an operation (e.g. the seed's
+  // `expire` missing) as an error of `op`, so every client request is in the metrics.
+  void CountRejected(Protocol protocol, Op op);
+
+  // The group named `name` (empty: the default), or NotFound "no such group: G".
+  absl::StatusOr<Group*> FindGroup(std::string_view name) const;
+  const std::string& default_group() const { return options_.default_group; }
+  const CacheServiceOptions& options() const { return options_; }
+
+  // True for the NotFound of an unknown group (as opposed to a miss).
+  static bool IsNoSuchGroup(const absl::Status& status);
+
+  // Waits until no operation is in flight (their peer and origin calls hold pointers to this
+  // service and to the groups), or `timeout`; true if idle.
+  bool WaitIdle(std::chrono::milliseconds timeout);
+
+ private:
+  static constexpr int kOps = 4;
+  enum class Outcome { kHit, kMiss, kOk, kError };
+  // Metric children of one (protocol, operation), resolved once so the hot path takes no lock.
+  struct OpMetrics {
+    metrics::Counter* ok = nullptr;  // "hit" for get
+    metrics::Counter* miss = nullptr;
+    metrics::Counter* error = nullptr;
+    metrics::Histogram* duration = nullptr;
+  };
+  // One operation from its start to its completion.
+  class Call;
+
+  OpMetrics& MetricsOf(Protocol protocol, Op op) {
+    return ops_[static_cast<int>(protocol)][static_cast<int>(op)];
+  }
+  absl::Status CheckKey(std::string_view key) const;
+
+  const CacheServiceOptions options_;
+  GroupRegistry* const groups_;
+  ClusterView* const cluster_;
+  OpMetrics ops_[kProtocols][kOps];
+  // Operations between their start and their completion (an atomic: this is the hot path;
+  // only shutdown waits on it).
+  std::atomic<int64_t> in_flight_{0};
+};
+
+}  // namespace nexus

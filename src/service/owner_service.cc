@@ -1,0 +1,74 @@
+#include "service/owner_service.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "group/group.h"
+
+namespace nexus {
+
+OwnerService::OwnerService(GroupRegistry* groups, const Clock* clock, OwnerLimits limits)
+    : groups_(groups), clock_(clock), limits_(limits) {}
+
+absl::StatusOr<Group*> OwnerService::Target(std::string_view group, std::string_view key) const {
+  if (group.empty()) return absl::InvalidArgumentError("a group name is required");
+  if (key.empty()) return absl::InvalidArgumentError("a non-empty key is required");
+  if (key.size() > limits_.max_key_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("key longer than ", limits_.max_key_bytes, " bytes"));
+  }
+  Group* g = groups_->Find(group);
+  if (g == nullptr) return absl::NotFoundError(absl::StrCat("no such group: ", std::string(group)));
+  return g;
+}
+
+void OwnerService::Get(std::string_view group, std::string_view key, ValueCallback done) {
+  absl::StatusOr<Group*> g = Target(group, key);
+  if (!g.ok()) return done(g.status());
+  (*g)->GetLocal(key, std::move(done));
+}
+
+void OwnerService::Set(const OwnerSet& r, StatusCallback done) {
+  absl::StatusOr<Group*> g = Target(r.group, r.key);
+  if (!g.ok()) return done(g.status());
+  if (r.value.size() > limits_.max_value_bytes) {
+    return done(absl::ResourceExhaustedError(
+        absl::StrCat("value longer than ", limits_.max_value_bytes, " bytes")));
+  }
+  if (r.ttl_ms < 0 || r.deadline_ms < 0 || r.expire_s < 0) {
+    return done(absl::InvalidArgumentError("ttl_ms, deadline_ms and expire must not be negative"));
+  }
+  if (r.ttl_ms > 0) return (*g)->SetLocal(r.key, r.value, r.ttl_ms, r.hot, std::move(done));
+  if (r.deadline_ms > 0) {
+    return (*g)->StoreLocal(r.key, r.value, r.deadline_ms, r.hot, std::move(done));
+  }
+  if (r.expire_s > 0) {
+    if (r.expire_s > std::numeric_limits<int64_t>::max() / 1000) {
+      return done(absl::InvalidArgumentError(absl::StrCat("expire out of range: ", r.expire_s)));
+    }
+    const UnixMillis deadline = r.expire_s * 1000;
+    const UnixMillis now = clock_->NowMillis();
+    if (deadline <= now) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "expire ", r.expire_s, " (unix seconds) is in the past (now ", now / 1000, ")")));
+    }
+    return (*g)->StoreLocal(r.key, r.value, deadline, r.hot, std::move(done));
+  }
+  done(absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required"));
+}
+
+void OwnerService::Delete(std::string_view group, std::string_view key, StatusCallback done) {
+  absl::StatusOr<Group*> g = Target(group, key);
+  if (!g.ok()) return done(g.status());
+  (*g)->DeleteLocal(key, std::move(done));
+}
+
+absl::StatusOr<bool> OwnerService::Replicate(std::string_view group, const Replica& replica) {
+  absl::StatusOr<Group*> g = Target(group, replica.key);
+  if (!g.ok()) return g.status();
+  if (replica.version == 0) return absl::InvalidArgumentError("a replica needs a version");
+  return (*g)->ApplyReplica(replica);
+}
+
+}  // namespace nexus

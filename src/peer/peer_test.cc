@@ -22,7 +22,10 @@
 #include "group/loader.h"
 #include "group/registry.h"
 #include "peer/grpc_peer.h"
+#include "http/server.h"
 #include "peer/grpc_server.h"
+#include "peer/http_routes.h"
+#include "peer/http_wire.h"
 #include "peer/ring_picker.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
@@ -361,6 +364,127 @@ class ParkingLoader final : public Loader {
   std::mutex mu_;
   std::vector<std::pair<std::string, LoadCallback>> parked_;
 };
+
+// The owner side is one OwnerService behind both transports: the same request gets the same
+// code and message over gRPC and over the /peer/v1 HTTP routes.
+class BothTransportsTest : public RawSetTest {
+ protected:
+  void SetUp() override {
+    auto router = std::make_shared<http::Router>();
+    InstallPeerRoutes(*router, &node_.owner);
+    http_ = std::make_unique<http::Server>(
+        http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1}, router);
+    ASSERT_TRUE(http_->Start().ok());
+  }
+  void TearDown() override { http_->Stop(milliseconds(0)); }
+
+  struct Request {
+    std::string op;  // get, set, delete
+    std::string group = "scores";
+    std::string key = "k";
+    std::string value = "v";
+    int64_t ttl_ms = 0, deadline_ms = 0, expire = 0;
+  };
+  // "<absl code> <message>" (the message is empty on success).
+  std::string OverGrpc(const Request& r) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Status s;
+    if (r.op == "get") {
+      nexuscachepb::Request req;
+      req.set_group(r.group);
+      req.set_key(r.key);
+      nexuscachepb::Response resp;
+      s = stub_->Get(&ctx, req, &resp);
+    } else if (r.op == "set") {
+      nexuscachepb::SetRequest req;
+      req.set_group(r.group);
+      req.set_key(r.key);
+      req.set_value(r.value);
+      req.set_ttl_ms(r.ttl_ms);
+      req.set_deadline_ms(r.deadline_ms);
+      req.set_expire(r.expire);
+      nexuscachepb::SetResponse resp;
+      s = stub_->Set(&ctx, req, &resp);
+    } else {
+      nexuscachepb::DeleteRequest req;
+      req.set_group(r.group);
+      req.set_key(r.key);
+      nexuscachepb::DeleteResponse resp;
+      s = stub_->Delete(&ctx, req, &resp);
+    }
+    const absl::Status a = FromGrpcStatus(s);
+    return std::to_string(static_cast<int>(a.code())) + " " + std::string(a.message());
+  }
+  std::string OverHttp(const Request& r) {
+    std::string target = r.op == "get"   ? std::string(peerwire::kGetPath)
+                         : r.op == "set" ? std::string(peerwire::kSetPath)
+                                         : std::string(peerwire::kDeletePath);
+    target += "?group=" + r.group + "&key=" + r.key;
+    if (r.op == "set") {
+      for (auto [name, v] : {std::pair{"ttl_ms", r.ttl_ms}, std::pair{"deadline_ms", r.deadline_ms},
+                             std::pair{"expire", r.expire}}) {
+        if (v != 0) target += std::string("&") + name + "=" + std::to_string(v);
+      }
+    }
+    const std::string body = r.op == "set" ? r.value : "";
+    const std::string request = (r.op == "get" ? "GET " : "POST ") + target +
+                                " HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body;
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(http_->port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string response;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, n);
+    }
+    ::close(fd);
+    const std::string header(peerwire::kStatusHeader);
+    const size_t code_at = response.find(header + ": ");
+    const size_t body_at = response.find("\r\n\r\n");
+    if (code_at == std::string::npos || body_at == std::string::npos) return "bad: " + response;
+    const size_t code_end = response.find("\r\n", code_at);
+    const std::string code =
+        response.substr(code_at + header.size() + 2, code_end - code_at - header.size() - 2);
+    // A successful get carries the value as its body; compare statuses only.
+    const std::string message = code == "0" ? "" : response.substr(body_at + 4);
+    return code + " " + message;
+  }
+
+  std::unique_ptr<http::Server> http_;
+};
+
+TEST_F(BothTransportsTest, EveryRequestGetsTheSameAnswer) {
+  const int64_t now = clock_.NowMillis();
+  const std::vector<std::pair<Request, std::string>> cases = {
+      {{.op = "set", .ttl_ms = 60'000}, "0 "},
+      {{.op = "set", .deadline_ms = now + 60'000}, "0 "},
+      {{.op = "set", .expire = now / 1000 + 60}, "0 "},
+      {{.op = "set"}, "3 ttl_ms, deadline_ms or expire required"},
+      {{.op = "set", .ttl_ms = -1}, "3 ttl_ms, deadline_ms and expire must not be negative"},
+      {{.op = "set", .expire = now / 1000 - 10},
+       "3 expire " + std::to_string(now / 1000 - 10) + " (unix seconds) is in the past (now " +
+           std::to_string(now / 1000) + ")"},
+      {{.op = "set", .group = "", .ttl_ms = 1}, "3 a group name is required"},
+      {{.op = "set", .group = "nope", .ttl_ms = 1}, "5 no such group: nope"},
+      {{.op = "set", .key = "", .ttl_ms = 1}, "3 a non-empty key is required"},
+      {{.op = "get"}, "0 "},
+      {{.op = "get", .key = ""}, "3 a non-empty key is required"},
+      {{.op = "get", .group = "nope"}, "5 no such group: nope"},
+      {{.op = "delete", .key = ""}, "3 a non-empty key is required"},
+      {{.op = "delete", .group = ""}, "3 a group name is required"},
+      {{.op = "delete"}, "0 "},
+  };
+  for (const auto& [request, want] : cases) {
+    EXPECT_EQ(OverGrpc(request), want) << request.op;
+    EXPECT_EQ(OverHttp(request), want) << request.op;
+  }
+}
 
 TEST(PeerServerTest, AsyncLoadCompletesTheCallLater) {
   FakeClock clock;

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/etcd/rpc.grpc.pb.h"
+#include "proto/grpc_status.h"
 
 namespace nexus {
 
@@ -35,8 +36,7 @@ std::string NormalizeEndpoint(std::string endpoint) {
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& endpoint,
                       const char* method) {
-  // gRPC and absl status codes are the same numbers.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+  return absl::Status(FromGrpcCode(status.error_code()),
                       "etcd " + endpoint + " " + method + ": " + status.error_message());
 }
 

@@ -42,6 +42,27 @@ Response Text(int status, std::string body) {
   return r;
 }
 
+void AppendUrlEncoded(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+}
+
+std::string UrlEncode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  AppendUrlEncoded(out, s);
+  return out;
+}
+
 std::string UrlDecode(std::string_view s, bool plus_as_space) {
   std::string out;
   out.reserve(s.size());

@@ -62,6 +62,11 @@ int HttpStatusFor(const absl::Status& status);
 // A text/plain response, e.g. Text(404, "key not found\n").
 Response Text(int status, std::string body);
 
+// Appends `s` percent-encoded: everything but RFC 3986's unreserved characters (A-Z a-z 0-9
+// - . _ ~) becomes %XX, so the result is safe in a path segment, a query or a form.
+void AppendUrlEncoded(std::string& out, std::string_view s);
+std::string UrlEncode(std::string_view s);
+
 // Decodes `%XX` escapes and, when `plus_as_space`, '+' as a space. Invalid escapes are kept.
 std::string UrlDecode(std::string_view s, bool plus_as_space = true);
 

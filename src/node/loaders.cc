@@ -1,5 +1,7 @@
 #include "node/loaders.h"
 
+#include "http/message.h"
+
 #include <map>
 
 namespace nexus {
@@ -14,29 +16,13 @@ std::shared_ptr<Loader> MakeDemoLoader() {
   });
 }
 
-std::string PercentEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 OriginLoader::OriginLoader(std::string url_template, http::Client* client,
                            std::chrono::milliseconds timeout)
     : url_template_(std::move(url_template)), client_(client), timeout_(timeout) {}
 
 std::string OriginLoader::UrlFor(std::string_view key) const {
   std::string url = url_template_;
-  const std::string encoded = PercentEncode(key);
+  const std::string encoded = http::UrlEncode(key);
   for (size_t pos = url.find("{key}"); pos != std::string::npos;
        pos = url.find("{key}", pos + encoded.size())) {
     url.replace(pos, 5, encoded);

@@ -34,7 +34,4 @@ class OriginLoader final : public Loader {
   const std::chrono::milliseconds timeout_;
 };
 
-// Percent-encodes everything but RFC 3986 unreserved characters.
-std::string PercentEncode(std::string_view s);
-
 }  // namespace nexus

@@ -1,5 +1,7 @@
 #include "node/loaders.h"
 
+#include "http/message.h"
+
 #include <gtest/gtest.h>
 
 namespace nexus {
@@ -23,7 +25,7 @@ TEST(OriginLoaderTest, SubstitutesThePercentEncodedKey) {
   OriginLoader loader("http://127.0.0.1:8080/item?k={key}&again={key}", nullptr,
                       std::chrono::milliseconds(100));
   EXPECT_EQ(loader.UrlFor("a b/c&d"), "http://127.0.0.1:8080/item?k=a%20b%2Fc%26d&again=a%20b%2Fc%26d");
-  EXPECT_EQ(PercentEncode("Tom-1_x.y~"), "Tom-1_x.y~");
+  EXPECT_EQ(http::UrlEncode("Tom-1_x.y~"), "Tom-1_x.y~");
 }
 
 }  // namespace

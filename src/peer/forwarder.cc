@@ -11,6 +11,7 @@
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "common/parse.h"
+#include "http/message.h"
 #include "io/connection.h"
 #include "peer/http_wire.h"
 #include "spdlog/spdlog.h"
@@ -37,30 +38,15 @@ absl::Status Unavailable(const ForwardTarget& t, std::string_view why) {
   return TransportFailure(absl::UnavailableError(Who(t) + " unavailable: " + std::string(why)));
 }
 
-// Percent-encodes everything but RFC 3986's unreserved characters.
-void AppendEncoded(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-}
-
 // "<method> <path>?group=G&key=K<extra> HTTP/1.1" and the Host header.
 std::string RequestHead(std::string_view method, std::string_view path, const ForwardTarget& t,
                         std::string_view group, std::string_view key, std::string_view extra) {
   std::string r;
   r.reserve(96 + group.size() + key.size() + t.address.size());
   r.append(method).append(" ").append(path).append("?group=");
-  AppendEncoded(r, group);
+  http::AppendUrlEncoded(r, group);
   r.append("&key=");
-  AppendEncoded(r, key);
+  http::AppendUrlEncoded(r, key);
   r.append(extra).append(" HTTP/1.1\r\nHost: ").append(t.address).append("\r\n");
   return r;
 }

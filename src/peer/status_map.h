@@ -1,8 +1,5 @@
-// The one place that maps absl::Status (our module boundaries) to and from grpc::Status (the
-// wire between nodes). Codes map one to one (absl::StatusCode and grpc::StatusCode are both the
-// canonical Google codes); messages are preserved.
-//
-// Client side, FromPeerGrpcStatus additionally names the peer on transport-level failures
+// The peer layer's status mapping: proto/grpc_status.h's one-to-one mapping, and on the client
+// side FromPeerGrpcStatus, which names the peer on transport-level failures
 // (UNAVAILABLE, DEADLINE_EXCEEDED), so an operator reading a log line or an HTTP 502 body knows
 // which node misbehaved: "peer svc2 (127.0.0.1:8882): deadline exceeded after 500 ms",
 // "peer svc2 (127.0.0.1:8882) unavailable: <grpc message>". Application errors the remote group
@@ -17,17 +14,9 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "proto/grpc_status.h"
 
 namespace nexus {
-
-grpc::StatusCode ToGrpcCode(absl::StatusCode code);
-absl::StatusCode FromGrpcCode(grpc::StatusCode code);
-
-// Server side: what a handler answers for `status`.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// Plain conversion, no peer context.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Client side: the status of a call to `peer_name` at `peer_address` made with `deadline`.
 absl::Status FromPeerGrpcStatus(const grpc::Status& status, std::string_view peer_name,

@@ -4,16 +4,16 @@
 //   build/bin/nexus-microbench                              everything
 //   build/bin/nexus-microbench --benchmark_filter=Sharded   the cache only
 //
-// Workload (issue 2): 16-byte keys, 100-byte values, in a 256-shard cache large enough for
+// Workload: 16-byte keys, 100-byte values, in a 256-shard cache large enough for
 // the working set. Multi-threaded runs share one cache and report wall-clock rates
 // (UseRealTime), so items_per_second at 2 threads is the aggregate throughput.
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -83,8 +83,7 @@ Fixture& GetFixture(size_t n) {
 // Each thread walks the key set from its own offset with a stride coprime to the size, so
 // consecutive operations touch unrelated shards and cache lines (no prefetch-friendly order).
 struct Walk {
-  Walk(const benchmark::State& state, size_t n)
-      : n(n), i((state.thread_index() * n) / 2 % n) {}
+  Walk(const benchmark::State& state, size_t n) : n(n), i((state.thread_index() * n) / 2 % n) {}
   size_t Next() {
     const size_t cur = i;
     i += 7919;
@@ -170,8 +169,8 @@ void BM_FlightUncontended(benchmark::State& state) {
 void BM_RequestMetrics(benchmark::State& state) {
   static metrics::Registry* registry = new metrics::Registry();
   static auto* requests = registry->AddCounter("r_total", "r", {"op", "status"});
-  static auto* latency = registry->AddHistogram("d_seconds", "d", {"op"},
-                                                metrics::Registry::LatencyBounds());
+  static auto* latency =
+      registry->AddHistogram("d_seconds", "d", {"op"}, metrics::Registry::LatencyBounds());
   static metrics::Counter* hit = requests->With({"get", "hit"});
   static metrics::Histogram* get = latency->With({"get"});
   for (auto _ : state) {
@@ -197,8 +196,8 @@ void BM_MemoryPerEntry(benchmark::State& state) {
   for (auto _ : state) {
     malloc_trim(0);
     const size_t before = ResidentBytes();
-    auto* cache = new ShardedCache({.capacity_bytes = size_t{1} << 30, .shard_bits = 4},
-                                   &SystemClock::Get());
+    auto* cache =
+        new ShardedCache({.capacity_bytes = size_t{1} << 30, .shard_bits = 4}, &SystemClock::Get());
     char key[17];
     for (size_t i = 0; i < kEntries; ++i) {
       std::snprintf(key, sizeof key, "mem-%012zu", i);

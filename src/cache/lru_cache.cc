@@ -137,8 +137,8 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   auto it = index_.find(key);
   if (it != index_.end()) {
     Entry* old = *it;
-    if (value.size() <= old->value_size &&
-        ChargeFor(old->key_size, old->value_size) == charge && charge <= capacity_) {
+    if (value.size() <= old->value_size && ChargeFor(old->key_size, old->value_size) == charge &&
+        charge <= capacity_) {
       // Fits in the block as allocated and is charged the same: rewrite in place, no
       // allocation. (Only shrinking: the block's usable size beyond what was requested is
       // glibc's business, not ours.)
@@ -170,9 +170,8 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   return index_.contains(key);
 }
 
-LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value,
-                                          UnixMillis deadline, std::string* existing,
-                                          UnixMillis* existing_deadline) {
+LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
+                                          std::string* existing, UnixMillis* existing_deadline) {
   auto it = index_.find(key);
   if (it != index_.end()) {
     Entry* e = *it;

@@ -79,8 +79,9 @@ class LruCache {
   bool Set(KeyRef key, std::string_view value, UnixMillis deadline);
 
   // Inserts only if the key has no live entry (kInserted); otherwise leaves it alone and
-  // copies the live value and deadline out like Get (kExists). kTooLarge: nothing stored. For read-through loads, so a value
-  // loaded from the origin never overwrites one a client set while the load was running.
+  // copies the live value and deadline out like Get (kExists). kTooLarge: nothing stored. For
+  // read-through loads, so a value loaded from the origin never overwrites one a client set while
+  // the load was running.
   enum class AddResult { kInserted, kExists, kTooLarge };
   AddResult SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
                         std::string* existing, UnixMillis* existing_deadline = nullptr);

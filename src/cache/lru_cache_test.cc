@@ -183,11 +183,11 @@ TEST_F(LruCacheTest, CallbackSeesEvictedAndExpiredEntriesButNotErased) {
   LruCache probe(1 << 20, &clock_);
   probe.Set(MakeKeyRef("a"), Val('a'), kNoDeadline);
   probe.Set(MakeKeyRef("b"), Val('b'), kNoDeadline);
-  LruCache c(probe.bytes() + 200, &clock_, [&](std::string_view k, std::string_view v,
-                                               RemovalReason r) {
-    EXPECT_EQ(v, Val(k[0]));
-    removed.emplace_back(std::string(k), r);
-  });
+  LruCache c(probe.bytes() + 200, &clock_,
+             [&](std::string_view k, std::string_view v, RemovalReason r) {
+               EXPECT_EQ(v, Val(k[0]));
+               removed.emplace_back(std::string(k), r);
+             });
   c.Set(MakeKeyRef("a"), Val('a'), clock_.NowMillis() + 10);
   c.Set(MakeKeyRef("b"), Val('b'), kNoDeadline);
   c.Set(MakeKeyRef("c"), Val('c'), kNoDeadline);  // evicts a, which is not expired yet

@@ -43,9 +43,8 @@ class ShardedCache {
 
   bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr);
   bool Set(std::string_view key, std::string_view value, UnixMillis deadline);
-  LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value,
-                                  UnixMillis deadline, std::string* existing,
-                                  UnixMillis* existing_deadline = nullptr);
+  LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
+                                  std::string* existing, UnixMillis* existing_deadline = nullptr);
   bool Erase(std::string_view key);
 
   // Runs one bounded sweep step (at most `max_entries_per_shard` entries) on every shard.
@@ -68,7 +67,8 @@ class ShardedCache {
 
  private:
   struct alignas(64) Shard {
-    Shard(size_t bytes, const Clock* clock, RemovalCallback cb) : lru(bytes, clock, std::move(cb)) {}
+    Shard(size_t bytes, const Clock* clock, RemovalCallback cb)
+        : lru(bytes, clock, std::move(cb)) {}
     mutable absl::Mutex mu;
     LruCache lru ABSL_GUARDED_BY(mu);
   };

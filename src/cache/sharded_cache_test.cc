@@ -59,7 +59,8 @@ TEST(ShardedCacheTest, ForEachLiveVisitsLiveEntriesOnly) {
 TEST(ShardedCacheTest, StaysWithinBudgetUnderPressure) {
   FakeClock clock;
   ShardedCache c({.capacity_bytes = 1 << 20, .shard_bits = 2}, &clock);
-  for (int i = 0; i < 50'000; ++i) c.Set("k" + std::to_string(i), std::string(100, 'x'), kNoDeadline);
+  for (int i = 0; i < 50'000; ++i)
+    c.Set("k" + std::to_string(i), std::string(100, 'x'), kNoDeadline);
   EXPECT_LE(c.bytes(), c.capacity());
   const CacheStats s = c.stats();
   EXPECT_GT(s.evictions, 0u);

@@ -34,8 +34,7 @@ std::string NormalizeEndpoint(std::string endpoint) {
   return endpoint;
 }
 
-absl::Status FromGrpc(const grpc::Status& status, const std::string& endpoint,
-                      const char* method) {
+absl::Status FromGrpc(const grpc::Status& status, const std::string& endpoint, const char* method) {
   return absl::Status(FromGrpcCode(status.error_code()),
                       "etcd " + endpoint + " " + method + ": " + status.error_message());
 }
@@ -186,9 +185,7 @@ EtcdClient::EtcdClient(EtcdClientOptions options)
 
 EtcdClient::~EtcdClient() = default;
 
-const std::vector<std::string>& EtcdClient::endpoints() const {
-  return impl_->options().endpoints;
-}
+const std::vector<std::string>& EtcdClient::endpoints() const { return impl_->options().endpoints; }
 
 std::string EtcdClient::current_endpoint() const { return impl_->current_endpoint(); }
 
@@ -487,16 +484,16 @@ class WatchStream::Impl final
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream is over; OnDone follows
     if (response_.compact_revision() > 0) {
-      EndWith(absl::OutOfRangeError(
-                  "etcd watch: revision compacted (compact_revision " +
-                  std::to_string(response_.compact_revision()) + "); re-list and watch again"),
+      EndWith(absl::OutOfRangeError("etcd watch: revision compacted (compact_revision " +
+                                    std::to_string(response_.compact_revision()) +
+                                    "); re-list and watch again"),
               response_.compact_revision());
       return;
     }
     if (response_.canceled()) {
-      EndWith(absl::FailedPreconditionError("etcd canceled the watch: " +
-                                            response_.cancel_reason()),
-              0);
+      EndWith(
+          absl::FailedPreconditionError("etcd canceled the watch: " + response_.cancel_reason()),
+          0);
       return;
     }
     // `created` acknowledgements and progress notifications carry no events. We never ask for
@@ -506,12 +503,12 @@ class WatchStream::Impl final
       events.reserve(response_.events_size());
       for (mvccpb::Event& e : *response_.mutable_events()) {
         mvccpb::KeyValue* kv = e.mutable_kv();
-        events.push_back(WatchEvent{
-            .type = e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
-                                                      : WatchEvent::Type::kPut,
-            .key = std::move(*kv->mutable_key()),
-            .value = std::move(*kv->mutable_value()),
-            .mod_revision = kv->mod_revision()});
+        events.push_back(WatchEvent{.type = e.type() == mvccpb::Event::DELETE
+                                                ? WatchEvent::Type::kDelete
+                                                : WatchEvent::Type::kPut,
+                                    .key = std::move(*kv->mutable_key()),
+                                    .value = std::move(*kv->mutable_value()),
+                                    .mod_revision = kv->mod_revision()});
       }
       on_events_(events, response_.header().revision());
     }
@@ -581,9 +578,9 @@ std::unique_ptr<WatchStream> EtcdClient::WatchPrefix(const std::string& prefix,
                                                      int64_t start_revision,
                                                      WatchStream::EventsCallback on_events,
                                                      WatchStream::DoneCallback on_done) {
-  auto impl = std::make_unique<WatchStream::Impl>(impl_->PickStreamEndpoint(), prefix,
-                                                  start_revision, std::move(on_events),
-                                                  std::move(on_done));
+  auto impl =
+      std::make_unique<WatchStream::Impl>(impl_->PickStreamEndpoint(), prefix, start_revision,
+                                          std::move(on_events), std::move(on_done));
   impl->Start();
   return std::unique_ptr<WatchStream>(new WatchStream(std::move(impl)));
 }

@@ -71,7 +71,7 @@ struct WatchEvent {
   enum class Type { kPut, kDelete };
   Type type = Type::kPut;
   std::string key;
-  std::string value;  // empty for kDelete
+  std::string value;         // empty for kDelete
   int64_t mod_revision = 0;  // for kDelete: the revision of the deletion
 };
 

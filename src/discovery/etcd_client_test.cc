@@ -209,8 +209,8 @@ TEST_F(EtcdClientTest, KeepAliveWithLongIntervalStopsWithoutWaitingForTheTick) {
   absl::StatusOr<LeaseGrant> lease = client.Grant(30);
   ASSERT_TRUE(lease.ok());
   Recorder rec;
-  auto stream = client.KeepAlive(lease->id, std::chrono::hours(1), rec.OnTtl(),
-                                 rec.OnKeepAliveDone());
+  auto stream =
+      client.KeepAlive(lease->id, std::chrono::hours(1), rec.OnTtl(), rec.OnKeepAliveDone());
   ASSERT_TRUE(WaitFor([&] { return rec.num_ttls() >= 1; }, 5s));  // the first one is immediate
   const auto t0 = Clock::now();
   stream.reset();  // the destructor stops

@@ -83,8 +83,8 @@ void EtcdMembership::RegisterLoop() {
   const std::string key = options_.prefix + options_.self.name;
   const std::string value = NodeInfoToJson(options_.self);
   // Keepalives at a third of the TTL: two can be lost before the lease expires.
-  const auto interval = std::chrono::milliseconds(
-      std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
+  const auto interval =
+      std::chrono::milliseconds(std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
   auto backoff = std::chrono::milliseconds(100);
   bool reported_outage = false;
   while (true) {
@@ -93,13 +93,14 @@ void EtcdMembership::RegisterLoop() {
       if (stopping_) return;
     }
     auto lease = client_.Grant(options_.lease_ttl_seconds);
-    absl::StatusOr<int64_t> put = lease.ok() ? client_.Put(key, value, lease->id)
-                                             : absl::StatusOr<int64_t>(lease.status());
+    absl::StatusOr<int64_t> put =
+        lease.ok() ? client_.Put(key, value, lease->id) : absl::StatusOr<int64_t>(lease.status());
     if (!put.ok()) {
       if (!reported_outage) {
-        spdlog::warn("discovery: cannot register with etcd at {} ({}); serving with the last "
-                     "known ring and retrying",
-                     Join(options_.endpoints), std::string(put.status().message()));
+        spdlog::warn(
+            "discovery: cannot register with etcd at {} ({}); serving with the last "
+            "known ring and retrying",
+            Join(options_.endpoints), std::string(put.status().message()));
         reported_outage = true;
       }
       if (lease.ok()) client_.Revoke(lease->id).IgnoreError();
@@ -107,7 +108,8 @@ void EtcdMembership::RegisterLoop() {
       backoff = NextBackoff(backoff, options_.max_backoff);
       continue;
     }
-    spdlog::info("discovery: registered {} (lease {:x}, ttl {} s)", key, lease->id, lease->ttl_seconds);
+    spdlog::info("discovery: registered {} (lease {:x}, ttl {} s)", key, lease->id,
+                 lease->ttl_seconds);
     registered_ = true;
     reported_outage = false;
 
@@ -160,7 +162,8 @@ void EtcdMembership::RegisterLoop() {
     client_.Revoke(lease->id).IgnoreError();
     // Back off harder when the stream never carried a keepalive, so a stream that breaks at
     // once does not turn into a grant/put loop.
-    backoff = kept_alive ? std::chrono::milliseconds(100) : NextBackoff(backoff, options_.max_backoff);
+    backoff =
+        kept_alive ? std::chrono::milliseconds(100) : NextBackoff(backoff, options_.max_backoff);
     spdlog::info("discovery: re-registering {}", key);
     if (!SleepUnlessStopping(backoff)) return;
   }
@@ -177,10 +180,10 @@ void EtcdMembership::WatchLoop() {
     auto read = client_.RangePrefix(options_.prefix);
     if (!read.ok()) {
       if (!reported_outage) {
-        spdlog::warn("discovery: cannot read {} from etcd at {} ({}); keeping the last known "
-                     "ring and retrying",
-                     options_.prefix, Join(options_.endpoints),
-                     std::string(read.status().message()));
+        spdlog::warn(
+            "discovery: cannot read {} from etcd at {} ({}); keeping the last known "
+            "ring and retrying",
+            options_.prefix, Join(options_.endpoints), std::string(read.status().message()));
         reported_outage = true;
       }
       if (!SleepUnlessStopping(backoff)) return;
@@ -210,7 +213,7 @@ void EtcdMembership::WatchLoop() {
             absl::MutexLock lock(&mu_);
             for (const WatchEvent& e : events) {
               any |= view_.Apply({e.type == WatchEvent::Type::kPut ? MembershipEvent::Type::kPut
-                                                                    : MembershipEvent::Type::kDelete,
+                                                                   : MembershipEvent::Type::kDelete,
                                   e.key, e.value, e.mod_revision});
             }
             now = view_.Nodes();

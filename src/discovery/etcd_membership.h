@@ -1,4 +1,4 @@
-// EtcdMembership: live cluster membership from etcd (DESIGN §4).
+// EtcdMembership: live cluster membership from etcd.
 //
 // Register: grant a lease (lease_ttl), put `<prefix><name>` = {"name","grpc","http"} under it,
 // keep it alive over one bidi stream; if etcd says the lease is gone (TTL 0) or the stream
@@ -32,8 +32,8 @@
 namespace nexus {
 
 struct EtcdMembershipOptions {
-  std::vector<std::string> endpoints;             // host:port of etcd members
-  NodeInfo self;                                  // what this node registers
+  std::vector<std::string> endpoints;  // host:port of etcd members
+  NodeInfo self;                       // what this node registers
   int64_t lease_ttl_seconds = 5;
   std::chrono::milliseconds unary_timeout{2000};  // deadline of each unary etcd call
   // Retry cap while etcd is unreachable (never more than a quarter of the lease TTL).

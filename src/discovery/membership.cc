@@ -70,9 +70,8 @@ bool MembershipView::Apply(const MembershipEvent& event) {
   if (event.mod_revision <= state.revision) return false;  // duplicate or overtaken
   const std::optional<NodeInfo> old = state.info;
   state.revision = event.mod_revision;
-  state.info = event.type == MembershipEvent::Type::kPut
-                   ? Parse(event.key, prefix_, event.value)
-                   : std::nullopt;
+  state.info = event.type == MembershipEvent::Type::kPut ? Parse(event.key, prefix_, event.value)
+                                                         : std::nullopt;
   revision_ = std::max(revision_, event.mod_revision);
   const bool was = old.has_value(), is = state.info.has_value();
   return was != is || (was && is && *old != *state.info);

@@ -76,7 +76,7 @@ class MembershipView {
 
   const std::string prefix_;
   std::map<std::string, KeyState> keys_;
-  int64_t floor_ = 0;     // events at or below this revision are older than the last Reset
+  int64_t floor_ = 0;  // events at or below this revision are older than the last Reset
   int64_t revision_ = 0;
 };
 

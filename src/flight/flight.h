@@ -26,8 +26,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
@@ -44,7 +44,8 @@ class Flight {
   // Completion handle passed to the work. Call it once with the result.
   class Done {
    public:
-    Done(Done&& other) noexcept : flight_(std::exchange(other.flight_, nullptr)), key_(std::move(other.key_)) {}
+    Done(Done&& other) noexcept
+        : flight_(std::exchange(other.flight_, nullptr)), key_(std::move(other.key_)) {}
     Done& operator=(Done&&) = delete;
     ~Done() {
       if (flight_ != nullptr) {

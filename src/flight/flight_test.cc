@@ -77,7 +77,13 @@ TEST(FlightTest, SharedFlagMarksJoiners) {
   EXPECT_EQ(shared, (std::vector<bool>{false, true, true}));
   // The key is free again: a new call runs the work again.
   int runs = 0;
-  flight.Do("k", [&](Flight<int>::Done d) { ++runs; d(1); }, [](const auto&, bool) {});
+  flight.Do(
+      "k",
+      [&](Flight<int>::Done d) {
+        ++runs;
+        d(1);
+      },
+      [](const auto&, bool) {});
   EXPECT_EQ(runs, 1);
 }
 
@@ -94,7 +100,8 @@ TEST(FlightTest, DifferentKeysRunIndependently) {
   });
   a_started.WaitForNotification();
   bool shared = true;
-  auto b = flight.DoSync("b", [] { return absl::StatusOr<int>(2); }, &shared);
+  auto b = flight.DoSync(
+      "b", [] { return absl::StatusOr<int>(2); }, &shared);
   EXPECT_EQ(*b, 2);
   EXPECT_FALSE(shared);
   b_done.Notify();
@@ -134,7 +141,8 @@ TEST(FlightTest, DroppedDoneFailsTheFlightInsteadOfHanging) {
   auto r = flight.DoSync("k", [] { return absl::StatusOr<int>(absl::NotFoundError("none")); });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   absl::StatusOr<int> got = 0;
-  flight.Do("k", [](Flight<int>::Done) {}, [&](const absl::StatusOr<int>& res, bool) { got = res; });
+  flight.Do(
+      "k", [](Flight<int>::Done) {}, [&](const absl::StatusOr<int>& res, bool) { got = res; });
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(flight.InFlight(), 0u);
 }

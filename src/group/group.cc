@@ -35,8 +35,8 @@ Group::Group(GroupOptions options, std::shared_ptr<Loader> loader,
       peers_(peers ? std::move(peers) : std::make_shared<NoPeers>()),
       jitter_(options_.jitter, SeedOrRandom(options_.jitter_seed)),
       main_({.capacity_bytes = options_.cache_bytes, .shard_bits = options_.shard_bits}, clock),
-      hot_({.capacity_bytes = options_.hot_cache_bytes, .shard_bits = options_.shard_bits},
-           clock) {}
+      hot_({.capacity_bytes = options_.hot_cache_bytes, .shard_bits = options_.shard_bits}, clock) {
+}
 
 Group::~Group() {
   // Each push has the peer deadline; this only waits for ones that are already running.
@@ -125,7 +125,8 @@ void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallbac
   const std::string flight_key = (owner == nullptr ? "L:" : "P:") + std::string(key);
   flight_.Do(
       flight_key,
-      [this, key = std::string(key), owner = std::move(owner)](Flight<CachedValue>::Done fd) mutable {
+      [this, key = std::string(key),
+       owner = std::move(owner)](Flight<CachedValue>::Done fd) mutable {
         // A value may have landed while this caller was deciding to load: check again.
         CachedValue hit;
         if (LookupLocal(key, &hit)) return fd(std::move(hit));
@@ -196,8 +197,8 @@ void Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_m
   Write(key, value, jitter_.Deadline(clock_->NowMillis(), ttl_ms), hot, std::move(done));
 }
 
-void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline,
-                       bool hot, StatusCallback done) {
+void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
+                       StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   Write(key, value, deadline, hot, std::move(done));
 }
@@ -226,9 +227,9 @@ void Group::Write(std::string_view key, std::string_view value, UnixMillis deadl
                        .deadline = deadline,
                        .version = version};
       } else {
-        status = absl::ResourceExhaustedError(absl::StrCat(
-            "entry of ", key.size() + value.size(), " bytes does not fit in the hot cache (",
-            hot_.capacity(), " bytes)"));
+        status = absl::ResourceExhaustedError(absl::StrCat("entry of ", key.size() + value.size(),
+                                                           " bytes does not fit in the hot cache (",
+                                                           hot_.capacity(), " bytes)"));
       }
     } else if (!main_.Set(key, value, deadline)) {
       status = absl::ResourceExhaustedError(
@@ -242,8 +243,8 @@ void Group::Write(std::string_view key, std::string_view value, UnixMillis deadl
         // lives as long as the longest-lived copy it removes.
         const UnixMillis until = std::max(it->second.deadline, deadline);
         it->second = {version, until, true};
-        push = Replica{.key = std::string(key), .deadline = until, .version = version,
-                       .remove = true};
+        push =
+            Replica{.key = std::string(key), .deadline = until, .version = version, .remove = true};
       }
     }
   }
@@ -317,8 +318,10 @@ void Group::DeleteLocal(std::string_view key, StatusCallback done) {
       const uint64_t version = NextVersion(it->second.version);
       it->second.version = version;
       it->second.removed = true;
-      push = Replica{.key = std::string(key), .deadline = it->second.deadline,
-                     .version = version, .remove = true};
+      push = Replica{.key = std::string(key),
+                     .deadline = it->second.deadline,
+                     .version = version,
+                     .remove = true};
     }
   }
   if (push) return PushToReplicas(std::move(*push), std::move(done));
@@ -351,7 +354,8 @@ void Group::PushHotTo(const std::shared_ptr<Peer>& peer) {
       pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use of `this`
     });
   }
-  if (pushed > 0) spdlog::info("group {}: pushed {} hot keys to a new member", options_.name, pushed);
+  if (pushed > 0)
+    spdlog::info("group {}: pushed {} hot keys to a new member", options_.name, pushed);
 }
 
 absl::StatusOr<CachedValue> Group::GetSync(std::string_view key) {

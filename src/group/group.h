@@ -67,18 +67,18 @@ struct GroupOptions {
 struct GroupStats {
   CacheStats main;
   CacheStats hot;
-  uint64_t hits = 0;           // Get/GetLocal calls answered from this node's caches
-  uint64_t misses = 0;         // Get/GetLocal calls that had to load or forward
-  uint64_t loads = 0;          // loader calls made by this node
-  uint64_t load_errors = 0;    // loader calls that failed (NotFound excluded)
-  uint64_t deduplicated = 0;   // Gets that joined a load already in flight
-  uint64_t peer_gets = 0;      // Gets forwarded to the owner
-  uint64_t peer_errors = 0;    // forwarded Gets that failed (NotFound excluded)
-  uint64_t replica_pushes = 0;    // hot-key changes pushed to other nodes (one per node)
-  uint64_t replica_failures = 0;  // pushes that failed or timed out
+  uint64_t hits = 0;                   // Get/GetLocal calls answered from this node's caches
+  uint64_t misses = 0;                 // Get/GetLocal calls that had to load or forward
+  uint64_t loads = 0;                  // loader calls made by this node
+  uint64_t load_errors = 0;            // loader calls that failed (NotFound excluded)
+  uint64_t deduplicated = 0;           // Gets that joined a load already in flight
+  uint64_t peer_gets = 0;              // Gets forwarded to the owner
+  uint64_t peer_errors = 0;            // forwarded Gets that failed (NotFound excluded)
+  uint64_t replica_pushes = 0;         // hot-key changes pushed to other nodes (one per node)
+  uint64_t replica_failures = 0;       // pushes that failed or timed out
   uint64_t replica_invalidations = 0;  // pushes that removed a replica (delete / not hot)
-  uint64_t replicas_applied = 0;  // pushes received and applied here
-  uint64_t replicas_stale = 0;    // pushes received with an older version, ignored
+  uint64_t replicas_applied = 0;       // pushes received and applied here
+  uint64_t replicas_stale = 0;         // pushes received with an older version, ignored
 };
 
 class Group {

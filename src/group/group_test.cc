@@ -1,5 +1,4 @@
 #include "group/group.h"
-#include "group/registry.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +8,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "group/registry.h"
 
 namespace nexus {
 namespace {
@@ -129,10 +130,11 @@ TEST_F(GroupTest, MissEverywhereIsNotFoundNotAnError) {
 
 TEST_F(GroupTest, LoaderErrorsReachTheCallerAndAreNotCached) {
   int calls = 0;
-  auto failing = std::make_shared<FunctionLoader>([&](std::string_view) -> absl::StatusOr<std::string> {
-    ++calls;
-    return absl::UnavailableError("origin down");
-  });
+  auto failing =
+      std::make_shared<FunctionLoader>([&](std::string_view) -> absl::StatusOr<std::string> {
+        ++calls;
+        return absl::UnavailableError("origin down");
+      });
   Group g(Options(), failing, nullptr, &clock_);
   EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
@@ -309,7 +311,8 @@ TEST_F(GroupTest, VersionsNeverGoBackwardsBelowWhatThisNodeHasSeen) {
   Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
   // A replica pushed by an earlier owner whose clock was ahead.
   const uint64_t ahead = (static_cast<uint64_t>(clock_.NowMillis()) + 3'600'000) << 20;
-  ASSERT_TRUE(g.ApplyReplica({.key = "k", .value = "old", .deadline = kNoDeadline, .version = ahead}));
+  ASSERT_TRUE(
+      g.ApplyReplica({.key = "k", .value = "old", .deadline = kNoDeadline, .version = ahead}));
   ASSERT_TRUE(g.SetSync("k", "new", kMinute, true).ok());
   ASSERT_EQ(others->replicas.size(), 1u);
   EXPECT_GT(others->replicas[0].version, ahead);
@@ -401,7 +404,8 @@ TEST_F(GroupTest, HotKeysLiveInTheHotCacheWithItsOwnBudget) {
   EXPECT_EQ(g.hot_cache().items(), 0u);
   EXPECT_EQ(g.GetSync("hotkey")->data, "n");
   // The hot budget is separate: filling it does not evict main entries.
-  for (int i = 0; i < 5000; ++i) g.SetSync("h" + std::to_string(i), std::string(100, 'x'), kMinute, true).IgnoreError();
+  for (int i = 0; i < 5000; ++i)
+    g.SetSync("h" + std::to_string(i), std::string(100, 'x'), kMinute, true).IgnoreError();
   EXPECT_LE(g.hot_cache().bytes(), 256u << 10);
   EXPECT_EQ(g.GetSync("hotkey")->data, "n");
 }
@@ -437,9 +441,9 @@ TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
   EXPECT_EQ(calls, 1);
   ASSERT_TRUE(g.SetSync("r2", "val", 5 * kMinute, true).ok());
   ASSERT_TRUE(g.DeleteSync("r3").ok());
-  EXPECT_EQ(peer->calls, (std::vector<std::string>{"get scores remote1",
-                                                   "set scores r2=val ttl=300000 hot",
-                                                   "delete scores r3"}));
+  EXPECT_EQ(peer->calls,
+            (std::vector<std::string>{"get scores remote1", "set scores r2=val ttl=300000 hot",
+                                      "delete scores r3"}));
   EXPECT_EQ(g.stats().peer_gets, 1u);
   // Owner-side calls never forward.
   absl::Status local = absl::UnknownError("not called");

@@ -497,9 +497,7 @@ TEST_F(ServerTest, LargeResponseReachesSlowReader) {
   // 16 MiB is far more than the socket buffers: the server must wait for room (EPOLLOUT) and
   // finish the write later while serving other connections.
   const std::string big(16 << 20, 'x');
-  router_->Handle("GET", "/big", [&big](Request&&, Responder respond) {
-    respond(Text(200, big));
-  });
+  router_->Handle("GET", "/big", [&big](Request&&, Responder respond) { respond(Text(200, big)); });
   StartServer();
   RawConn slow(server_->port());
   slow.Send(Get("/big"));

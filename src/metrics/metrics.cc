@@ -40,9 +40,9 @@ double Histogram::sum() const {
 Family<Counter>* Registry::AddCounter(std::string name, std::string help,
                                       std::vector<std::string> label_names) {
   absl::MutexLock lock(&mu_);
-  counters_.push_back(std::make_unique<Family<Counter>>(
-      std::move(name), std::move(help), std::move(label_names),
-      [] { return std::make_unique<Counter>(); }));
+  counters_.push_back(
+      std::make_unique<Family<Counter>>(std::move(name), std::move(help), std::move(label_names),
+                                        [] { return std::make_unique<Counter>(); }));
   return counters_.back().get();
 }
 
@@ -53,21 +53,23 @@ Family<Histogram>* Registry::AddHistogram(std::string name, std::string help,
   auto h = std::make_unique<HistogramFamily>();
   h->bounds = std::move(bounds);
   const std::vector<double>* b = &h->bounds;
-  h->family = std::make_unique<Family<Histogram>>(std::move(name), std::move(help),
-                                                  std::move(label_names),
-                                                  [b] { return std::make_unique<Histogram>(b); });
+  h->family =
+      std::make_unique<Family<Histogram>>(std::move(name), std::move(help), std::move(label_names),
+                                          [b] { return std::make_unique<Histogram>(b); });
   histograms_.push_back(std::move(h));
   return histograms_.back()->family.get();
 }
 
 void Registry::AddGauge(std::string name, std::string help, std::function<double()> fn) {
-  AddCollector(std::move(name), std::move(help), "gauge", {},
-               [fn = std::move(fn)] { return Samples{{{}, fn()}}; });
+  AddCollector(std::move(name), std::move(help), "gauge", {}, [fn = std::move(fn)] {
+    return Samples{{{}, fn()}};
+  });
 }
 
 void Registry::AddCounterFn(std::string name, std::string help, std::function<double()> fn) {
-  AddCollector(std::move(name), std::move(help), "counter", {},
-               [fn = std::move(fn)] { return Samples{{{}, fn()}}; });
+  AddCollector(std::move(name), std::move(help), "counter", {}, [fn = std::move(fn)] {
+    return Samples{{{}, fn()}};
+  });
 }
 
 void Registry::AddCollector(std::string name, std::string help, std::string type,
@@ -159,10 +161,10 @@ std::string Registry::Render() const {
             << Labels(f.label_names(), labels, "le=\"" + FormatValue(h->bounds[i]) + "\"") << ' '
             << std::min(cumulative[i], count) << '\n';
       }
-      out << f.name() << "_bucket" << Labels(f.label_names(), labels, "le=\"+Inf\"") << ' '
-          << count << '\n';
-      out << f.name() << "_sum" << Labels(f.label_names(), labels) << ' '
-          << FormatValue(hist.sum()) << '\n';
+      out << f.name() << "_bucket" << Labels(f.label_names(), labels, "le=\"+Inf\"") << ' ' << count
+          << '\n';
+      out << f.name() << "_sum" << Labels(f.label_names(), labels) << ' ' << FormatValue(hist.sum())
+          << '\n';
       out << f.name() << "_count" << Labels(f.label_names(), labels) << ' ' << count << '\n';
     });
   }

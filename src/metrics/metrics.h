@@ -1,4 +1,4 @@
-// Prometheus metrics, hand-written (no Prometheus C++ client ships in Debian; DESIGN §2):
+// Prometheus metrics, hand-written (no Prometheus C++ client ships in Debian):
 // counters and histograms with label values, gauges read through callbacks at scrape time, and
 // the text exposition format (version 0.0.4).
 //
@@ -90,8 +90,7 @@ class Registry {
   Family<Counter>* AddCounter(std::string name, std::string help,
                               std::vector<std::string> label_names = {});
   Family<Histogram>* AddHistogram(std::string name, std::string help,
-                                  std::vector<std::string> label_names,
-                                  std::vector<double> bounds);
+                                  std::vector<std::string> label_names, std::vector<double> bounds);
   // A gauge whose value is read when the registry is rendered. `fn` must be thread-safe.
   void AddGauge(std::string name, std::string help, std::function<double()> fn);
   // A counter whose value is read at render time (for counts kept elsewhere, e.g. cache stats).

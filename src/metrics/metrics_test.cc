@@ -11,8 +11,8 @@ TEST(MetricsTest, RendersCountersHistogramsAndGauges) {
   requests->With({"get", "hit"})->Inc();
   requests->With({"get", "hit"})->Inc(2);
   requests->With({"set", "ok"})->Inc();
-  auto* latency = r.AddHistogram("nexuscache_request_duration_seconds", "Latency.", {"op"},
-                                 {0.001, 0.01});
+  auto* latency =
+      r.AddHistogram("nexuscache_request_duration_seconds", "Latency.", {"op"}, {0.001, 0.01});
   latency->With({"get"})->Observe(0.0005);
   latency->With({"get"})->Observe(0.005);
   latency->With({"get"})->Observe(5);
@@ -33,8 +33,9 @@ TEST(MetricsTest, RendersCountersHistogramsAndGauges) {
             std::string::npos);
   EXPECT_NE(text.find("nexuscache_request_duration_seconds_sum{op=\"get\"} 5.0055"),
             std::string::npos);
-  EXPECT_NE(text.find("# TYPE nexuscache_cache_size_bytes gauge\nnexuscache_cache_size_bytes 1234\n"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("# TYPE nexuscache_cache_size_bytes gauge\nnexuscache_cache_size_bytes 1234\n"),
+      std::string::npos);
 }
 
 TEST(MetricsTest, CollectorsRenderLabelledSamples) {
@@ -57,12 +58,12 @@ TEST(MetricsTest, HistogramBucketsAreCumulativeAndBoundsInclusive) {
   Histogram h(&bounds);
   h.Observe(0.00005);  // exactly on a bound: counted in it (le = less or equal)
   h.Observe(0.0003);
-  h.Observe(2.0);      // above every bound: only in +Inf
+  h.Observe(2.0);  // above every bound: only in +Inf
   const std::vector<uint64_t> c = h.CumulativeCounts();
-  EXPECT_EQ(c[0], 1u);                 // le 0.00005
-  EXPECT_EQ(c[2], 1u);                 // le 0.00025
-  EXPECT_EQ(c[3], 2u);                 // le 0.0005
-  EXPECT_EQ(c.back(), 2u);             // le 1
+  EXPECT_EQ(c[0], 1u);      // le 0.00005
+  EXPECT_EQ(c[2], 1u);      // le 0.00025
+  EXPECT_EQ(c[3], 2u);      // le 0.0005
+  EXPECT_EQ(c.back(), 2u);  // le 1
   EXPECT_EQ(h.count(), 3u);
   EXPECT_NEAR(h.sum(), 2.00035, 1e-6);
 }

@@ -1,7 +1,6 @@
 #include "node/config.h"
 
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -9,9 +8,7 @@
 
 namespace nexus {
 
-std::string Config::SelfGrpcAddress() const {
-  return ip_address + ":" + std::to_string(grpc_port);
-}
+std::string Config::SelfGrpcAddress() const { return ip_address + ":" + std::to_string(grpc_port); }
 
 absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
   size_t value = 0;
@@ -22,9 +19,8 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
     return absl::InvalidArgumentError("not a byte size: '" + std::string(text) + "'");
   }
   std::string unit(ptr, end);
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) {
-    return static_cast<char>(std::toupper(c));
-  });
+  std::transform(unit.begin(), unit.end(), unit.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   size_t multiplier = 1;
   if (unit.empty() || unit == "B") {
     multiplier = 1;
@@ -45,7 +41,7 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
 }
 
 absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
-                                                  uint16_t http_port) {
+                                                 uint16_t http_port) {
   std::vector<PeerSpec> peers;
   std::set<std::string> names;
   size_t start = 0;
@@ -58,8 +54,10 @@ absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t
     if (comma == std::string_view::npos) comma = text.size();
     std::string_view item = text.substr(start, comma - start);
     start = comma + 1;
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front()))) item.remove_prefix(1);
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back()))) item.remove_suffix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front())))
+      item.remove_prefix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back())))
+      item.remove_suffix(1);
     if (item.empty()) {
       if (comma == text.size()) break;
       continue;
@@ -164,7 +162,8 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   ParseOutcome out;
   auto fail = [&](const std::string& why) {
     out.exit_code = 2;
-    out.message = "nexuscache: " + why + "\nusage: nexuscache --name NAME [--peer LIST] "
+    out.message = "nexuscache: " + why +
+                  "\nusage: nexuscache --name NAME [--peer LIST] "
                   "[--port N] [--http-port N] [options]; see nexuscache --help\n";
     return out;
   };
@@ -184,8 +183,8 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
     return fail("--name must be non-empty without ',', '=', '/' or spaces");
   }
   if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
-  for (auto [text, target] : {std::pair{&cache_bytes, &c.cache_bytes},
-                              std::pair{&hot_cache_bytes, &c.hot_cache_bytes}}) {
+  for (auto [text, target] :
+       {std::pair{&cache_bytes, &c.cache_bytes}, std::pair{&hot_cache_bytes, &c.hot_cache_bytes}}) {
     auto size = ParseByteSize(*text);
     if (!size.ok()) return fail(std::string(size.status().message()));
     *target = *size;

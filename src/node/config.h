@@ -20,28 +20,28 @@ struct PeerSpec {
 };
 
 struct Config {
-  std::string name;                     // --name: this node's name in the ring (required)
-  std::vector<PeerSpec> peers;          // --peer: static membership; always includes self
-  std::vector<std::string> etcd;        // --etcd host:port[,...]: live membership from etcd
-  int64_t lease_ttl_seconds = 5;        // --lease-ttl: etcd lease TTL
-  uint16_t grpc_port = 8888;            // --port
-  uint16_t http_port = 9999;            // --http-port
+  std::string name;                      // --name: this node's name in the ring (required)
+  std::vector<PeerSpec> peers;           // --peer: static membership; always includes self
+  std::vector<std::string> etcd;         // --etcd host:port[,...]: live membership from etcd
+  int64_t lease_ttl_seconds = 5;         // --lease-ttl: etcd lease TTL
+  uint16_t grpc_port = 8888;             // --port
+  uint16_t http_port = 9999;             // --http-port
   std::optional<uint16_t> metrics_port;  // --metrics-port: extra /metrics listener (seed: 9100)
   std::string bind_address = "0.0.0.0";  // --bind: address the listeners bind
   std::string ip_address = "127.0.0.1";  // env IP_ADDRESS: the address peers dial to reach us
-  size_t cache_bytes = 64 << 20;        // --cache-bytes (K/M/G suffixes accepted)
-  size_t hot_cache_bytes = 16 << 20;    // --hot-cache-bytes
-  int vnodes = 50;                      // --vnodes
-  double ttl_jitter = 0.1;              // --ttl-jitter: max extra TTL as a fraction of the TTL
-  int64_t ttl_jitter_cap_ms = 180'000;  // --ttl-jitter-cap: and at most this (seconds on CLI)
-  int threads = 0;                      // --threads: HTTP event-loop threads (0 = cores)
-  std::string origin;                   // --origin: read-through URL template with {key}
-  bool demo_data = false;               // --demo-data: the seed's "scores" demo store
-  std::string group = "scores";         // --group: the group served (the seed's default)
+  size_t cache_bytes = 64 << 20;         // --cache-bytes (K/M/G suffixes accepted)
+  size_t hot_cache_bytes = 16 << 20;     // --hot-cache-bytes
+  int vnodes = 50;                       // --vnodes
+  double ttl_jitter = 0.1;               // --ttl-jitter: max extra TTL as a fraction of the TTL
+  int64_t ttl_jitter_cap_ms = 180'000;   // --ttl-jitter-cap: and at most this (seconds on CLI)
+  int threads = 0;                       // --threads: HTTP event-loop threads (0 = cores)
+  std::string origin;                    // --origin: read-through URL template with {key}
+  bool demo_data = false;                // --demo-data: the seed's "scores" demo store
+  std::string group = "scores";          // --group: the group served (the seed's default)
   int64_t default_ttl_ms = 60 * 60'000;  // --default-ttl (minutes): TTL of loaded values
-  size_t max_key_bytes = 250;           // --max-key-bytes
-  size_t max_value_bytes = 1 << 20;     // --max-value-bytes
-  bool forward_over_http = true;        // --forward http|grpc: how requests reach their owner
+  size_t max_key_bytes = 250;            // --max-key-bytes
+  size_t max_value_bytes = 1 << 20;      // --max-value-bytes
+  bool forward_over_http = true;         // --forward http|grpc: how requests reach their owner
   std::chrono::milliseconds peer_timeout{2000};    // --peer-timeout-ms: deadline of peer calls
   std::chrono::milliseconds origin_timeout{2000};  // --origin-timeout-ms
   std::chrono::milliseconds shutdown_grace{5000};  // --shutdown-grace-ms
@@ -57,7 +57,7 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text);
 // seed's docker network) or "svc1=127.0.0.1:8881,svc2=127.0.0.1:8882" (gRPC only) or
 // "svc1=127.0.0.1:8881/9991" (gRPC port, then the HTTP port on the same host), or a mix.
 absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
-                                                  uint16_t http_port);
+                                                 uint16_t http_port);
 
 // Outcome of parsing the command line: a config, or an exit code with text for the terminal
 // (--help: 0 and the help on stdout; a bad flag: 2 and a usage line on stderr).

@@ -28,7 +28,8 @@ TEST(ConfigTest, DefaultsMatchTheSeed) {
 }
 
 TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
-  ParseOutcome o = Parse({"--name", "svc1", "--peer", "svc1,svc2,svc3", "--port", "8001"}, "10.0.0.5");
+  ParseOutcome o =
+      Parse({"--name", "svc1", "--peer", "svc1,svc2,svc3", "--port", "8001"}, "10.0.0.5");
   ASSERT_TRUE(o.config) << o.message;
   ASSERT_EQ(o.config->peers.size(), 3u);
   EXPECT_EQ(o.config->peers[1].grpc_address, "svc2:8001");
@@ -38,9 +39,9 @@ TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
 }
 
 TEST(ConfigTest, ExplicitAddressesAndSizes) {
-  ParseOutcome o = Parse({"--name", "a", "--peer", "a=127.0.0.1:8881,b=127.0.0.1:8882",
-                          "--cache-bytes", "128M", "--hot-cache-bytes", "64K",
-                          "--metrics-port", "9100", "--demo-data"});
+  ParseOutcome o =
+      Parse({"--name", "a", "--peer", "a=127.0.0.1:8881,b=127.0.0.1:8882", "--cache-bytes", "128M",
+             "--hot-cache-bytes", "64K", "--metrics-port", "9100", "--demo-data"});
   ASSERT_TRUE(o.config) << o.message;
   EXPECT_EQ(o.config->peers[1].grpc_address, "127.0.0.1:8882");
   EXPECT_EQ(o.config->peers[1].http_address, "");  // unknown: forwarded over gRPC
@@ -57,8 +58,8 @@ TEST(ConfigTest, PeerHttpPortAfterASlash) {
   EXPECT_EQ(o.config->peers[0].http_address, "127.0.0.1:9991");
   EXPECT_EQ(o.config->peers[1].grpc_address, "[::1]:8882");
   EXPECT_EQ(o.config->peers[1].http_address, "[::1]:9992");
-  for (const char* bad : {"b=127.0.0.1:8882/", "b=127.0.0.1:8882/x", "b=127.0.0.1:8882/70000",
-                          "b=127.0.0.1/9992"}) {
+  for (const char* bad :
+       {"b=127.0.0.1:8882/", "b=127.0.0.1:8882/x", "b=127.0.0.1:8882/70000", "b=127.0.0.1/9992"}) {
     ParseOutcome r = Parse({"--name", "a", "--peer", bad});
     EXPECT_FALSE(r.config.has_value()) << bad;
     EXPECT_NE(r.message.find("NAME=HOST:PORT/HTTP_PORT"), std::string::npos) << r.message;
@@ -74,8 +75,8 @@ TEST(ConfigTest, ForwardTransport) {
 }
 
 TEST(ConfigTest, EtcdEndpoints) {
-  ParseOutcome o = Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379",
-                          "--lease-ttl", "3"});
+  ParseOutcome o =
+      Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379", "--lease-ttl", "3"});
   ASSERT_TRUE(o.config) << o.message;
   EXPECT_EQ(o.config->etcd, (std::vector<std::string>{"127.0.0.1:2379", "10.0.0.2:2379"}));
   EXPECT_EQ(o.config->lease_ttl_seconds, 3);
@@ -84,14 +85,14 @@ TEST(ConfigTest, EtcdEndpoints) {
 
 TEST(ConfigTest, BadFlagsExitTwoWithAUsageLine) {
   for (auto args : std::vector<std::vector<const char*>>{
-           {},                                            // --name missing
-           {"--name", "a", "--bogus"},                    // unknown flag
-           {"--name", "a", "--port", "http"},             // not a number
-           {"--name", "a", "--port", "70000"},            // out of range
-           {"--name", "a", "--cache-bytes", "12Q"},       // bad unit
-           {"--name", "a", "--peer", "b=nowhere"},        // no port
-           {"--name", "a", "--peer", "b,b"},              // duplicate
-           {"--name", "a", "--origin", "http://x/"},      // no {key}
+           {},                                        // --name missing
+           {"--name", "a", "--bogus"},                // unknown flag
+           {"--name", "a", "--port", "http"},         // not a number
+           {"--name", "a", "--port", "70000"},        // out of range
+           {"--name", "a", "--cache-bytes", "12Q"},   // bad unit
+           {"--name", "a", "--peer", "b=nowhere"},    // no port
+           {"--name", "a", "--peer", "b,b"},          // duplicate
+           {"--name", "a", "--origin", "http://x/"},  // no {key}
            {"--name", "a", "--vnodes", "0"},
        }) {
     ParseOutcome o = Parse(args);

@@ -1,8 +1,8 @@
 #include "node/loaders.h"
 
-#include "http/message.h"
-
 #include <map>
+
+#include "http/message.h"
 
 namespace nexus {
 

@@ -1,8 +1,8 @@
 #include "node/loaders.h"
 
-#include "http/message.h"
-
 #include <gtest/gtest.h>
+
+#include "http/message.h"
 
 namespace nexus {
 namespace {
@@ -24,7 +24,8 @@ TEST(DemoLoaderTest, ServesTheSeedScores) {
 TEST(OriginLoaderTest, SubstitutesThePercentEncodedKey) {
   OriginLoader loader("http://127.0.0.1:8080/item?k={key}&again={key}", nullptr,
                       std::chrono::milliseconds(100));
-  EXPECT_EQ(loader.UrlFor("a b/c&d"), "http://127.0.0.1:8080/item?k=a%20b%2Fc%26d&again=a%20b%2Fc%26d");
+  EXPECT_EQ(loader.UrlFor("a b/c&d"),
+            "http://127.0.0.1:8080/item?k=a%20b%2Fc%26d&again=a%20b%2Fc%26d");
   EXPECT_EQ(http::UrlEncode("Tom-1_x.y~"), "Tom-1_x.y~");
 }
 

@@ -44,8 +44,8 @@ Node::Node(Config config) : config_(std::move(config)) {
     loader = MakeDemoLoader();
   } else if (!config_.origin.empty()) {
     origin_ = std::make_unique<OriginRuntime>();
-    loader = std::make_shared<OriginLoader>(config_.origin, &origin_->client,
-                                            config_.origin_timeout);
+    loader =
+        std::make_shared<OriginLoader>(config_.origin, &origin_->client, config_.origin_timeout);
   }
   GroupOptions group;
   group.name = config_.group;
@@ -55,15 +55,15 @@ Node::Node(Config config) : config_(std::move(config)) {
   group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
-  owner_ = std::make_unique<OwnerService>(
-      &groups_, &SystemClock::Get(),
-      OwnerLimits{.max_key_bytes = config_.max_key_bytes, .max_value_bytes = config_.max_value_bytes});
-  service_ = std::make_unique<CacheService>(
-      CacheServiceOptions{.default_group = config_.group,
-                          .max_key_bytes = config_.max_key_bytes,
-                          .max_value_bytes = config_.max_value_bytes,
-                          .grpc_port = config_.grpc_port},
-      &groups_, picker_.get(), &metrics_);
+  owner_ = std::make_unique<OwnerService>(&groups_, &SystemClock::Get(),
+                                          OwnerLimits{.max_key_bytes = config_.max_key_bytes,
+                                                      .max_value_bytes = config_.max_value_bytes});
+  service_ =
+      std::make_unique<CacheService>(CacheServiceOptions{.default_group = config_.group,
+                                                         .max_key_bytes = config_.max_key_bytes,
+                                                         .max_value_bytes = config_.max_value_bytes,
+                                                         .grpc_port = config_.grpc_port},
+                                     &groups_, picker_.get(), &metrics_);
   api_ = std::make_unique<Api>(&config_, service_.get(), picker_.get(), &metrics_);
   ExportGroupMetrics(groups_, metrics_);
   picker_->ExportMetrics(metrics_);
@@ -86,9 +86,9 @@ Node::~Node() { Stop(); }
 absl::Status Node::Start() {
   grpc_ = std::make_unique<PeerServer>(
       owner_.get(), PeerServerOptions{.address = config_.bind_address,
-                                  .port = config_.grpc_port,
-                                  .node_name = config_.name,
-                                  .metrics_text = [this] { return metrics_.Render(); }});
+                                      .port = config_.grpc_port,
+                                      .node_name = config_.name,
+                                      .metrics_text = [this] { return metrics_.Render(); }});
   if (absl::Status s = grpc_->Start(); !s.ok()) return s;
 
   auto router = std::make_shared<http::Router>();
@@ -136,9 +136,9 @@ absl::Status Node::Start() {
     m.self = {config_.name, config_.SelfGrpcAddress(),
               config_.ip_address + ":" + std::to_string(http_->port())};
     membership_ = std::make_unique<EtcdMembership>(
-        m, [picker = picker_, groups = &groups_, self = config_.name,
-            self_address = config_.SelfGrpcAddress()](
-               const std::map<std::string, NodeInfo>& nodes) {
+        m,
+        [picker = picker_, groups = &groups_, self = config_.name,
+         self_address = config_.SelfGrpcAddress()](const std::map<std::string, NodeInfo>& nodes) {
           std::map<std::string, MemberAddress> members;
           for (const auto& [name, info] : nodes) members[name] = {info.grpc, info.http};
           // This node serves its own keys even while etcd has not (re)listed it.
@@ -156,18 +156,20 @@ absl::Status Node::Start() {
   for (const auto& [name, address] : picker_->Members()) {
     members += (members.empty() ? "" : ", ") + name + "=" + address;
   }
-  spdlog::info("nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}]{} loader {}",
-               config_.name, config_.group, http_->port(), grpc_->port(),
-               config_.metrics_port ? " metrics :" + std::to_string(*config_.metrics_port) : "",
-               members, config_.etcd.empty() ? "" : " (etcd: live membership)",
-               config_.demo_data ? "demo-data" : (config_.origin.empty() ? "none" : config_.origin));
+  spdlog::info(
+      "nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}]{} loader {}",
+      config_.name, config_.group, http_->port(), grpc_->port(),
+      config_.metrics_port ? " metrics :" + std::to_string(*config_.metrics_port) : "", members,
+      config_.etcd.empty() ? "" : " (etcd: live membership)",
+      config_.demo_data ? "demo-data" : (config_.origin.empty() ? "none" : config_.origin));
   return absl::OkStatus();
 }
 
 void Node::Stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
-  spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name, config_.shutdown_grace.count());
+  spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name,
+               config_.shutdown_grace.count());
   // Leave the cluster first (revokes the lease), so peers stop routing here while we drain.
   if (membership_) membership_->Stop();
   if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));

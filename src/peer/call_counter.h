@@ -47,7 +47,8 @@ class CallCounter {
         if (op != kGet && outcome == 1) continue;  // only gets can miss
         const char* status =
             outcome == 2 ? "error" : (op == kGet ? (outcome == 0 ? "hit" : "miss") : "ok");
-        out.push_back({kOpNames[op], status, outcomes_[op][outcome].load(std::memory_order_relaxed)});
+        out.push_back(
+            {kOpNames[op], status, outcomes_[op][outcome].load(std::memory_order_relaxed)});
       }
     }
     return out;

@@ -68,7 +68,8 @@ struct Forwarder::Pending {
   TimePoint deadline;
 
   void Complete(absl::StatusOr<CachedValue> result) {
-    if (auto* value_done = std::get_if<ValueCallback>(&done)) return (*value_done)(std::move(result));
+    if (auto* value_done = std::get_if<ValueCallback>(&done))
+      return (*value_done)(std::move(result));
     std::get<StatusCallback>(done)(result.status());
   }
 };
@@ -141,11 +142,11 @@ class Forwarder::Upstream final : public io::BufferedSocket {
       // The calls behind the late one fail now too (nothing behind a stuck answer can be
       // read), and are not marked for a retry: they waited already, and the owner may have
       // run some of them.
-      return Fail(TransportFailure(absl::DeadlineExceededError(
-                      Who(target_) + ": deadline exceeded after " +
-                      std::to_string(target_.deadline.count()) + " ms")),
-                  absl::UnavailableError(Who(target_) +
-                                         ": abandoned behind a request that timed out"));
+      return Fail(
+          TransportFailure(absl::DeadlineExceededError(Who(target_) + ": deadline exceeded after " +
+                                                       std::to_string(target_.deadline.count()) +
+                                                       " ms")),
+          absl::UnavailableError(Who(target_) + ": abandoned behind a request that timed out"));
     }
     if (IdleSince(now - kIdleClose)) Close();
   }
@@ -220,9 +221,9 @@ class Forwarder::Upstream final : public io::BufferedSocket {
     switch (http_status) {
       case 404:
       case 405: {
-        absl::Status s = absl::UnimplementedError(what + " without " +
-                                                  std::string(peerwire::kStatusHeader) +
-                                                  ": it does not serve the forwarding routes");
+        absl::Status s =
+            absl::UnimplementedError(what + " without " + std::string(peerwire::kStatusHeader) +
+                                     ": it does not serve the forwarding routes");
         s.SetPayload(kNoRoutesPayload, absl::Cord("1"));
         return s;
       }
@@ -250,15 +251,18 @@ class Forwarder::Upstream final : public io::BufferedSocket {
     const auto status_field = msg.find(std::string(peerwire::kStatusHeader));
     int64_t code = 0;
     absl::StatusOr<CachedValue> result;
-    if (status_field == msg.end() || !ParseInt(std::string_view(status_field->value().data(), status_field->value().size()), &code) || code < 0 ||
-        code > 16) {
+    if (status_field == msg.end() ||
+        !ParseInt(std::string_view(status_field->value().data(), status_field->value().size()),
+                  &code) ||
+        code < 0 || code > 16) {
       result = WithoutStatus(msg.result_int(), msg.body());
     } else if (code != 0) {
       result = absl::Status(static_cast<absl::StatusCode>(code), std::move(msg.body()));
     } else {
       int64_t deadline = 0;
       const auto d = msg.find(std::string(peerwire::kDeadlineHeader));
-      if (d != msg.end()) ParseInt(std::string_view(d->value().data(), d->value().size()), &deadline);
+      if (d != msg.end())
+        ParseInt(std::string_view(d->value().data(), d->value().size()), &deadline);
       result = CachedValue{.data = std::move(msg.body()),
                            .deadline = deadline == 0 ? kNoDeadline : deadline};
     }

@@ -3,6 +3,8 @@
 // service on a PeerServer, and a front http::Server whose handlers call a RemotePeer on their
 // loop thread, as the node's API does.
 
+#include "peer/forwarder.h"
+
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -25,12 +27,11 @@
 #include "group/group.h"
 #include "group/loader.h"
 #include "group/registry.h"
+#include "http/connection.h"
+#include "http/server.h"
 #include "io/connection.h"
 #include "io/event_loops.h"
 #include "io/loop.h"
-#include "http/connection.h"
-#include "http/server.h"
-#include "peer/forwarder.h"
 #include "peer/grpc_server.h"
 #include "peer/http_routes.h"
 #include "peer/http_wire.h"
@@ -92,8 +93,8 @@ class AnswerAndClose {
         if (c < 0) return;  // shut down
         std::string in;
         char buf[4096];
-        for (ssize_t n; in.find("\r\n\r\n") == std::string::npos &&
-                        (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+        for (ssize_t n;
+             in.find("\r\n\r\n") == std::string::npos && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
           in.append(buf, n);
         }
         accepted_++;  // before answering: the test reads it once it has the answer
@@ -345,8 +346,8 @@ class LineConnection final : public io::Connection {
     // The answer names this connection by id, on this loop: it may come from another thread
     // (a gRPC fallback), and the connection may be gone by then.
     peer_->Get("scores", line.substr(4),
-               [loop = &loop(), mailbox = loop().mailbox(), id = id()](
-                   absl::StatusOr<CachedValue> r) mutable {
+               [loop = &loop(), mailbox = loop().mailbox(),
+                id = id()](absl::StatusOr<CachedValue> r) mutable {
                  auto deliver = [loop, id, text = Outcome(r)] {
                    if (io::Connection* c = loop->FindConnection(id); c != nullptr) {
                      static_cast<LineConnection*>(c)->Answer(text);
@@ -546,8 +547,8 @@ TEST(ForwarderTest, AnOwnerThatNeverAnswersTimesOutWithoutRetry) {
   auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(hole.port),
                                            Deadline(milliseconds(300)));
   Front front(peer);
-  EXPECT_EQ(front.Get("db-1"), "200 4 peer b (" + Loopback(hole.port) +
-                                   "): deadline exceeded after 300 ms");
+  EXPECT_EQ(front.Get("db-1"),
+            "200 4 peer b (" + Loopback(hole.port) + "): deadline exceeded after 300 ms");
   EXPECT_EQ(peer->grpc()->calls(), 0u);
   EXPECT_EQ(front.Conns(), "200 0");  // the stuck connection was closed
 }
@@ -558,8 +559,7 @@ TEST(ForwarderTest, APeerWithoutTheRoutesIsReachedOverGrpcFromThenOn) {
   http::Server old(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1},
                    std::make_shared<http::Router>());
   ASSERT_TRUE(old.Start().ok());
-  auto peer =
-      std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(old.port()));
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(old.port()));
   Front front(peer);
   EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");  // not taken for a miss
   EXPECT_FALSE(peer->forwards_over_http());
@@ -577,17 +577,16 @@ TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
   auto routes = std::make_shared<http::Router>();
   InstallPeerRoutes(*routes, &owner.owner);
   auto router = std::make_shared<http::Router>();
-  for (const auto& [method, path] : {std::pair{"GET", peerwire::kGetPath},
-                                     std::pair{"POST", peerwire::kSetPath},
-                                     std::pair{"POST", peerwire::kDeletePath}}) {
-    router->Handle(method, std::string(path),
-                   [&upgraded, old_version, routes](http::Request&& req, http::Responder respond) {
-                     (upgraded.load() ? routes : old_version)
-                         ->Dispatch(std::move(req), std::move(respond));
-                   });
+  for (const auto& [method, path] :
+       {std::pair{"GET", peerwire::kGetPath}, std::pair{"POST", peerwire::kSetPath},
+        std::pair{"POST", peerwire::kDeletePath}}) {
+    router->Handle(
+        method, std::string(path),
+        [&upgraded, old_version, routes](http::Request&& req, http::Responder respond) {
+          (upgraded.load() ? routes : old_version)->Dispatch(std::move(req), std::move(respond));
+        });
   }
-  http::Server member(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1},
-                      router);
+  http::Server member(http::ServerOptions{.address = "127.0.0.1", .port = 0, .threads = 1}, router);
   ASSERT_TRUE(member.Start().ok());
   const milliseconds retry_after(200);
   auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(member.port()),
@@ -634,8 +633,7 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
 }
 
 TEST(ForwarderTest, AnAnswerArrivingWithTheFinIsReadAndTheConnectionDropped) {
-  AnswerAndClose owner(
-      "HTTP/1.1 200 OK\r\nX-Nexus-Status: 0\r\nContent-Length: 4\r\n\r\nfake");
+  AnswerAndClose owner("HTTP/1.1 200 OK\r\nX-Nexus-Status: 0\r\nContent-Length: 4\r\n\r\nfake");
   auto peer = std::make_shared<RemotePeer>("b", Loopback(ClosedPort()), Loopback(owner.port()));
   Front front(peer);
   for (int i = 0; i < 3; ++i) {

@@ -118,14 +118,14 @@ class GrpcPeer::Impl {
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
     self->counter_.Started();
-    self->stub_->async()->Delete(&call->ctx, &call->request, &call->response,
-                                 [call](grpc::Status status) {
-                                   std::unique_ptr<DeleteCall> owned(call);
-                                   absl::Status s = owned->impl->Finish(CallCounter::kDelete, status);
-                                   StatusCallback done = std::move(owned->done);
-                                   owned.reset();
-                                   done(std::move(s));
-                                 });
+    self->stub_->async()->Delete(
+        &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
+          std::unique_ptr<DeleteCall> owned(call);
+          absl::Status s = owned->impl->Finish(CallCounter::kDelete, status);
+          StatusCallback done = std::move(owned->done);
+          owned.reset();
+          done(std::move(s));
+        });
   }
 
   static void Replicate(const std::shared_ptr<Impl>& self, std::string_view group,
@@ -140,14 +140,14 @@ class GrpcPeer::Impl {
     call->request.set_version(replica.version);
     call->request.set_remove(replica.remove);
     self->counter_.Started();
-    self->stub_->async()->Replicate(&call->ctx, &call->request, &call->response,
-                                    [call](grpc::Status status) {
-                                      std::unique_ptr<ReplicateCall> owned(call);
-                                      absl::Status s = owned->impl->Finish(CallCounter::kReplicate, status);
-                                      StatusCallback done = std::move(owned->done);
-                                      owned.reset();
-                                      done(std::move(s));
-                                    });
+    self->stub_->async()->Replicate(
+        &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
+          std::unique_ptr<ReplicateCall> owned(call);
+          absl::Status s = owned->impl->Finish(CallCounter::kReplicate, status);
+          StatusCallback done = std::move(owned->done);
+          owned.reset();
+          done(std::move(s));
+        });
   }
 
   static void FetchMetrics(const std::shared_ptr<Impl>& self, std::chrono::milliseconds deadline,

@@ -14,8 +14,8 @@
 //
 // Thread-safety: Start, Stop and the destructor must not race each other; port() and
 // requests_served() may be called from any thread at any time. The owner service (and its
-// groups) must outlive the server; Stop() (or the destructor) returns only after every in-flight call
-// has been answered.
+// groups) must outlive the server; Stop() (or the destructor) returns only after every in-flight
+// call has been answered.
 #pragma once
 
 #include <atomic>

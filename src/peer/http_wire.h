@@ -1,6 +1,6 @@
 // The node-to-node forwarding protocol over HTTP/1.1 ("nexus-peer/1"): what peer/forwarder.h
 // sends and peer/http_routes.h answers, on the owner's ordinary HTTP port. It carries the same
-// three operations as the gRPC service's Get/Set/Delete (DESIGN §5), with the same meaning:
+// three operations as the gRPC service's Get/Set/Delete, with the same meaning:
 //
 //   GET  /peer/v1/get?group=G&key=K                -> value in the body,
 //                                                     X-Nexus-Deadline-Ms: unix ms (0 = none)

@@ -67,9 +67,10 @@ struct RemotePeer::Shared {
     if (IsNoRoutes(s)) {
       const int64_t was = http_off_until.exchange(now + http_retry_after.count());
       if (was == 0) {
-        spdlog::warn("peer: {} ({}) does not serve HTTP forwarding; using gRPC and trying HTTP "
-                     "again every {} ms: {}",
-                     name, http_address, http_retry_after.count(), std::string(s.message()));
+        spdlog::warn(
+            "peer: {} ({}) does not serve HTTP forwarding; using gRPC and trying HTTP "
+            "again every {} ms: {}",
+            name, http_address, http_retry_after.count(), std::string(s.message()));
       }
       return true;
     }

@@ -37,9 +37,8 @@ std::shared_ptr<Peer> RingPeerPicker::PickPeer(std::string_view key) {
 
 std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
                                                       const MemberAddress& address) const {
-  return std::make_shared<RemotePeer>(name, address.grpc,
-                                      options_.forward_over_http ? address.http : std::string(),
-                                      options_.peer);
+  return std::make_shared<RemotePeer>(
+      name, address.grpc, options_.forward_over_http ? address.http : std::string(), options_.peer);
 }
 
 void RingPeerPicker::RetireLocked(Member& member) {

@@ -21,11 +21,11 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <tuple>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 

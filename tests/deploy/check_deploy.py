@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline checks of the deployment files (issue 8), run by ctest as deploy_test:
+"""Offline checks of the deployment files, run by ctest as deploy_test:
 
   check_deploy.py <source dir> <nexuscache binary> <nexus-bench binary>
 

@@ -22,14 +22,14 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
     return std::to_string(ports[0]) + " " + std::to_string(ports[1]) + " " +
            std::to_string(ports[2]);
   };
-  auto demo = Process::Start({"/bin/bash", std::string(NEXUS_SOURCE_DIR) + "/scripts/demo"},
-                             {{"NEXUS_BIN", NexusBinary()},
-                              {"DEMO_HTTP_PORTS", join(http)},
-                              {"DEMO_GRPC_PORTS", join(grpc)},
-                              {"DEMO_ETCD_PORTS", std::to_string(etcd_client) + " " +
-                                                      std::to_string(etcd_peer)},
-                              {"DEMO_PROM_PORT", std::to_string(prometheus)}},
-                             TempDir() + "/demo.log");
+  auto demo = Process::Start(
+      {"/bin/bash", std::string(NEXUS_SOURCE_DIR) + "/scripts/demo"},
+      {{"NEXUS_BIN", NexusBinary()},
+       {"DEMO_HTTP_PORTS", join(http)},
+       {"DEMO_GRPC_PORTS", join(grpc)},
+       {"DEMO_ETCD_PORTS", std::to_string(etcd_client) + " " + std::to_string(etcd_peer)},
+       {"DEMO_PROM_PORT", std::to_string(prometheus)}},
+      TempDir() + "/demo.log");
   ASSERT_NE(demo, nullptr);
   for (uint16_t port : http) {
     ASSERT_TRUE(WaitHealthy(port, std::chrono::seconds(30))) << demo->Log();
@@ -62,7 +62,8 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   // The demo's Prometheus comes up and answers.
   bool prometheus_ready = false;
   for (int i = 0; i < 200 && !prometheus_ready; ++i) {
-    prometheus_ready = Http(prometheus, "GET", "/-/ready", "", std::chrono::milliseconds(500)).status == 200;
+    prometheus_ready =
+        Http(prometheus, "GET", "/-/ready", "", std::chrono::milliseconds(500)).status == 200;
     if (!prometheus_ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(prometheus_ready) << demo->Log();

@@ -50,8 +50,8 @@ TEST(NexusBench, CountsAgreeWithTheNodesAndEveryKeyHits) {
     urls += (i ? "," : "") + std::string("http://127.0.0.1:") +
             std::to_string(cluster.node(i).http_port);
   }
-  const BenchRun run = RunBench({"-urls", urls, "-duration", "2s", "-warmup", "1s",
-                                 "-concurrency", "9", "-keys", "20", "-json"});
+  const BenchRun run = RunBench({"-urls", urls, "-duration", "2s", "-warmup", "1s", "-concurrency",
+                                 "9", "-keys", "20", "-json"});
   ASSERT_EQ(run.code, 0) << run.output;
   const nlohmann::json& j = run.json;
   ASSERT_TRUE(j.is_object()) << run.output;
@@ -64,7 +64,8 @@ TEST(NexusBench, CountsAgreeWithTheNodesAndEveryKeyHits) {
   // The measured phase is what the summary reports: reads + writes, and every read after the
   // warmup finds its key (20 keys are all written within the first second).
   const auto& m = j["measured"];
-  EXPECT_EQ(m["requests"].get<uint64_t>(), m["reads"].get<uint64_t>() + m["writes"].get<uint64_t>());
+  EXPECT_EQ(m["requests"].get<uint64_t>(),
+            m["reads"].get<uint64_t>() + m["writes"].get<uint64_t>());
   EXPECT_GT(j["hit_rate"].get<double>(), 0.99) << run.output;
   EXPECT_EQ(j["latency"]["count"], m["requests"]);
   EXPECT_LE(j["latency"]["p50_us"].get<double>(), j["latency"]["p99_us"].get<double>());
@@ -78,9 +79,9 @@ TEST(NexusBench, OpenLoopSendsTheRateAskedFor) {
   Cluster cluster(1, {});
   std::string failure;
   ASSERT_TRUE(cluster.Start(&failure)) << failure;
-  const BenchRun run = RunBench({"-url", "http://127.0.0.1:" + std::to_string(cluster.node(0).http_port),
-                                 "-rate", "400", "-duration", "2s", "-warmup", "0s",
-                                 "-concurrency", "4", "-json"});
+  const BenchRun run =
+      RunBench({"-url", "http://127.0.0.1:" + std::to_string(cluster.node(0).http_port), "-rate",
+                "400", "-duration", "2s", "-warmup", "0s", "-concurrency", "4", "-json"});
   ASSERT_EQ(run.code, 0) << run.output;
   const nlohmann::json& j = run.json;
   // 400/s for 2 s is 800 requests due, whatever the latency; each was sent or is counted as
@@ -120,7 +121,8 @@ TEST(NexusBench, BadFlagsAndDeadTargetsFailClearly) {
   EXPECT_EQ(RunBench({"-url", "https://example.com"}).code, 2);
 
   const uint16_t nobody = FreePort();
-  BenchRun dead = RunBench({"-url", "http://127.0.0.1:" + std::to_string(nobody), "-duration", "1s"});
+  BenchRun dead =
+      RunBench({"-url", "http://127.0.0.1:" + std::to_string(nobody), "-duration", "1s"});
   EXPECT_EQ(dead.code, 1);
   EXPECT_NE(dead.output.find("cannot connect to http://127.0.0.1:" + std::to_string(nobody)),
             std::string::npos)

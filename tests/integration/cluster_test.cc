@@ -1,5 +1,7 @@
 // Real nexuscache processes on loopback: the seed README flow, owner-only storage, bad input,
 // dead peers, process flags and shutdown.
+#include "support/cluster.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -8,7 +10,6 @@
 #include <set>
 #include <thread>
 
-#include "support/cluster.h"
 #include "support/process.h"
 
 namespace nexus::testing {
@@ -86,8 +87,7 @@ TEST_F(ThreeNodes, HotKeysAreReplicatedAndServedLocallyAndStayConsistent) {
                 .status,
             200);
   for (size_t i = 0; i < cluster_.size(); ++i) {
-    EXPECT_EQ(Http(cluster_.node(i).http_port, "GET", "/api/get?key=" + key).body,
-              "value=second\n")
+    EXPECT_EQ(Http(cluster_.node(i).http_port, "GET", "/api/get?key=" + key).body, "value=second\n")
         << cluster_.node(i).name;
   }
   // ...and so does a delete of a hot key.
@@ -179,7 +179,8 @@ TEST_F(ThreeNodes, DeadPeerGivesAQuickGatewayErrorNotAHang) {
   cluster_.node(2).process->Signal(SIGKILL);
   ASSERT_TRUE(cluster_.node(2).process->WaitExit(seconds(5), nullptr));
   const auto start = std::chrono::steady_clock::now();
-  const HttpResult r = Http(cluster_.node(0).http_port, "GET", "/api/get?key=" + key, "", seconds(10));
+  const HttpResult r =
+      Http(cluster_.node(0).http_port, "GET", "/api/get?key=" + key, "", seconds(10));
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(r.status == 502 || r.status == 503) << r.status << " " << r.body;
   EXPECT_NE(r.body.find("svc3"), std::string::npos) << r.body;
@@ -328,10 +329,10 @@ TEST(ProcessTest, BadFlagsExitTwoAndABusyPortFailsClearly) {
   std::string failure;
   ASSERT_TRUE(one.Start(&failure)) << failure;
   const std::string log2 = TempDir() + "/busy.log";
-  auto busy = Process::Start({NexusBinary(), "--name", "y", "--bind", "127.0.0.1", "--port",
-                              std::to_string(FreePort()), "--http-port",
-                              std::to_string(one.node(0).http_port)},
-                             {}, log2);
+  auto busy = Process::Start(
+      {NexusBinary(), "--name", "y", "--bind", "127.0.0.1", "--port", std::to_string(FreePort()),
+       "--http-port", std::to_string(one.node(0).http_port)},
+      {}, log2);
   ASSERT_TRUE(busy->WaitExit(seconds(10), &code));
   EXPECT_NE(code, 0);
   EXPECT_NE(busy->Log().find(std::to_string(one.node(0).http_port)), std::string::npos)

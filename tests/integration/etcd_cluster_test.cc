@@ -88,10 +88,10 @@ TEST_F(EtcdCluster, NodesConvergeAndAFourthJoins) {
   ASSERT_GE(cluster_->AddNode(&error), 0) << error;
   EXPECT_TRUE(AllSee({"svc1", "svc2", "svc3", "svc4"}, seconds(10)));
   // The seed flow works across the dynamic cluster.
-  ASSERT_EQ(Http(cluster_->node(0).http_port, "POST", "/api/set",
-                 "key=user1&value=John Doe&expire=5")
-                .status,
-            200);
+  ASSERT_EQ(
+      Http(cluster_->node(0).http_port, "POST", "/api/set", "key=user1&value=John Doe&expire=5")
+          .status,
+      200);
   for (size_t i = 0; i < cluster_->size(); ++i) {
     EXPECT_EQ(Http(cluster_->node(i).http_port, "GET", "/api/get?key=user1").body,
               "value=John Doe\n");
@@ -108,9 +108,10 @@ TEST_F(EtcdCluster, KilledNodeLeavesWithinTheLeaseTtlAndRejoinsOnRestart) {
     if (OwnerOf(cluster_->node(0).http_port, k) == "svc3") keys.push_back(k);
   }
   for (const std::string& k : keys) {
-    ASSERT_EQ(Http(cluster_->node(0).http_port, "POST", "/api/set", "key=" + k + "&value=v&expire=5")
-                  .status,
-              200);
+    ASSERT_EQ(
+        Http(cluster_->node(0).http_port, "POST", "/api/set", "key=" + k + "&value=v&expire=5")
+            .status,
+        200);
   }
   cluster_->node(2).process->Signal(SIGKILL);
   const auto gone = WaitUntil(
@@ -163,9 +164,10 @@ TEST_F(EtcdCluster, NodesKeepServingThroughAnEtcdOutageAndReRegister) {
   // outage: the keys survive a full TTL after the restart only if every node registered
   // again (new lease, new put, new keepalive stream). Checked at 2x the lease TTL.
   auto registered = [&] {
-    const HttpResult r = Http(etcd_->client_port(), "POST", "/v3/kv/range",
-                              R"({"key":"L25leHVzY2FjaGUvbm9kZXMv","range_end":"L25leHVzY2FjaGUvbm9kZXMw"})",
-                              milliseconds(1000), "application/json");
+    const HttpResult r =
+        Http(etcd_->client_port(), "POST", "/v3/kv/range",
+             R"({"key":"L25leHVzY2FjaGUvbm9kZXMv","range_end":"L25leHVzY2FjaGUvbm9kZXMw"})",
+             milliseconds(1000), "application/json");
     return r.status == 200 && r.body.find("\"count\":\"3\"") != std::string::npos;
   };
   std::this_thread::sleep_for(seconds(2 * kLeaseTtl));
@@ -183,7 +185,8 @@ TEST_F(EtcdCluster, GracefulStopLeavesEveryRingAtOnce) {
       },
       seconds(10));
   ASSERT_TRUE(gone.has_value());
-  std::printf("svc2 left every ring %lld ms after SIGTERM\n", static_cast<long long>(gone->count()));
+  std::printf("svc2 left every ring %lld ms after SIGTERM\n",
+              static_cast<long long>(gone->count()));
   EXPECT_LE(gone->count(), 1000);
   int code = -1;
   ASSERT_TRUE(cluster_->node(1).process->WaitExit(seconds(10), &code));
@@ -195,8 +198,8 @@ TEST(EtcdStartup, NodeStartedWhileEtcdIsDownServesAndRegistersWhenItReturns) {
   auto etcd = EtcdServer::Start(seconds(20), &error);
   ASSERT_NE(etcd, nullptr) << error;
   etcd->Pause();
-  Cluster one(1, {"--etcd", etcd->endpoint(), "--lease-ttl", std::to_string(kLeaseTtl),
-                  "--demo-data"},
+  Cluster one(1,
+              {"--etcd", etcd->endpoint(), "--lease-ttl", std::to_string(kLeaseTtl), "--demo-data"},
               /*static_peers=*/false);
   ASSERT_TRUE(one.Start(&error)) << error;
   EXPECT_EQ(Http(one.node(0).http_port, "GET", "/api/get?key=Tom").body, "value=630\n");

@@ -19,7 +19,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-
 std::string Get(uint16_t port, const std::string& key) {
   const HttpResult r = Http(port, "GET", "/api/get?key=" + key);
   return r.status == 200 ? r.body : std::to_string(r.status);
@@ -131,8 +130,7 @@ TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {
   auto ring_complete = [&](uint16_t port) {
     const std::string ring = Http(port, "GET", "/api/ring").body;
     return ring.find("\"svc1\"") != std::string::npos &&
-           ring.find("\"svc2\"") != std::string::npos &&
-           ring.find("\"svc3\"") != std::string::npos;
+           ring.find("\"svc2\"") != std::string::npos && ring.find("\"svc3\"") != std::string::npos;
   };
   const auto give_up = Clock::now() + seconds(10);
   while (Clock::now() < give_up &&

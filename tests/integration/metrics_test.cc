@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <cctype>
 #include <thread>
 
 #include "support/cluster.h"
@@ -51,15 +51,19 @@ TEST_F(MetricsCluster, CountersMoveByExactlyTheExpectedAmounts) {
   ASSERT_EQ(Http(port, "POST", "/api/set", "key=x&value=1&expire=0").status, 400);
 
   const std::string m = Http(port, "GET", "/metrics").body;
-  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="set",status="ok"})"), 3) << m;
+  EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="set",status="ok"})"), 3)
+      << m;
   EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="set",status="error"})"), 1);
   EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="get",status="hit"})"), 3);
   EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="get",status="miss"})"), 1);
   EXPECT_EQ(Sample(m, R"(nexuscache_requests_total{protocol="http",op="delete",status="ok"})"), 1);
   EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_count{protocol="http",op="get"})"), 4);
-  EXPECT_EQ(Sample(m, R"(nexuscache_request_duration_seconds_bucket{protocol="http",op="get",le="+Inf"})"), 4);
+  EXPECT_EQ(
+      Sample(m,
+             R"(nexuscache_request_duration_seconds_bucket{protocol="http",op="get",le="+Inf"})"),
+      4);
   EXPECT_EQ(Sample(m, R"(nexuscache_cache_items{cache="main"})"), 1);  // a (b was deleted)
-  EXPECT_EQ(Sample(m, "nexuscache_cache_hits_total"), 2);    // a, b from the local cache
+  EXPECT_EQ(Sample(m, "nexuscache_cache_hits_total"), 2);              // a, b from the local cache
   EXPECT_EQ(Sample(m, "nexuscache_cache_misses_total"), 2);  // remote (forwarded), missing
   EXPECT_EQ(Sample(m, "nexuscache_loads_total"), 1);         // missing, from the demo loader
   EXPECT_EQ(Sample(m, "nexuscache_load_errors_total"), 0);   // not found is not an error
@@ -99,11 +103,11 @@ TEST_F(MetricsCluster, ARealPrometheusScrapesEveryNode) {
     }
     cfg << "]\n";
   }
-  auto prometheus = Process::Start(
-      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
-      {}, dir + "/prometheus.log");
+  auto prometheus =
+      Process::Start({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                      "--storage.tsdb.path=" + dir + "/data",
+                      "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+                     {}, dir + "/prometheus.log");
   ASSERT_NE(prometheus, nullptr);
   int up = 0;
   std::string last;
@@ -140,8 +144,8 @@ TEST_F(MetricsCluster, GrafanaDashboardOnlyUsesMetricsWeExport) {
       for (size_t pos = expr.find("nexuscache_"); pos != std::string::npos;
            pos = expr.find("nexuscache_", pos + 1)) {
         size_t end = pos;
-        while (end < expr.size() && (std::islower(static_cast<unsigned char>(expr[end])) ||
-                                     expr[end] == '_')) {
+        while (end < expr.size() &&
+               (std::islower(static_cast<unsigned char>(expr[end])) || expr[end] == '_')) {
           ++end;
         }
         std::string name = expr.substr(pos, end - pos);

@@ -65,9 +65,9 @@ TEST(SingleflightEndToEnd, TwoHundredConcurrentGetsOneOriginFetch) {
   ASSERT_TRUE(origin.Start().ok());
   // Forwarded requests wait for the slow origin: give peer calls ample time (ASan, a loaded
   // machine); a deadline shorter than the origin's answer would make this test flaky.
-  Cluster cluster(3, {"--origin",
-                      "http://127.0.0.1:" + std::to_string(origin.port()) + "/item?k={key}",
-                      "--peer-timeout-ms", "10000", "--origin-timeout-ms", "10000"});
+  Cluster cluster(
+      3, {"--origin", "http://127.0.0.1:" + std::to_string(origin.port()) + "/item?k={key}",
+          "--peer-timeout-ms", "10000", "--origin-timeout-ms", "10000"});
   std::string failure;
   ASSERT_TRUE(cluster.Start(&failure)) << failure;
 

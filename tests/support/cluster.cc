@@ -28,14 +28,22 @@ void Cluster::AssignPorts() {
 }
 
 void Cluster::BuildArgv(NodeHandle& n, const std::string& peers) {
-  n.argv = {NexusBinary(), "--name", n.name, "--port", std::to_string(n.grpc_port),
-            "--http-port", std::to_string(n.http_port), "--bind", "127.0.0.1", "--threads", "2"};
+  n.argv = {NexusBinary(),
+            "--name",
+            n.name,
+            "--port",
+            std::to_string(n.grpc_port),
+            "--http-port",
+            std::to_string(n.http_port),
+            "--bind",
+            "127.0.0.1",
+            "--threads",
+            "2"};
   if (static_peers_) {
     n.argv.push_back("--peer");
     n.argv.push_back(peers);
   }
-  if (std::find(extra_args_.begin(), extra_args_.end(), "--peer-timeout-ms") ==
-      extra_args_.end()) {
+  if (std::find(extra_args_.begin(), extra_args_.end(), "--peer-timeout-ms") == extra_args_.end()) {
     n.argv.push_back("--peer-timeout-ms");
     n.argv.push_back("2000");
   }
@@ -62,8 +70,7 @@ bool Cluster::Ready(NodeHandle& n) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < give_up) {
     if (!n.process->Running()) return false;
-    const HttpResult r =
-        Http(n.http_port, "GET", "/api/ring", "", std::chrono::milliseconds(500));
+    const HttpResult r = Http(n.http_port, "GET", "/api/ring", "", std::chrono::milliseconds(500));
     if (r.status == 200) return r.body.find("\"self\":\"" + n.name + "\"") != std::string::npos;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

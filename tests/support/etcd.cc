@@ -41,16 +41,26 @@ std::unique_ptr<EtcdServer> EtcdServer::Start(std::chrono::milliseconds ready_ti
   // Short heartbeat/election timeouts: a single member on loopback elects itself in ~0.3 s
   // instead of ~1.5 s (and etcd's minimum lease TTL drops to 1 s).
   server->argv_ = {bin,
-                                         "--name", "default",
-                                         "--data-dir", server->data_dir_ + "/data",
-                                         "--listen-client-urls", client_url,
-                                         "--advertise-client-urls", client_url,
-                                         "--listen-peer-urls", peer_url,
-                                         "--initial-advertise-peer-urls", peer_url,
-                                         "--initial-cluster", "default=" + peer_url,
-                                         "--initial-cluster-state", "new",
-                                         "--heartbeat-interval", "25",
-                                         "--election-timeout", "250"};
+                   "--name",
+                   "default",
+                   "--data-dir",
+                   server->data_dir_ + "/data",
+                   "--listen-client-urls",
+                   client_url,
+                   "--advertise-client-urls",
+                   client_url,
+                   "--listen-peer-urls",
+                   peer_url,
+                   "--initial-advertise-peer-urls",
+                   peer_url,
+                   "--initial-cluster",
+                   "default=" + peer_url,
+                   "--initial-cluster-state",
+                   "new",
+                   "--heartbeat-interval",
+                   "25",
+                   "--election-timeout",
+                   "250"};
   std::string why;
   if (!server->Launch(ready_timeout, &why)) return fail(why);
   return server;
@@ -72,7 +82,8 @@ bool EtcdServer::Launch(std::chrono::milliseconds ready_timeout, std::string* er
     if (r.status == 200 && r.body.find("true") != std::string::npos) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  *error = "etcd not healthy after " + std::to_string(ready_timeout.count()) + " ms; log:\n" + Log();
+  *error =
+      "etcd not healthy after " + std::to_string(ready_timeout.count()) + " ms; log:\n" + Log();
   return false;
 }
 
@@ -114,9 +125,7 @@ void EtcdServer::Kill() {
   }
 }
 
-std::string EtcdServer::endpoint() const {
-  return "127.0.0.1:" + std::to_string(client_port_);
-}
+std::string EtcdServer::endpoint() const { return "127.0.0.1:" + std::to_string(client_port_); }
 
 std::string EtcdServer::Log() const {
   std::ifstream in(log_path_);

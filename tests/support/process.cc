@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <sstream>
@@ -51,8 +51,9 @@ uint16_t FreePort() {
   // at random so parallel test binaries rarely pick the same one, and checked by binding.
   static std::mutex mu;
   static std::set<uint16_t> handed_out;
-  static std::mt19937 rng(static_cast<unsigned>(getpid()) * 7919u ^
-                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  static std::mt19937 rng(
+      static_cast<unsigned>(getpid()) * 7919u ^
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   std::lock_guard<std::mutex> lock(mu);
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const uint16_t port = static_cast<uint16_t>(20000 + rng() % 12000);
@@ -178,8 +179,7 @@ HttpResult ParseResponse(const std::string& raw) {
   }
   const size_t body_start = header_end + 4;
   auto it = r.headers.find("content-length");
-  const size_t length =
-      it != r.headers.end() ? std::stoul(it->second) : raw.size() - body_start;
+  const size_t length = it != r.headers.end() ? std::stoul(it->second) : raw.size() - body_start;
   r.body = raw.substr(body_start, length);
   return r;
 }
@@ -210,11 +210,11 @@ std::string RawExchange(uint16_t port, const std::string& bytes, std::chrono::mi
 HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
                 const std::string& body, std::chrono::milliseconds timeout,
                 const std::string& content_type) {
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" +
-                    std::to_string(port) + "\r\nConnection: close\r\n";
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\nConnection: close\r\n";
   if (!body.empty() || method == "POST") {
-    req += "Content-Type: " + content_type + "\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n";
+    req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
   }
   req += "\r\n" + body;
   return ParseResponse(RawExchange(port, req, timeout));

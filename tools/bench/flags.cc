@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-
 #include <cstdlib>
 #include <optional>
 
@@ -40,29 +39,40 @@ bool ParseBool(std::string_view v, bool* out) {
 
 absl::StatusOr<std::chrono::nanoseconds> ParseGoDuration(std::string_view text) {
   const std::string original(text);
-  auto bad = [&] { return absl::InvalidArgumentError("time: invalid duration \"" + original + "\""); };
+  auto bad = [&] {
+    return absl::InvalidArgumentError("time: invalid duration \"" + original + "\"");
+  };
   if (text.empty()) return bad();
   if (text == "0") return std::chrono::nanoseconds(0);
   double total = 0;
   while (!text.empty()) {
     size_t i = 0;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+      ++i;
     if (i == 0) return bad();
     double number = 0;
     if (!ParseDouble(text.substr(0, i), &number)) return bad();
     text.remove_prefix(i);
     size_t u = 0;
-    while (u < text.size() && !std::isdigit(static_cast<unsigned char>(text[u])) && text[u] != '.') ++u;
+    while (u < text.size() && !std::isdigit(static_cast<unsigned char>(text[u])) && text[u] != '.')
+      ++u;
     const std::string_view unit = text.substr(0, u);
     text.remove_prefix(u);
     double scale;
-    if (unit == "ns") scale = 1;
-    else if (unit == "us" || unit == "µs") scale = 1e3;
-    else if (unit == "ms") scale = 1e6;
-    else if (unit == "s") scale = 1e9;
-    else if (unit == "m") scale = 60e9;
-    else if (unit == "h") scale = 3600e9;
-    else return bad();  // Go requires a unit ("missing unit in duration")
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us" || unit == "µs")
+      scale = 1e3;
+    else if (unit == "ms")
+      scale = 1e6;
+    else if (unit == "s")
+      scale = 1e9;
+    else if (unit == "m")
+      scale = 60e9;
+    else if (unit == "h")
+      scale = 3600e9;
+    else
+      return bad();  // Go requires a unit ("missing unit in duration")
     total += number * scale;
   }
   if (total > 9.2e18) return bad();
@@ -103,8 +113,8 @@ void FlagSet::Bool(std::string name, bool* target, std::string help) {
 }
 
 void FlagSet::Duration(std::string name, std::chrono::nanoseconds* target, std::string help) {
-  flags_.push_back({std::move(name), "duration", std::move(help), FormatGoDuration(*target),
-                    false, [target](std::string_view v) {
+  flags_.push_back({std::move(name), "duration", std::move(help), FormatGoDuration(*target), false,
+                    [target](std::string_view v) {
                       auto d = ParseGoDuration(v);
                       if (!d.ok()) return false;
                       *target = *d;
@@ -165,7 +175,7 @@ std::string FlagSet::Usage() const {
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });
   for (const Flag* f : sorted) {
     AppendTo(out, "  -", f->name, f->type.empty() ? std::string() : " " + f->type, "\n    \t",
-                    f->help);
+             f->help);
     if (f->default_text != "false" && f->default_text != "\"\"" && f->default_text != "0") {
       AppendTo(out, " (default ", f->default_text, ")");
     }

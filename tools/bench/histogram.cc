@@ -8,10 +8,10 @@ namespace nexus::bench {
 
 namespace {
 
-constexpr int kSubBits = 6;                      // 64 sub-buckets per power of two
+constexpr int kSubBits = 6;  // 64 sub-buckets per power of two
 constexpr uint64_t kSub = uint64_t{1} << kSubBits;
-constexpr uint64_t kLinear = kSub * 2;           // values below this have their own bucket
-constexpr int kFirstExponent = kSubBits + 1;     // log2(kLinear)
+constexpr uint64_t kLinear = kSub * 2;        // values below this have their own bucket
+constexpr int kFirstExponent = kSubBits + 1;  // log2(kLinear)
 constexpr size_t kBuckets = kLinear + (64 - kFirstExponent) * kSub;
 
 }  // namespace
@@ -20,7 +20,7 @@ LatencyHistogram::LatencyHistogram() : counts_(kBuckets, 0) {}
 
 size_t LatencyHistogram::BucketOf(uint64_t v) {
   if (v < kLinear) return static_cast<size_t>(v);
-  const int exponent = 63 - std::countl_zero(v);  // >= kFirstExponent
+  const int exponent = 63 - std::countl_zero(v);             // >= kFirstExponent
   const uint64_t sub = (v >> (exponent - kSubBits)) - kSub;  // 0..kSub-1
   return kLinear + static_cast<size_t>(exponent - kFirstExponent) * kSub + sub;
 }

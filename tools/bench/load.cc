@@ -62,8 +62,8 @@ absl::Status Probe(const Target& target, std::chrono::milliseconds timeout) {
         absl::StrCat("cannot connect to ", target.url, ": ", std::string(fd.status().message())));
   }
   pollfd p{*fd, POLLOUT, 0};
-  const int err = ::poll(&p, 1, static_cast<int>(timeout.count())) <= 0 ? ETIMEDOUT
-                                                                         : io::ConnectError(*fd);
+  const int err =
+      ::poll(&p, 1, static_cast<int>(timeout.count())) <= 0 ? ETIMEDOUT : io::ConnectError(*fd);
   ::close(*fd);
   if (err != 0) {
     return absl::UnavailableError(
@@ -73,10 +73,10 @@ absl::Status Probe(const Target& target, std::chrono::milliseconds timeout) {
 }
 
 struct Window {
-  TimePoint start;        // warmup begins
-  TimePoint warmup_end;   // measuring begins
-  TimePoint end;          // no new requests
-  TimePoint drain_end;    // give up on answers in flight
+  TimePoint start;       // warmup begins
+  TimePoint warmup_end;  // measuring begins
+  TimePoint end;         // no new requests
+  TimePoint drain_end;   // give up on answers in flight
 };
 
 class Worker;
@@ -97,9 +97,9 @@ class Conn final : public io::BufferedSocket {
   using io::BufferedSocket::input;
   using io::BufferedSocket::output;
   using io::BufferedSocket::read_error;
+  using io::BufferedSocket::readable;
   using io::BufferedSocket::ReadResult;
   using io::BufferedSocket::ReadSome;
-  using io::BufferedSocket::readable;
 
   void OnConnected() override;
   void OnConnectFailed(int err) override;
@@ -119,7 +119,8 @@ class Conn final : public io::BufferedSocket {
 class Worker {
  public:
   Worker(const LoadOptions& options, int index, Window window)
-      : options_(options), window_(window),
+      : options_(options),
+        window_(window),
         rng_(options.seed + 0x51ed270b27e8ad6fULL * static_cast<uint64_t>(index + 1)),
         loop_(io::LoopOptions{.tick = kTick, .name = "nexus-bench"}) {
     for (int c = index; c < options.concurrency; c += options.threads) {
@@ -276,9 +277,8 @@ void Worker::Finish(Conn& c, const Reply* reply, TimePoint now) {
   if (reply != nullptr) {
     ++result_.answered;
     if (outcome == Outcome::kError) {
-      NoteError(reply->status != 0
-                    ? absl::StrCat(c.target->url, " answered HTTP ", reply->status)
-                    : absl::StrCat(c.target->url, " answered an error"));
+      NoteError(reply->status != 0 ? absl::StrCat(c.target->url, " answered HTTP ", reply->status)
+                                   : absl::StrCat(c.target->url, " answered an error"));
     }
   } else {
     ++result_.lost;
@@ -291,8 +291,8 @@ void Worker::Finish(Conn& c, const Reply* reply, TimePoint now) {
     if (outcome == Outcome::kMiss) ++counts.misses;
     if (outcome == Outcome::kError) ++counts.errors;
     if (measured && reply != nullptr) {
-      const auto nanos = static_cast<uint64_t>(std::max<int64_t>(
-          0, std::chrono::duration_cast<nanoseconds>(now - c.started).count()));
+      const auto nanos = static_cast<uint64_t>(
+          std::max<int64_t>(0, std::chrono::duration_cast<nanoseconds>(now - c.started).count()));
       result_.latency.Record(nanos);
       (c.is_read ? result_.read_latency : result_.write_latency).Record(nanos);
     }
@@ -334,9 +334,9 @@ void Worker::Tick(TimePoint now) {
       if (now >= c.retry_at && now < window_.end) Connect(c, now);
     } else if ((c.state == Conn::State::kBusy || c.state == Conn::State::kConnecting) &&
                now >= c.deadline) {
-      const std::string why = absl::StrCat(
-          c.state == Conn::State::kBusy ? "no answer from " : "connect to ", c.target->url,
-          " within ", options_.request_timeout.count(), " ms");
+      const std::string why =
+          absl::StrCat(c.state == Conn::State::kBusy ? "no answer from " : "connect to ",
+                       c.target->url, " within ", options_.request_timeout.count(), " ms");
       if (c.state == Conn::State::kBusy) {
         Fail(c, why, now);
       } else {

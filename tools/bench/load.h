@@ -64,9 +64,9 @@ struct LoadResult {
   LatencyHistogram write_latency;
   double measured_seconds = 0;
   // Over the whole run (warmup, measured, drain):
-  uint64_t sent = 0;        // requests written to a connection
-  uint64_t answered = 0;    // answers parsed (hits, misses, oks and error answers)
-  uint64_t lost = 0;        // requests whose connection broke or timed out
+  uint64_t sent = 0;              // requests written to a connection
+  uint64_t answered = 0;          // answers parsed (hits, misses, oks and error answers)
+  uint64_t lost = 0;              // requests whose connection broke or timed out
   uint64_t in_flight_at_end = 0;  // still unanswered when the drain time ran out
   // Open loop only:
   uint64_t scheduled = 0;   // requests due within the measured phase

@@ -97,8 +97,8 @@ TEST(FlagsTest, GoSyntax) {
   flags.Double("read-ratio", &ratio, "r");
   flags.Bool("json", &json, "j");
   flags.Duration("duration", &duration, "d");
-  const char* argv[] = {"t", "-duration=5s", "--concurrency", "8", "-json", "-read-ratio", "1",
-                        "--url=http://a:1"};
+  const char* argv[] = {"t", "-duration=5s",    "--concurrency", "8", "-json", "-read-ratio",
+                        "1", "--url=http://a:1"};
   bool help = false;
   ASSERT_TRUE(flags.Parse(8, argv, &help).ok());
   EXPECT_FALSE(help);

@@ -82,7 +82,8 @@ int Main(int argc, char** argv) {
   if (read_ratio < 0 || read_ratio > 1) return usage_error("-read-ratio must be within 0..1");
   if (duration.count() <= 0) return usage_error("-duration must be positive");
   if (warmup.count() < 0) return usage_error("-warmup must not be negative");
-  if (value_size < 1 || value_size > (1 << 20)) return usage_error("-value-size must be 1..1048576");
+  if (value_size < 1 || value_size > (1 << 20))
+    return usage_error("-value-size must be 1..1048576");
   if (rate < 0) return usage_error("-rate must not be negative");
   if (threads < 1 || threads > concurrency) return usage_error("-threads must be 1..concurrency");
   if (expire < 1 || expire > 4320) return usage_error("-expire must be 1..4320 minutes");

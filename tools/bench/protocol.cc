@@ -1,6 +1,5 @@
 #include "tools/bench/protocol.h"
 
-
 #include <charconv>
 #include <cstring>
 #include <memory>
@@ -33,8 +32,9 @@ ptrdiff_t ParseHttp(bool is_read, std::string_view buf, Reply* reply) {
   while (line_start != std::string_view::npos) {
     line_start += 2;
     const size_t line_end = head.find("\r\n", line_start);
-    const std::string_view line = head.substr(
-        line_start, line_end == std::string_view::npos ? std::string_view::npos : line_end - line_start);
+    const std::string_view line =
+        head.substr(line_start, line_end == std::string_view::npos ? std::string_view::npos
+                                                                   : line_end - line_start);
     const size_t colon = line.find(':');
     if (colon != std::string_view::npos) {
       const std::string_view name = line.substr(0, colon);
@@ -58,8 +58,8 @@ ptrdiff_t ParseHttp(bool is_read, std::string_view buf, Reply* reply) {
   reply->close = close;
   if (is_read) {
     reply->outcome = status == 200 && StartsWith(body, "value=") ? Outcome::kHit
-                     : status == 404                                   ? Outcome::kMiss
-                                                                       : Outcome::kError;
+                     : status == 404                             ? Outcome::kMiss
+                                                                 : Outcome::kError;
   } else {
     reply->outcome = status == 200 ? Outcome::kOk : Outcome::kError;
   }
@@ -109,8 +109,8 @@ absl::StatusOr<Target> ParseTarget(std::string_view url) {
     rest = url.substr(11);
     default_port = 11211;
   } else {
-    return absl::InvalidArgumentError(Cat(
-        "unsupported URL ", url, ": want http://host:port or memcache://host:port"));
+    return absl::InvalidArgumentError(
+        Cat("unsupported URL ", url, ": want http://host:port or memcache://host:port"));
   }
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
@@ -121,7 +121,8 @@ absl::StatusOr<Target> ParseTarget(std::string_view url) {
   std::string_view port_text;
   if (!rest.empty() && rest.front() == '[') {  // [v6]:port
     const size_t close = rest.find(']');
-    if (close == std::string_view::npos) return absl::InvalidArgumentError(Cat("bad host in ", url));
+    if (close == std::string_view::npos)
+      return absl::InvalidArgumentError(Cat("bad host in ", url));
     host = rest.substr(1, close - 1);
     const std::string_view after = rest.substr(close + 1);
     if (StartsWith(after, ":")) {
@@ -155,24 +156,24 @@ void AppendRead(const Target& target, int key, std::string& out) {
     AppendTo(out, "get ", kKeyPrefix, key, "\r\n");
     return;
   }
-  AppendTo(out, "GET /api/get?key=", kKeyPrefix, key, " HTTP/1.1\r\nHost: ", target.host,
-                  ":", target.port, "\r\n\r\n");
+  AppendTo(out, "GET /api/get?key=", kKeyPrefix, key, " HTTP/1.1\r\nHost: ", target.host, ":",
+           target.port, "\r\n\r\n");
 }
 
 void AppendWrite(const Target& target, const Workload& workload, int key, std::string_view value,
                  std::string& out) {
   if (target.protocol == Protocol::kMemcache) {
-    AppendTo(out, "set ", kKeyPrefix, key, " 0 ", workload.expire_minutes * 60, " ",
-                    value.size(), "\r\n", value, "\r\n");
+    AppendTo(out, "set ", kKeyPrefix, key, " 0 ", workload.expire_minutes * 60, " ", value.size(),
+             "\r\n", value, "\r\n");
     return;
   }
   // The value is alphanumeric (see load.cc), so the form needs no escaping.
-  const std::string body = Cat("key=", kKeyPrefix, key, "&value=", value,
-                                        "&expire=", workload.expire_minutes,
-                                        workload.hot ? "&hot=true" : "");
+  const std::string body =
+      Cat("key=", kKeyPrefix, key, "&value=", value, "&expire=", workload.expire_minutes,
+          workload.hot ? "&hot=true" : "");
   AppendTo(out, "POST /api/set HTTP/1.1\r\nHost: ", target.host, ":", target.port,
-                  "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ",
-                  body.size(), "\r\n\r\n", body);
+           "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ", body.size(),
+           "\r\n\r\n", body);
 }
 
 ptrdiff_t ParseReply(Protocol protocol, bool is_read, std::string_view buffer, Reply* reply) {

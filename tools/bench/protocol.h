@@ -53,8 +53,8 @@ enum class Outcome { kHit, kMiss, kOk, kError };
 
 struct Reply {
   Outcome outcome = Outcome::kError;
-  int status = 0;             // HTTP status; 0 for memcached
-  bool close = false;         // the server will close the connection after this answer
+  int status = 0;      // HTTP status; 0 for memcached
+  bool close = false;  // the server will close the connection after this answer
 };
 
 // Parses the answer to a read (`is_read`) or a write at the front of `buffer`. Returns the

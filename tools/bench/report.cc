@@ -54,8 +54,7 @@ std::string MarkdownRow(const std::string& label, const LoadResult& r) {
                       FormatLatency(r.latency.Percentile(0.50)), " | ",
                       FormatLatency(r.latency.Percentile(0.95)), " | ",
                       FormatLatency(r.latency.Percentile(0.99)), " | ",
-                      absl::StrFormat("%.0f%%", Ratio(r.measured.hits, r.measured.reads)),
-                      " |\n");
+                      absl::StrFormat("%.0f%%", Ratio(r.measured.hits, r.measured.reads)), " |\n");
 }
 
 std::string FormatText(const LoadOptions& o, const LoadResult& r, const std::string& label) {
@@ -63,14 +62,15 @@ std::string FormatText(const LoadOptions& o, const LoadResult& r, const std::str
   std::string s;
   absl::StrAppend(&s, "=== nexus-bench results ===\n");
   absl::StrAppend(&s, "Target(s):       ", absl::StrJoin(TargetUrls(o), ", "), "\n");
-  absl::StrAppend(&s, absl::StrFormat(
-      "Load:            %s, %d connections, %d keys, read ratio %.2f, %zu-byte values%s\n",
-      o.rate > 0 ? absl::StrFormat("open loop at %.0f req/s", o.rate) : "closed loop",
-      o.concurrency, o.workload.keys, o.workload.read_ratio, o.workload.value_size,
-      o.workload.hot ? ", hot writes" : ""));
-  absl::StrAppend(&s, absl::StrFormat("Duration:        %.1fs (after %.1fs of warmup)\n",
-                                      r.measured_seconds,
-                                      std::chrono::duration<double>(o.warmup).count()));
+  absl::StrAppend(
+      &s, absl::StrFormat(
+              "Load:            %s, %d connections, %d keys, read ratio %.2f, %zu-byte values%s\n",
+              o.rate > 0 ? absl::StrFormat("open loop at %.0f req/s", o.rate) : "closed loop",
+              o.concurrency, o.workload.keys, o.workload.read_ratio, o.workload.value_size,
+              o.workload.hot ? ", hot writes" : ""));
+  absl::StrAppend(
+      &s, absl::StrFormat("Duration:        %.1fs (after %.1fs of warmup)\n", r.measured_seconds,
+                          std::chrono::duration<double>(o.warmup).count()));
   absl::StrAppend(&s, absl::StrFormat("Total requests:  %d (%d reads, %d writes)\n", m.total(),
                                       m.reads, m.writes));
   absl::StrAppend(&s, absl::StrFormat("Throughput:      %.2f ops/sec\n", Throughput(r)));
@@ -86,15 +86,18 @@ std::string FormatText(const LoadOptions& o, const LoadResult& r, const std::str
   absl::StrAppend(&s, "Latency P99.9:   ", FormatLatency(h.Percentile(0.999)), "\n");
   absl::StrAppend(&s, "Latency max:     ", FormatLatency(h.max()), "\n");
   if (o.rate > 0) {
-    absl::StrAppend(&s, absl::StrFormat(
-        "Open loop:       %d requests due in the measured phase, %d still waiting at the end\n",
-        r.scheduled, r.never_sent));
+    absl::StrAppend(
+        &s,
+        absl::StrFormat(
+            "Open loop:       %d requests due in the measured phase, %d still waiting at the end\n",
+            r.scheduled, r.never_sent));
   }
   if (r.lost > 0 || r.connect_failures > 0 || r.in_flight_at_end > 0) {
-    absl::StrAppend(&s, absl::StrFormat(
-        "Connections:     %d requests lost to broken connections, %d failed connects, %d "
-        "unanswered at the end\n",
-        r.lost, r.connect_failures, r.in_flight_at_end));
+    absl::StrAppend(
+        &s, absl::StrFormat(
+                "Connections:     %d requests lost to broken connections, %d failed connects, %d "
+                "unanswered at the end\n",
+                r.lost, r.connect_failures, r.in_flight_at_end));
   }
   for (const auto& e : r.error_samples) absl::StrAppend(&s, "  error: ", e, "\n");
   absl::StrAppend(&s, "\n", MarkdownHeader(), MarkdownRow(label, r));
@@ -103,7 +106,7 @@ std::string FormatText(const LoadOptions& o, const LoadResult& r, const std::str
 
 nlohmann::json ToJson(const LoadOptions& o, const LoadResult& r, const std::string& label) {
   auto counts = [](const PhaseCounts& c) {
-    return nlohmann::json{{"requests", c.total()}, {"reads", c.reads},     {"writes", c.writes},
+    return nlohmann::json{{"requests", c.total()}, {"reads", c.reads},   {"writes", c.writes},
                           {"hits", c.hits},        {"misses", c.misses}, {"errors", c.errors}};
   };
   auto latency = [](const LatencyHistogram& h) {

@@ -57,7 +57,7 @@ void EtcdMembership::Stop() {
   if (watch_thread_.joinable()) watch_thread_.join();
 }
 
-std::map<std::string, NodeInfo> EtcdMembership::members() const {
+std::map<std::string, MemberInfo> EtcdMembership::members() const {
   absl::MutexLock lock(&mu_);
   return members_;
 }
@@ -68,7 +68,7 @@ bool EtcdMembership::SleepUnlessStopping(std::chrono::milliseconds d) {
   return !stopping_;
 }
 
-void EtcdMembership::Publish(const std::map<std::string, NodeInfo>& members) {
+void EtcdMembership::Publish(const std::map<std::string, MemberInfo>& members) {
   {
     absl::MutexLock lock(&mu_);
     members_ = members;
@@ -81,7 +81,7 @@ void EtcdMembership::Publish(const std::map<std::string, NodeInfo>& members) {
 
 void EtcdMembership::RegisterLoop() {
   const std::string key = options_.prefix + options_.self.name;
-  const std::string value = NodeInfoToJson(options_.self);
+  const std::string value = MemberInfoToJson(options_.self);
   // Keepalives at a third of the TTL: two can be lost before the lease expires.
   const auto interval =
       std::chrono::milliseconds(std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
@@ -194,7 +194,7 @@ void EtcdMembership::WatchLoop() {
     backoff = std::chrono::milliseconds(100);
     std::vector<MembershipEntry> entries;
     for (const auto& kv : read->kvs) entries.push_back({kv.key, kv.value, kv.mod_revision});
-    std::map<std::string, NodeInfo> members;
+    std::map<std::string, MemberInfo> members;
     bool changed;
     {
       absl::MutexLock lock(&mu_);
@@ -208,7 +208,7 @@ void EtcdMembership::WatchLoop() {
         options_.prefix, read->revision + 1,
         [this](const std::vector<WatchEvent>& events, int64_t /*revision*/) {
           bool any = false;
-          std::map<std::string, NodeInfo> now;
+          std::map<std::string, MemberInfo> now;
           {
             absl::MutexLock lock(&mu_);
             for (const WatchEvent& e : events) {

@@ -33,7 +33,7 @@ namespace nexus {
 
 struct EtcdMembershipOptions {
   std::vector<std::string> endpoints;  // host:port of etcd members
-  NodeInfo self;                       // what this node registers
+  MemberInfo self;                     // what this node registers
   int64_t lease_ttl_seconds = 5;
   std::chrono::milliseconds unary_timeout{2000};  // deadline of each unary etcd call
   // Retry cap while etcd is unreachable (never more than a quarter of the lease TTL).
@@ -44,7 +44,7 @@ struct EtcdMembershipOptions {
 class EtcdMembership {
  public:
   // name -> what the member registered (gRPC and HTTP addresses).
-  using OnChange = std::function<void(const std::map<std::string, NodeInfo>& members)>;
+  using OnChange = std::function<void(const std::map<std::string, MemberInfo>& members)>;
 
   EtcdMembership(EtcdMembershipOptions options, OnChange on_change);
   ~EtcdMembership();
@@ -57,14 +57,14 @@ class EtcdMembership {
 
   bool registered() const { return registered_.load(); }
   // Members as last read from etcd (empty until the first successful read).
-  std::map<std::string, NodeInfo> members() const;
+  std::map<std::string, MemberInfo> members() const;
 
  private:
   void RegisterLoop();
   void WatchLoop();
   // Sleeps up to `d` or until Stop(); false when stopping.
   bool SleepUnlessStopping(std::chrono::milliseconds d);
-  void Publish(const std::map<std::string, NodeInfo>& members);
+  void Publish(const std::map<std::string, MemberInfo>& members);
 
   const EtcdMembershipOptions options_;
   const OnChange on_change_;
@@ -73,7 +73,7 @@ class EtcdMembership {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   MembershipView view_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, NodeInfo> members_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, MemberInfo> members_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> registered_{false};
   std::thread register_thread_;

@@ -6,14 +6,14 @@
 
 namespace nexus {
 
-std::string NodeInfoToJson(const NodeInfo& info) {
+std::string MemberInfoToJson(const MemberInfo& info) {
   return nlohmann::json{{"name", info.name}, {"grpc", info.grpc}, {"http", info.http}}.dump();
 }
 
-absl::StatusOr<NodeInfo> NodeInfoFromJson(std::string_view json) {
+absl::StatusOr<MemberInfo> MemberInfoFromJson(std::string_view json) {
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::InvalidArgumentError("node value is not a JSON object");
-  NodeInfo info;
+  MemberInfo info;
   for (auto [field, target] : {std::pair{"name", &info.name}, std::pair{"grpc", &info.grpc},
                                std::pair{"http", &info.http}}) {
     auto it = j.find(field);
@@ -31,9 +31,9 @@ absl::StatusOr<NodeInfo> NodeInfoFromJson(std::string_view json) {
 
 namespace {
 
-std::optional<NodeInfo> Parse(const std::string& key, std::string_view prefix,
-                              const std::string& value) {
-  auto info = NodeInfoFromJson(value);
+std::optional<MemberInfo> Parse(const std::string& key, std::string_view prefix,
+                                const std::string& value) {
+  auto info = MemberInfoFromJson(value);
   if (!info.ok()) {
     spdlog::warn("discovery: ignoring {}: {}", key, std::string(info.status().message()));
     return std::nullopt;
@@ -68,7 +68,7 @@ bool MembershipView::Apply(const MembershipEvent& event) {
   if (event.mod_revision <= floor_) return false;
   KeyState& state = keys_[event.key];
   if (event.mod_revision <= state.revision) return false;  // duplicate or overtaken
-  const std::optional<NodeInfo> old = state.info;
+  const std::optional<MemberInfo> old = state.info;
   state.revision = event.mod_revision;
   state.info = event.type == MembershipEvent::Type::kPut ? Parse(event.key, prefix_, event.value)
                                                          : std::nullopt;
@@ -77,8 +77,8 @@ bool MembershipView::Apply(const MembershipEvent& event) {
   return was != is || (was && is && *old != *state.info);
 }
 
-std::map<std::string, NodeInfo> MembershipView::Nodes() const {
-  std::map<std::string, NodeInfo> out;
+std::map<std::string, MemberInfo> MembershipView::Nodes() const {
+  std::map<std::string, MemberInfo> out;
   for (const auto& [key, state] : keys_) {
     if (state.info) out[state.info->name] = *state.info;
   }

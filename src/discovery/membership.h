@@ -19,22 +19,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/member.h"
 
 namespace nexus {
 
 inline constexpr std::string_view kNodesPrefix = "/nexuscache/nodes/";
 
-struct NodeInfo {
-  std::string name;
-  std::string grpc;  // host:port peers dial
-  std::string http;  // host:port of the HTTP API
-
-  friend bool operator==(const NodeInfo&, const NodeInfo&) = default;
-};
-
-std::string NodeInfoToJson(const NodeInfo& info);
+std::string MemberInfoToJson(const MemberInfo& info);
 // InvalidArgument for anything that is not {"name","grpc"[,"http"]} with non-empty strings.
-absl::StatusOr<NodeInfo> NodeInfoFromJson(std::string_view json);
+absl::StatusOr<MemberInfo> MemberInfoFromJson(std::string_view json);
 
 struct MembershipEvent {
   enum class Type { kPut, kDelete };
@@ -64,14 +57,14 @@ class MembershipView {
   // name -> gRPC address of every registered node with a valid value.
   std::map<std::string, std::string> Members() const;
   // name -> everything it registered (gRPC and HTTP addresses).
-  std::map<std::string, NodeInfo> Nodes() const;
+  std::map<std::string, MemberInfo> Nodes() const;
   // The highest revision applied (the read's, or the newest event's).
   int64_t revision() const { return revision_; }
 
  private:
   struct KeyState {
     int64_t revision = 0;
-    std::optional<NodeInfo> info;  // nullopt: deleted (a tombstone) or unparseable
+    std::optional<MemberInfo> info;  // nullopt: deleted (a tombstone) or unparseable
   };
 
   const std::string prefix_;

@@ -8,7 +8,7 @@ namespace {
 using Type = MembershipEvent::Type;
 
 std::string Value(const std::string& name, int port) {
-  return NodeInfoToJson({name, "127.0.0.1:" + std::to_string(port), "127.0.0.1:9999"});
+  return MemberInfoToJson({name, "127.0.0.1:" + std::to_string(port), "127.0.0.1:9999"});
 }
 
 MembershipEvent Put(const std::string& name, int port, int64_t rev) {
@@ -21,14 +21,14 @@ MembershipEvent Del(const std::string& name, int64_t rev) {
 
 using Members = std::map<std::string, std::string>;
 
-TEST(NodeInfoTest, RoundTripsAndRejectsGarbage) {
-  const NodeInfo info{"svc1", "10.0.0.1:8888", "10.0.0.1:9999"};
-  auto back = NodeInfoFromJson(NodeInfoToJson(info));
+TEST(MemberInfoTest, RoundTripsAndRejectsGarbage) {
+  const MemberInfo info{"svc1", "10.0.0.1:8888", "10.0.0.1:9999"};
+  auto back = MemberInfoFromJson(MemberInfoToJson(info));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, info);
-  EXPECT_FALSE(NodeInfoFromJson("not json").ok());
-  EXPECT_FALSE(NodeInfoFromJson("{\"name\":\"a\"}").ok());
-  EXPECT_FALSE(NodeInfoFromJson("{\"name\":1,\"grpc\":\"x\"}").ok());
+  EXPECT_FALSE(MemberInfoFromJson("not json").ok());
+  EXPECT_FALSE(MemberInfoFromJson("{\"name\":\"a\"}").ok());
+  EXPECT_FALSE(MemberInfoFromJson("{\"name\":1,\"grpc\":\"x\"}").ok());
 }
 
 TEST(MembershipViewTest, ReadThenEvents) {

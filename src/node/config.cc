@@ -40,9 +40,9 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
   return value * multiplier;
 }
 
-absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
-                                                 uint16_t http_port) {
-  std::vector<PeerSpec> peers;
+absl::StatusOr<std::vector<MemberInfo>> ParsePeers(std::string_view text, uint16_t grpc_port,
+                                                   uint16_t http_port) {
+  std::vector<MemberInfo> peers;
   std::set<std::string> names;
   size_t start = 0;
   auto valid_host_port = [](const std::string& a) {
@@ -62,23 +62,23 @@ absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t
       if (comma == text.size()) break;
       continue;
     }
-    PeerSpec spec;
+    MemberInfo spec;
     const size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
       spec.name = std::string(item);
-      spec.grpc_address = spec.name + ":" + std::to_string(grpc_port);
-      spec.http_address = spec.name + ":" + std::to_string(http_port);
+      spec.grpc = spec.name + ":" + std::to_string(grpc_port);
+      spec.http = spec.name + ":" + std::to_string(http_port);
     } else {
       spec.name = std::string(item.substr(0, eq));
       std::string_view address = item.substr(eq + 1);
       const size_t slash = address.find('/');
-      spec.grpc_address = std::string(address.substr(0, slash));
-      bool ok = !spec.name.empty() && valid_host_port(spec.grpc_address);
+      spec.grpc = std::string(address.substr(0, slash));
+      bool ok = !spec.name.empty() && valid_host_port(spec.grpc);
       if (ok && slash != std::string_view::npos) {
         const std::string port(address.substr(slash + 1));
         ok = !port.empty() && port.find_first_not_of("0123456789") == std::string::npos &&
              port.size() <= 5 && std::stoi(port) > 0 && std::stoi(port) <= 65535;
-        spec.http_address = spec.grpc_address.substr(0, spec.grpc_address.rfind(':') + 1) + port;
+        spec.http = spec.grpc.substr(0, spec.grpc.rfind(':') + 1) + port;
       }
       if (!ok) {
         return absl::InvalidArgumentError("--peer entry '" + std::string(item) +
@@ -220,7 +220,7 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   if (!parsed.ok()) return fail(std::string(parsed.status().message()));
   c.peers = std::move(*parsed);
   const bool self_listed = std::any_of(c.peers.begin(), c.peers.end(),
-                                       [&](const PeerSpec& p) { return p.name == c.name; });
+                                       [&](const MemberInfo& p) { return p.name == c.name; });
   if (!self_listed) c.peers.push_back({c.name, c.SelfGrpcAddress(), {}});
   out.config = std::move(c);
   return out;

@@ -9,19 +9,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/member.h"
 
 namespace nexus {
 
-// One member of a static cluster (--peer).
-struct PeerSpec {
-  std::string name;
-  std::string grpc_address;  // host:port that peers dial
-  std::string http_address;  // host:port of its HTTP API (empty: unknown, forward over gRPC)
-};
-
 struct Config {
   std::string name;                      // --name: this node's name in the ring (required)
-  std::vector<PeerSpec> peers;           // --peer: static membership; always includes self
+  std::vector<MemberInfo> peers;         // --peer: static membership; always includes self
   std::vector<std::string> etcd;         // --etcd host:port[,...]: live membership from etcd
   int64_t lease_ttl_seconds = 5;         // --lease-ttl: etcd lease TTL
   uint16_t grpc_port = 8888;             // --port
@@ -56,8 +50,8 @@ absl::StatusOr<size_t> ParseByteSize(std::string_view text);
 // Parses --peer: "svc1,svc2,svc3" (each NAME:<grpc_port>, HTTP on NAME:<http_port>, as in the
 // seed's docker network) or "svc1=127.0.0.1:8881,svc2=127.0.0.1:8882" (gRPC only) or
 // "svc1=127.0.0.1:8881/9991" (gRPC port, then the HTTP port on the same host), or a mix.
-absl::StatusOr<std::vector<PeerSpec>> ParsePeers(std::string_view text, uint16_t grpc_port,
-                                                 uint16_t http_port);
+absl::StatusOr<std::vector<MemberInfo>> ParsePeers(std::string_view text, uint16_t grpc_port,
+                                                   uint16_t http_port);
 
 // Outcome of parsing the command line: a config, or an exit code with text for the terminal
 // (--help: 0 and the help on stdout; a bad flag: 2 and a usage line on stderr).

@@ -24,7 +24,7 @@ TEST(ConfigTest, DefaultsMatchTheSeed) {
   EXPECT_EQ(c.ip_address, "127.0.0.1");
   ASSERT_EQ(c.peers.size(), 1u);  // self only
   EXPECT_EQ(c.peers[0].name, "svc1");
-  EXPECT_EQ(c.peers[0].grpc_address, "127.0.0.1:8888");
+  EXPECT_EQ(c.peers[0].grpc, "127.0.0.1:8888");
 }
 
 TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
@@ -32,8 +32,8 @@ TEST(ConfigTest, SeedStylePeerListResolvesNamesWithTheGrpcPort) {
       Parse({"--name", "svc1", "--peer", "svc1,svc2,svc3", "--port", "8001"}, "10.0.0.5");
   ASSERT_TRUE(o.config) << o.message;
   ASSERT_EQ(o.config->peers.size(), 3u);
-  EXPECT_EQ(o.config->peers[1].grpc_address, "svc2:8001");
-  EXPECT_EQ(o.config->peers[1].http_address, "svc2:9999");  // the same --http-port everywhere
+  EXPECT_EQ(o.config->peers[1].grpc, "svc2:8001");
+  EXPECT_EQ(o.config->peers[1].http, "svc2:9999");  // the same --http-port everywhere
   EXPECT_EQ(o.config->ip_address, "10.0.0.5");
   EXPECT_EQ(o.config->SelfGrpcAddress(), "10.0.0.5:8001");
 }
@@ -43,8 +43,8 @@ TEST(ConfigTest, ExplicitAddressesAndSizes) {
       Parse({"--name", "a", "--peer", "a=127.0.0.1:8881,b=127.0.0.1:8882", "--cache-bytes", "128M",
              "--hot-cache-bytes", "64K", "--metrics-port", "9100", "--demo-data"});
   ASSERT_TRUE(o.config) << o.message;
-  EXPECT_EQ(o.config->peers[1].grpc_address, "127.0.0.1:8882");
-  EXPECT_EQ(o.config->peers[1].http_address, "");  // unknown: forwarded over gRPC
+  EXPECT_EQ(o.config->peers[1].grpc, "127.0.0.1:8882");
+  EXPECT_EQ(o.config->peers[1].http, "");  // unknown: forwarded over gRPC
   EXPECT_EQ(o.config->cache_bytes, size_t{128} << 20);
   EXPECT_EQ(o.config->hot_cache_bytes, size_t{64} << 10);
   EXPECT_EQ(o.config->metrics_port, 9100);
@@ -54,10 +54,10 @@ TEST(ConfigTest, ExplicitAddressesAndSizes) {
 TEST(ConfigTest, PeerHttpPortAfterASlash) {
   ParseOutcome o = Parse({"--name", "a", "--peer", "a=127.0.0.1:8881/9991,b=[::1]:8882/9992"});
   ASSERT_TRUE(o.config) << o.message;
-  EXPECT_EQ(o.config->peers[0].grpc_address, "127.0.0.1:8881");
-  EXPECT_EQ(o.config->peers[0].http_address, "127.0.0.1:9991");
-  EXPECT_EQ(o.config->peers[1].grpc_address, "[::1]:8882");
-  EXPECT_EQ(o.config->peers[1].http_address, "[::1]:9992");
+  EXPECT_EQ(o.config->peers[0].grpc, "127.0.0.1:8881");
+  EXPECT_EQ(o.config->peers[0].http, "127.0.0.1:9991");
+  EXPECT_EQ(o.config->peers[1].grpc, "[::1]:8882");
+  EXPECT_EQ(o.config->peers[1].http, "[::1]:9992");
   for (const char* bad :
        {"b=127.0.0.1:8882/", "b=127.0.0.1:8882/x", "b=127.0.0.1:8882/70000", "b=127.0.0.1/9992"}) {
     ParseOutcome r = Parse({"--name", "a", "--peer", bad});

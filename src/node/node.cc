@@ -34,8 +34,8 @@ Node::Node(Config config) : config_(std::move(config)) {
   ring_options.peer.deadline = config_.peer_timeout;
   ring_options.forward_over_http = config_.forward_over_http;
   picker_ = std::make_shared<RingPeerPicker>(config_.name, config_.SelfGrpcAddress(), ring_options);
-  std::map<std::string, MemberAddress> members;
-  for (const PeerSpec& p : config_.peers) members[p.name] = {p.grpc_address, p.http_address};
+  std::map<std::string, MemberInfo> members;
+  for (const MemberInfo& p : config_.peers) members[p.name] = p;
   members[config_.name] = {.grpc = config_.SelfGrpcAddress()};
   picker_->SetMembers(members);
 
@@ -138,9 +138,9 @@ absl::Status Node::Start() {
     membership_ = std::make_unique<EtcdMembership>(
         m,
         [picker = picker_, groups = &groups_, self = config_.name,
-         self_address = config_.SelfGrpcAddress()](const std::map<std::string, NodeInfo>& nodes) {
-          std::map<std::string, MemberAddress> members;
-          for (const auto& [name, info] : nodes) members[name] = {info.grpc, info.http};
+         self_address = config_.SelfGrpcAddress()](const std::map<std::string, MemberInfo>& nodes) {
+          std::map<std::string, MemberInfo> members;
+          for (const auto& [name, info] : nodes) members[name] = info;
           // This node serves its own keys even while etcd has not (re)listed it.
           members[self] = {.grpc = self_address};
           // A member that joins gets the hot keys this node owns.

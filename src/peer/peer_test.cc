@@ -732,7 +732,7 @@ TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
 
 TEST(RingPeerPickerTest, HttpAddressesAreKeptUnlessForwardingIsGrpcOnly) {
   RingPeerPicker picker("a", "127.0.0.1:1");
-  picker.SetMembers(std::map<std::string, MemberAddress>{
+  picker.SetMembers(std::map<std::string, MemberInfo>{
       {"b", {.grpc = "127.0.0.1:2", .http = "127.0.0.1:9992"}}, {"c", {.grpc = "127.0.0.1:3"}}});
   auto b = std::static_pointer_cast<RemotePeer>(picker.PickPeer(KeyOwnedBy(picker, "b")));
   auto c = std::static_pointer_cast<RemotePeer>(picker.PickPeer(KeyOwnedBy(picker, "c")));

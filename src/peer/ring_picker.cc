@@ -13,7 +13,8 @@ RingPeerPicker::RingPeerPicker(std::string self_name, std::string self_address,
       options_(std::move(options)),
       ring_(RingOptions{.vnodes = options_.vnodes}) {
   absl::MutexLock lock(&mu_);
-  members_.emplace(self_name_, Member{.address = {.grpc = self_address_}, .client = nullptr});
+  members_.emplace(self_name_, Member{.address = {.name = self_name_, .grpc = self_address_},
+                                      .client = nullptr});
   ring_.Add(self_name_);
 }
 
@@ -36,7 +37,7 @@ std::shared_ptr<Peer> RingPeerPicker::PickPeer(std::string_view key) {
 }
 
 std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
-                                                      const MemberAddress& address) const {
+                                                      const MemberInfo& address) const {
   return std::make_shared<RemotePeer>(
       name, address.grpc, options_.forward_over_http ? address.http : std::string(), options_.peer);
 }
@@ -52,13 +53,13 @@ void RingPeerPicker::RetireLocked(Member& member) {
 
 std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
     const std::map<std::string, std::string>& name_to_grpc_address) {
-  std::map<std::string, MemberAddress> members;
+  std::map<std::string, MemberInfo> members;
   for (const auto& [name, grpc] : name_to_grpc_address) members[name] = {.grpc = grpc};
   return SetMembers(members);
 }
 
 std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
-    const std::map<std::string, MemberAddress>& members) {
+    const std::map<std::string, MemberInfo>& members) {
   std::vector<std::shared_ptr<Peer>> joined;
   absl::MutexLock lock(&mu_);
   // Order: clients of new members first, then the ring, then the clients of members that left,
@@ -69,8 +70,10 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
   for (const auto& [name, address] : members) {
     if (!name.empty() && name != self_name_) names.push_back(name);
   }
-  for (const auto& [name, address] : members) {
+  for (const auto& [name, given] : members) {
     if (name.empty() || name == self_name_) continue;
+    MemberInfo address = given;
+    address.name = name;  // the map's key names the member
     auto it = members_.find(name);
     if (it == members_.end()) {
       auto client = NewClient(name, address);
@@ -103,7 +106,8 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
 bool RingPeerPicker::AddMember(std::string name, std::string grpc_address,
                                std::string http_address) {
   if (name.empty() || name == self_name_) return false;
-  MemberAddress address{.grpc = std::move(grpc_address), .http = std::move(http_address)};
+  MemberInfo address{
+      .name = name, .grpc = std::move(grpc_address), .http = std::move(http_address)};
   absl::MutexLock lock(&mu_);
   auto it = members_.find(name);
   if (it != members_.end()) {

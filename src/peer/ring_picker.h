@@ -31,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/member.h"
 #include "group/peers.h"
 #include "metrics/metrics.h"
 #include "peer/grpc_peer.h"
@@ -49,13 +50,6 @@ struct RingPickerOptions {
   bool forward_over_http = true;
 };
 
-// Where a member listens: gRPC (required) and the HTTP API (empty if unknown: gRPC only).
-struct MemberAddress {
-  std::string grpc;
-  std::string http;
-  friend bool operator==(const MemberAddress&, const MemberAddress&) = default;
-};
-
 class RingPeerPicker final : public PeerPicker, public ClusterView {
  public:
   // `self_address` is this node's own gRPC address (reported by Members(), never dialled).
@@ -70,8 +64,7 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // the map says; empty names ignored) as one change: at most one generation bump. Members
   // whose addresses are unchanged keep their client.
   // Returns the clients of members that joined with this call (for pushing state to them).
-  std::vector<std::shared_ptr<Peer>> SetMembers(
-      const std::map<std::string, MemberAddress>& members);
+  std::vector<std::shared_ptr<Peer>> SetMembers(const std::map<std::string, MemberInfo>& members);
   // The same with gRPC addresses only.
   std::vector<std::shared_ptr<Peer>> SetMembers(
       const std::map<std::string, std::string>& name_to_grpc_address);
@@ -118,14 +111,13 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
 
  private:
   struct Member {
-    MemberAddress address;
+    MemberInfo address;
     std::shared_ptr<RemotePeer> client;  // null for self
   };
 
   // Drops `member`'s client, keeping the count of the calls it made.
   void RetireLocked(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<RemotePeer> NewClient(const std::string& name,
-                                        const MemberAddress& address) const;
+  std::shared_ptr<RemotePeer> NewClient(const std::string& name, const MemberInfo& address) const;
 
   const std::string self_name_;
   const std::string self_address_;

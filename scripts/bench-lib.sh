@@ -25,21 +25,24 @@ wait_http() {
 # The load generator's own CPU (user + system seconds) goes to $WORK/cpu: with everything on
 # 2 cores, "generator CPU per request" shows whether the generator is what limits a run.
 TIMEFORMAT='%U %S'
-# wrk -> "requests/s p50_us p99_us - - cpu_us_per_request"
+# wrk -> "requests/s p50_us p99_us - - cpu_us_per_request requests"
 wrk_run() {
   { time wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1" >"$WORK/wrk.out"; } 2>"$WORK/cpu"
   awk -v cpu="$(awk '{print $1 + $2}' "$WORK/cpu")" '
     function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
     /requests in/ {n = $1} /Requests\/sec/ {r = $2} $1 == "50%" {p50 = us($2)} $1 == "99%" {p99 = us($2)}
-    END {printf "%s %s %s - - %.2f\n", r, p50, p99, cpu * 1e6 / n}' "$WORK/wrk.out"
+    END {printf "%s %s %s - - %.2f %d\n", r, p50, p99, cpu * 1e6 / n, n}' "$WORK/wrk.out"
 }
-# nexus-bench -> "ops/s p50_us p99_us hit_rate errors cpu_us_per_request"
+# nexus-bench -> "ops/s p50_us p99_us hit_rate errors cpu_us_per_request requests"
 bench_run() {
   { time "$BENCH" -duration "${DURATION}s" -warmup "${WARMUP}s" -concurrency "$CONNS" -json "$@" \
       >"$WORK/bench.json"; } 2>"$WORK/cpu"
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=j["latency"]; print(j["throughput"], l["p50_us"], l["p99_us"], j["hit_rate"], j["measured"]["errors"], "%.2f" % (float(sys.argv[2]) * 1e6 / j["sent"]))' \
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=j["latency"]; print(j["throughput"], l["p50_us"], l["p99_us"], j["hit_rate"], j["measured"]["errors"], "%.2f" % (float(sys.argv[2]) * 1e6 / j["sent"]), j["sent"])' \
     "$WORK/bench.json" "$(awk '{print $1 + $2}' "$WORK/cpu")"
 }
+# CPU ticks (user + system, 1/100 s) used so far by the given PIDs.
+cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{t += $1} END {print t + 0}'; }
+
 # Every run of a row, one line each: add ROW "fields".
 declare -A RUNS
 add() { RUNS[$1]+="$2"$'\n'; }

@@ -11,6 +11,10 @@ namespace nexus {
 
 namespace {
 
+// The first retry after a failed etcd call (registration, keepalive or watch); it doubles up to
+// the options' max_backoff.
+constexpr std::chrono::milliseconds kInitialBackoff{100};
+
 std::string Join(const std::vector<std::string>& v) {
   std::string out;
   for (const std::string& s : v) out += (out.empty() ? "" : ",") + s;
@@ -27,7 +31,7 @@ std::chrono::milliseconds NextBackoff(std::chrono::milliseconds current,
 // every ring for a moment.
 EtcdMembershipOptions CapBackoff(EtcdMembershipOptions o) {
   const auto quarter_ttl = std::chrono::milliseconds(o.lease_ttl_seconds * 1000 / 4);
-  o.max_backoff = std::max(std::chrono::milliseconds(100), std::min(o.max_backoff, quarter_ttl));
+  o.max_backoff = std::max(kInitialBackoff, std::min(o.max_backoff, quarter_ttl));
   return o;
 }
 
@@ -85,7 +89,7 @@ void EtcdMembership::RegisterLoop() {
   // Keepalives at a third of the TTL: two can be lost before the lease expires.
   const auto interval =
       std::chrono::milliseconds(std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
-  auto backoff = std::chrono::milliseconds(100);
+  auto backoff = kInitialBackoff;
   bool reported_outage = false;
   while (true) {
     {
@@ -162,15 +166,14 @@ void EtcdMembership::RegisterLoop() {
     client_.Revoke(lease->id).IgnoreError();
     // Back off harder when the stream never carried a keepalive, so a stream that breaks at
     // once does not turn into a grant/put loop.
-    backoff =
-        kept_alive ? std::chrono::milliseconds(100) : NextBackoff(backoff, options_.max_backoff);
+    backoff = kept_alive ? kInitialBackoff : NextBackoff(backoff, options_.max_backoff);
     spdlog::info("discovery: re-registering {}", key);
     if (!SleepUnlessStopping(backoff)) return;
   }
 }
 
 void EtcdMembership::WatchLoop() {
-  auto backoff = std::chrono::milliseconds(100);
+  auto backoff = kInitialBackoff;
   bool reported_outage = false;
   while (true) {
     {
@@ -191,7 +194,7 @@ void EtcdMembership::WatchLoop() {
       continue;
     }
     reported_outage = false;
-    backoff = std::chrono::milliseconds(100);
+    backoff = kInitialBackoff;
     std::vector<MembershipEntry> entries;
     for (const auto& kv : read->kvs) entries.push_back({kv.key, kv.value, kv.mod_revision});
     std::map<std::string, MemberInfo> members;

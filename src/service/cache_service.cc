@@ -5,7 +5,6 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "group/group.h"
 
 namespace nexus {
 
@@ -28,45 +27,27 @@ std::string_view ProtocolName(Protocol protocol) {
   return "unknown";
 }
 
-// Counts one operation when it completes: its outcome, its latency, and the end of its time in
-// flight. Move-only; Finish runs at most once.
-class CacheService::Call {
- public:
-  Call(CacheService* service, Protocol protocol, Op op)
-      : service_(service), metrics_(&service->MetricsOf(protocol, op)), start_(SteadyClock::now()) {
-    service_->in_flight_.fetch_add(1, std::memory_order_relaxed);
-  }
-  Call(Call&& other) noexcept
-      : service_(std::exchange(other.service_, nullptr)),
-        metrics_(other.metrics_),
-        start_(other.start_) {}
-  Call& operator=(Call&&) = delete;
-  ~Call() {
-    if (service_ != nullptr) Finish(Outcome::kError);  // a dropped callback counts as failed
-  }
+CacheService::Call::Call(CacheService* service, Protocol protocol, Op op)
+    : service_(service), metrics_(&service->MetricsOf(protocol, op)), start_(SteadyClock::now()) {
+  service_->in_flight_.fetch_add(1, std::memory_order_relaxed);
+}
 
-  void Finish(Outcome outcome) {
-    switch (outcome) {
-      case Outcome::kHit:
-      case Outcome::kOk:
-        metrics_->ok->Inc();
-        break;
-      case Outcome::kMiss:
-        metrics_->miss->Inc();
-        break;
-      case Outcome::kError:
-        metrics_->error->Inc();
-        break;
-    }
-    metrics_->duration->Observe(std::chrono::duration<double>(SteadyClock::now() - start_).count());
-    std::exchange(service_, nullptr)->in_flight_.fetch_sub(1, std::memory_order_release);
+void CacheService::Call::Finish(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kHit:
+    case Outcome::kOk:
+      metrics_->ok->Inc();
+      break;
+    case Outcome::kMiss:
+      metrics_->miss->Inc();
+      break;
+    case Outcome::kError:
+      metrics_->error->Inc();
+      break;
   }
-
- private:
-  CacheService* service_;
-  const OpMetrics* metrics_;
-  SteadyClock::time_point start_;
-};
+  metrics_->duration->Observe(std::chrono::duration<double>(SteadyClock::now() - start_).count());
+  std::exchange(service_, nullptr)->in_flight_.fetch_sub(1, std::memory_order_release);
+}
 
 CacheService::CacheService(CacheServiceOptions options, GroupRegistry* groups, ClusterView* cluster,
                            metrics::Registry* metrics)
@@ -116,65 +97,27 @@ absl::Status CacheService::CheckKey(std::string_view key) const {
   return absl::OkStatus();
 }
 
-void CacheService::Get(Protocol protocol, std::string_view group, std::string_view key,
-                       ValueCallback done) {
-  Call call(this, protocol, Op::kGet);
-  if (absl::Status s = CheckKey(key); !s.ok()) {
-    call.Finish(Outcome::kError);
-    return done(std::move(s));
+absl::StatusOr<Group*> CacheService::Resolve(std::string_view group, std::string_view key,
+                                             bool check_length) const {
+  if (key.empty()) return absl::InvalidArgumentError("key is required");
+  if (check_length) {
+    if (absl::Status s = CheckKey(key); !s.ok()) return s;
   }
-  absl::StatusOr<Group*> g = FindGroup(group);
-  if (!g.ok()) {
-    call.Finish(Outcome::kError);
-    return done(g.status());
-  }
-  (*g)->Get(
-      key, [call = std::move(call), done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
-        call.Finish(r.ok()                         ? Outcome::kHit
-                    : absl::IsNotFound(r.status()) ? Outcome::kMiss
-                                                   : Outcome::kError);
-        done(std::move(r));
-      });
+  return FindGroup(group);
 }
 
-void CacheService::Set(Protocol protocol, std::string_view group, std::string_view key,
-                       std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
-  Call call(this, protocol, Op::kSet);
-  absl::Status invalid = CheckKey(key);
-  if (invalid.ok() && value.size() > options_.max_value_bytes) {
-    invalid = absl::ResourceExhaustedError(
+absl::StatusOr<Group*> CacheService::ResolveSet(std::string_view group, std::string_view key,
+                                                std::string_view value, int64_t ttl_ms) const {
+  if (absl::Status s = CheckKey(key); !s.ok()) return s;
+  if (value.size() > options_.max_value_bytes) {
+    return absl::ResourceExhaustedError(
         absl::StrCat("value longer than ", options_.max_value_bytes, " bytes"));
   }
-  if (invalid.ok() && (ttl_ms < 1 || ttl_ms > options_.max_ttl_ms)) {
-    invalid = absl::InvalidArgumentError(
+  if (ttl_ms < 1 || ttl_ms > options_.max_ttl_ms) {
+    return absl::InvalidArgumentError(
         absl::StrCat("the TTL must be between 1 ms and ", options_.max_ttl_ms, " ms"));
   }
-  absl::StatusOr<Group*> g = invalid.ok() ? FindGroup(group) : absl::StatusOr<Group*>(invalid);
-  if (!g.ok()) {
-    call.Finish(Outcome::kError);
-    return done(g.status());
-  }
-  (*g)->Set(key, value, ttl_ms, hot,
-            [call = std::move(call), done = std::move(done)](absl::Status s) mutable {
-              call.Finish(s.ok() ? Outcome::kOk : Outcome::kError);
-              done(std::move(s));
-            });
-}
-
-void CacheService::Delete(Protocol protocol, std::string_view group, std::string_view key,
-                          StatusCallback done) {
-  Call call(this, protocol, Op::kDelete);
-  absl::Status invalid =
-      key.empty() ? absl::InvalidArgumentError("key is required") : absl::OkStatus();
-  absl::StatusOr<Group*> g = invalid.ok() ? FindGroup(group) : absl::StatusOr<Group*>(invalid);
-  if (!g.ok()) {
-    call.Finish(Outcome::kError);
-    return done(g.status());
-  }
-  (*g)->Delete(key, [call = std::move(call), done = std::move(done)](absl::Status s) mutable {
-    call.Finish(s.ok() ? Outcome::kOk : Outcome::kError);
-    done(std::move(s));
-  });
+  return FindGroup(group);
 }
 
 absl::Status CacheService::SetPeer(Protocol protocol, std::string_view name,

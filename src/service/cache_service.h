@@ -27,8 +27,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "group/group.h"
 #include "group/registry.h"
 #include "group/value.h"
 #include "metrics/metrics.h"
@@ -60,10 +62,16 @@ class CacheService {
   CacheService& operator=(const CacheService&) = delete;
 
   // `group` empty: the default group.
-  void Get(Protocol protocol, std::string_view group, std::string_view key, ValueCallback done);
+  // `done` is any callable taking the result (a ValueCallback / StatusCallback, or a lambda):
+  // the service adds its bookkeeping to it in place, so a request costs one callback
+  // allocation, not one per layer.
+  template <typename Done>  // void(absl::StatusOr<CachedValue>)
+  void Get(Protocol protocol, std::string_view group, std::string_view key, Done done);
+  template <typename Done>  // void(absl::Status)
   void Set(Protocol protocol, std::string_view group, std::string_view key, std::string_view value,
-           int64_t ttl_ms, bool hot, StatusCallback done);
-  void Delete(Protocol protocol, std::string_view group, std::string_view key, StatusCallback done);
+           int64_t ttl_ms, bool hot, Done done);
+  template <typename Done>  // void(absl::Status)
+  void Delete(Protocol protocol, std::string_view group, std::string_view key, Done done);
   // Adds member `name` at `address` (empty: NAME:<grpc_port>).
   absl::Status SetPeer(Protocol protocol, std::string_view name, std::string_view address);
 
@@ -94,13 +102,38 @@ class CacheService {
     metrics::Counter* error = nullptr;
     metrics::Histogram* duration = nullptr;
   };
-  // One operation from its start to its completion.
-  class Call;
+  // Counts one operation when it completes: its outcome, its latency, and the end of its time
+  // in flight. Move-only; Finish runs at most once (a Call dropped unfinished counts as an
+  // error).
+  class Call {
+   public:
+    Call(CacheService* service, Protocol protocol, Op op);
+    Call(Call&& other) noexcept
+        : service_(std::exchange(other.service_, nullptr)),
+          metrics_(other.metrics_),
+          start_(other.start_) {}
+    Call& operator=(Call&&) = delete;
+    ~Call() {
+      if (service_ != nullptr) Finish(Outcome::kError);
+    }
+    void Finish(Outcome outcome);
+
+   private:
+    CacheService* service_;
+    const OpMetrics* metrics_;
+    std::chrono::steady_clock::time_point start_;
+  };
 
   OpMetrics& MetricsOf(Protocol protocol, Op op) {
     return ops_[static_cast<int>(protocol)][static_cast<int>(op)];
   }
   absl::Status CheckKey(std::string_view key) const;
+  // The group of a get or delete of `key`, or the error to answer.
+  absl::StatusOr<Group*> Resolve(std::string_view group, std::string_view key,
+                                 bool check_length) const;
+  // The same for a set.
+  absl::StatusOr<Group*> ResolveSet(std::string_view group, std::string_view key,
+                                    std::string_view value, int64_t ttl_ms) const;
 
   const CacheServiceOptions options_;
   GroupRegistry* const groups_;
@@ -110,5 +143,53 @@ class CacheService {
   // only shutdown waits on it).
   std::atomic<int64_t> in_flight_{0};
 };
+
+template <typename Done>
+void CacheService::Get(Protocol protocol, std::string_view group, std::string_view key, Done done) {
+  Call call(this, protocol, Op::kGet);
+  absl::StatusOr<Group*> g = Resolve(group, key, /*check_length=*/true);
+  if (!g.ok()) {
+    call.Finish(Outcome::kError);
+    return done(g.status());
+  }
+  (*g)->Get(
+      key, [call = std::move(call), done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
+        call.Finish(r.ok()                         ? Outcome::kHit
+                    : absl::IsNotFound(r.status()) ? Outcome::kMiss
+                                                   : Outcome::kError);
+        done(std::move(r));
+      });
+}
+
+template <typename Done>
+void CacheService::Set(Protocol protocol, std::string_view group, std::string_view key,
+                       std::string_view value, int64_t ttl_ms, bool hot, Done done) {
+  Call call(this, protocol, Op::kSet);
+  absl::StatusOr<Group*> g = ResolveSet(group, key, value, ttl_ms);
+  if (!g.ok()) {
+    call.Finish(Outcome::kError);
+    return done(g.status());
+  }
+  (*g)->Set(key, value, ttl_ms, hot,
+            [call = std::move(call), done = std::move(done)](absl::Status s) mutable {
+              call.Finish(s.ok() ? Outcome::kOk : Outcome::kError);
+              done(std::move(s));
+            });
+}
+
+template <typename Done>
+void CacheService::Delete(Protocol protocol, std::string_view group, std::string_view key,
+                          Done done) {
+  Call call(this, protocol, Op::kDelete);
+  absl::StatusOr<Group*> g = Resolve(group, key, /*check_length=*/false);
+  if (!g.ok()) {
+    call.Finish(Outcome::kError);
+    return done(g.status());
+  }
+  (*g)->Delete(key, [call = std::move(call), done = std::move(done)](absl::Status s) mutable {
+    call.Finish(s.ok() ? Outcome::kOk : Outcome::kError);
+    done(std::move(s));
+  });
+}
 
 }  // namespace nexus

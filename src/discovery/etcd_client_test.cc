@@ -13,6 +13,7 @@
 
 #include "support/etcd.h"
 #include "support/process.h"
+#include "support/wait.h"
 
 namespace nexus {
 namespace {
@@ -21,15 +22,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ::testing::ElementsAre;
 
-// Polls `pred` every 20 ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto give_up = Clock::now() + timeout;
-  while (!pred()) {
-    if (Clock::now() > give_up) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
+using testing::WaitFor;
 
 // What a stream's callbacks saw, readable from the test thread.
 struct Recorder {

@@ -7,19 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/wait.h"
+
 namespace nexus {
 namespace {
 
-// Waits (bounded) until `pred` holds; returns whether it did.
-template <typename Pred>
-bool WaitFor(Pred pred) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using testing::WaitFor;
 
 class FlightManyCallersTest : public ::testing::TestWithParam<bool> {};
 
@@ -42,7 +35,8 @@ TEST_P(FlightManyCallersTest, HundredCallersOneRunAllGetTheResult) {
     });
   }
   // Hold the single run until every caller has joined it.
-  ASSERT_TRUE(WaitFor([&] { return flight.Waiting("cold") == kCallers; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return flight.Waiting("cold") == kCallers; }, std::chrono::seconds(30)));
   release.Notify();
   for (auto& t : threads) t.join();
   EXPECT_EQ(runs.load(), 1);

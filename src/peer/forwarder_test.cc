@@ -36,41 +36,20 @@
 #include "peer/http_routes.h"
 #include "peer/http_wire.h"
 #include "peer/remote_peer.h"
+#include "support/process.h"
+#include "support/wait.h"
 
 namespace nexus {
 namespace {
+
+using testing::FreePort;
+using testing::ListenLoopback;
+using testing::WaitFor;
 
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 
 std::string Loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
-
-// A port nothing listens on (bound once, then released).
-uint16_t ClosedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A socket listening on a free loopback port; returns its fd and sets *port.
-int ListenLoopback(uint16_t* port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::listen(fd, 16);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
 
 // A listening socket that never accepts: connections complete (the kernel's backlog) and
 // requests are never answered.
@@ -280,16 +259,6 @@ class Front {
   std::atomic<int> off_loop_callbacks_{0};
   std::unique_ptr<http::Server> server_;
 };
-
-// Polls `done` for up to 10 s (a generous bound: only a bug makes it wait that long).
-template <typename Fn>
-void WaitFor(Fn done) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done() && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  ASSERT_TRUE(done());
-}
 
 uint64_t Count(const RemotePeer& p, std::string_view op, std::string_view status) {
   for (const auto& c : p.CallCounts()) {
@@ -508,7 +477,8 @@ TEST(ForwarderTest, ASlowLoadDoesNotHoldUpHitsBehindIt) {
   Front front(peer);
   ASSERT_EQ(front.Get("db-warm"), "200 0 loaded:db-warm");  // opens the first connection
   auto slow = std::async(std::launch::async, [&] { return front.Get("slow-1"); });
-  WaitFor([&] { return owner.loads() == 2; });  // db-warm, then slow-1 reached the owner
+  ASSERT_TRUE(
+      WaitFor([&] { return owner.loads() == 2; }));  // db-warm, then slow-1 reached the owner
   // Once the slow request has waited longer than kStallAfter, new requests avoid its
   // connection.
   std::this_thread::sleep_for(Forwarder::kStallAfter * 5);
@@ -521,7 +491,7 @@ TEST(ForwarderTest, ASlowLoadDoesNotHoldUpHitsBehindIt) {
 
 TEST(ForwarderTest, RefusedHttpIsRetriedOverGrpc) {
   Owner owner;
-  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(ClosedPort()));
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(FreePort()));
   Front front(peer);
   EXPECT_EQ(front.Get("db-1"), "200 0 loaded:db-1");
   EXPECT_EQ(front.Set("k", "v"), "200 0 ");
@@ -533,8 +503,8 @@ TEST(ForwarderTest, RefusedHttpIsRetriedOverGrpc) {
 }
 
 TEST(ForwarderTest, DeadOwnerIsUnavailableNamingIt) {
-  const std::string http = Loopback(ClosedPort());
-  auto peer = std::make_shared<RemotePeer>("b", Loopback(ClosedPort()), http);
+  const std::string http = Loopback(FreePort());
+  auto peer = std::make_shared<RemotePeer>("b", Loopback(FreePort()), http);
   Front front(peer);
   // 14 = Unavailable, from the gRPC retry.
   EXPECT_THAT(front.Get("db-1"), ::testing::StartsWith("200 14 peer b ("));
@@ -598,14 +568,14 @@ TEST(ForwarderTest, AMemberUpgradedToServeTheRoutesIsForwardedToOverHttpAgain) {
   EXPECT_EQ(peer->grpc()->calls(), 1u);
 
   // Still the old version when HTTP is tried again: gRPC again, for another interval.
-  WaitFor([&] { return peer->forwards_over_http(); });
+  ASSERT_TRUE(WaitFor([&] { return peer->forwards_over_http(); }));
   EXPECT_EQ(front.Get("db-2"), "200 0 loaded:db-2");
   EXPECT_FALSE(peer->forwards_over_http());
   EXPECT_EQ(peer->grpc()->calls(), 2u);
 
   // Upgraded: the next try after the interval is answered over HTTP, and HTTP stays on.
   upgraded = true;
-  WaitFor([&] { return peer->forwards_over_http(); });
+  ASSERT_TRUE(WaitFor([&] { return peer->forwards_over_http(); }));
   EXPECT_EQ(front.Get("db-3"), "200 0 loaded:db-3");
   EXPECT_EQ(front.Set("k", "v"), "200 0 ");
   EXPECT_TRUE(peer->forwards_over_http());
@@ -624,7 +594,7 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
   auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
   auto front = std::make_unique<Front>(peer);
   auto slow = std::async(std::launch::async, [&] { return front->Get("slow-2"); });
-  WaitFor([&] { return owner.loads() == 1; });
+  ASSERT_TRUE(WaitFor([&] { return owner.loads() == 1; }));
   front->server().Stop(milliseconds(0));  // the loop ends with the forward still pending
   // The client sees its connection close; the forward's callback ran (no leak under ASan).
   EXPECT_THAT(slow.get(), HasSubstr("bad response"));
@@ -634,7 +604,7 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
 
 TEST(ForwarderTest, AnAnswerArrivingWithTheFinIsReadAndTheConnectionDropped) {
   AnswerAndClose owner("HTTP/1.1 200 OK\r\nX-Nexus-Status: 0\r\nContent-Length: 4\r\n\r\nfake");
-  auto peer = std::make_shared<RemotePeer>("b", Loopback(ClosedPort()), Loopback(owner.port()));
+  auto peer = std::make_shared<RemotePeer>("b", Loopback(FreePort()), Loopback(owner.port()));
   Front front(peer);
   for (int i = 0; i < 3; ++i) {
     // Each time the closed connection is noticed with the answer, so the next call opens a
@@ -675,7 +645,7 @@ TEST(ForwarderTest, WhenEveryConnectionIsBusyWithASlowLoadCallsGoOverGrpc) {
     slow.push_back(std::async(std::launch::async,
                               [&front, i] { return front.Get("slow-" + std::to_string(i)); }));
     // Each one stalls its connection once it reached the owner, so the next opens another.
-    WaitFor([&] { return owner.loads() == i + 1; });
+    ASSERT_TRUE(WaitFor([&] { return owner.loads() == i + 1; }));
     std::this_thread::sleep_for(Forwarder::kStallAfter * 5);
   }
   EXPECT_EQ(front.Conns(), "200 " + std::to_string(Forwarder::kMaxConnections));

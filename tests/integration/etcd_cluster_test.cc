@@ -10,6 +10,7 @@
 #include "support/cluster.h"
 #include "support/etcd.h"
 #include "support/process.h"
+#include "support/wait.h"
 
 namespace nexus::testing {
 namespace {
@@ -29,18 +30,6 @@ std::set<std::string> RingOf(uint16_t http_port) {
     names.insert(m["name"].get<std::string>());
   }
   return names;
-}
-
-// Polls `pred` every 50 ms until it holds or `timeout` passes; returns the time it took, or
-// nullopt.
-template <typename Pred>
-std::optional<milliseconds> WaitUntil(Pred pred, milliseconds timeout) {
-  const auto start = Clock::now();
-  while (Clock::now() - start < timeout) {
-    if (pred()) return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return std::nullopt;
 }
 
 class EtcdCluster : public ::testing::Test {

@@ -45,6 +45,19 @@ int ConnectLoopback(uint16_t port, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+int ListenLoopback(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(fd, 16);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 uint16_t FreePort() {
   // Ports below the kernel's ephemeral range (32768+ on Linux), so no outgoing connection of
   // this or another test can take the port between this check and the server's bind; chosen

@@ -17,6 +17,9 @@ namespace nexus::testing {
 // process (so parallel calls in one test never collide).
 uint16_t FreePort();
 
+// A socket listening on a free loopback port (for stub servers); returns its fd, sets *port.
+int ListenLoopback(uint16_t* port);
+
 class Process {
  public:
   // Starts `argv[0]` with `argv`, extra environment `env`, stdout+stderr appended to `log_path`.

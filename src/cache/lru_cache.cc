@@ -132,7 +132,7 @@ bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
   return true;
 }
 
-bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
+StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   const size_t charge = ChargeFor(key.key.size(), value.size());
   auto it = index_.find(key);
   if (it != index_.end()) {
@@ -149,12 +149,12 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
         Unlink(old);
         PushFront(old);
       }
-      return true;
+      return StoreResult::kStored;
     }
     Remove(old, it);
   }
   if (charge > capacity_ || key.key.size() > UINT32_MAX || value.size() > UINT32_MAX) {
-    return false;
+    return StoreResult::kTooLarge;
   }
   auto* e = static_cast<Entry*>(std::malloc(kHeaderSize + key.key.size() + value.size()));
   if (e == nullptr) throw std::bad_alloc();
@@ -167,7 +167,8 @@ bool LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
   PushFront(e);
   entry_bytes_ += charge;
   EvictToFit();
-  return index_.contains(key);
+  // The new entry is the most recently used: eviction takes it only if it alone is too large.
+  return index_.contains(key) ? StoreResult::kStored : StoreResult::kTooLarge;
 }
 
 LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
@@ -182,7 +183,8 @@ LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value, Un
     }
     Drop(e, RemovalReason::kExpired);
   }
-  return Set(key, value, deadline) ? AddResult::kInserted : AddResult::kTooLarge;
+  return Set(key, value, deadline) == StoreResult::kStored ? AddResult::kInserted
+                                                           : AddResult::kTooLarge;
 }
 
 bool LruCache::Erase(KeyRef key) {

@@ -63,6 +63,10 @@ struct SweepResult {
   size_t expired = 0;
 };
 
+// What a store did. kTooLarge: the entry alone cannot fit in the capacity, so nothing was
+// stored (and any old value of the key was dropped). An admission policy will add kRejected.
+enum class StoreResult { kStored, kTooLarge };
+
 class LruCache {
  public:
   LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on_remove = nullptr);
@@ -74,9 +78,8 @@ class LruCache {
   // used and returns true. An expired entry is dropped and counts as a miss.
   bool Get(KeyRef key, std::string* value, UnixMillis* deadline = nullptr);
 
-  // Inserts or replaces. Returns false, storing nothing (and dropping any old value of the key),
-  // when the entry alone cannot fit in the capacity.
-  bool Set(KeyRef key, std::string_view value, UnixMillis deadline);
+  // Inserts or replaces.
+  StoreResult Set(KeyRef key, std::string_view value, UnixMillis deadline);
 
   // Inserts only if the key has no live entry (kInserted); otherwise leaves it alone and
   // copies the live value and deadline out like Get (kExists). kTooLarge: nothing stored. For

@@ -23,7 +23,7 @@ class LruCacheTest : public ::testing::Test {
 
 TEST_F(LruCacheTest, GetReturnsWhatSetStored) {
   LruCache c(1 << 20, &clock_);
-  EXPECT_TRUE(c.Set(MakeKeyRef("Tom"), "630", kNoDeadline));
+  EXPECT_EQ(c.Set(MakeKeyRef("Tom"), "630", kNoDeadline), StoreResult::kStored);
   std::string v;
   EXPECT_TRUE(c.Get(MakeKeyRef("Tom"), &v));
   EXPECT_EQ(v, "630");
@@ -36,9 +36,10 @@ TEST_F(LruCacheTest, EvictsLeastRecentlyUsedAndGetRefreshesRecency) {
   for (const char* k : {"a", "b", "c"}) probe.Set(MakeKeyRef(k), Val('x'), kNoDeadline);
   // Room for a, b, c plus slack smaller than one more entry (covers index growth).
   LruCache c(probe.bytes() + 200, &clock_);
-  for (const char* k : {"a", "b", "c"}) ASSERT_TRUE(c.Set(MakeKeyRef(k), Val('x'), kNoDeadline));
+  for (const char* k : {"a", "b", "c"})
+    ASSERT_EQ(c.Set(MakeKeyRef(k), Val('x'), kNoDeadline), StoreResult::kStored);
   ASSERT_TRUE(Has(c, "a"));  // a becomes most recent; b is now the LRU entry
-  ASSERT_TRUE(c.Set(MakeKeyRef("d"), Val('y'), kNoDeadline));
+  ASSERT_EQ(c.Set(MakeKeyRef("d"), Val('y'), kNoDeadline), StoreResult::kStored);
   EXPECT_FALSE(Has(c, "b"));
   EXPECT_TRUE(Has(c, "a"));
   EXPECT_TRUE(Has(c, "c"));
@@ -153,14 +154,15 @@ TEST_F(LruCacheTest, OverwritesThatGrowWithinTheSameChunkDoNotOverflow) {
   // bytes, so writing 7 more in place would overflow it (ASan caught this).
   LruCache c(1 << 20, &clock_);
   ASSERT_EQ(LruCache::ChargeFor(1, 0), LruCache::ChargeFor(1, 7));
-  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "", kNoDeadline));
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "", kNoDeadline), StoreResult::kStored);
   const size_t bytes = c.bytes();
-  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "abcdefg", kNoDeadline));
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "abcdefg", kNoDeadline), StoreResult::kStored);
   std::string v;
   ASSERT_TRUE(Has(c, "k", &v));
   EXPECT_EQ(v, "abcdefg");
   EXPECT_EQ(c.bytes(), bytes);
-  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "abc", kNoDeadline));  // shrinking is done in place
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "abc", kNoDeadline),
+            StoreResult::kStored);  // shrinking is done in place
   ASSERT_TRUE(Has(c, "k", &v));
   EXPECT_EQ(v, "abc");
   EXPECT_EQ(c.bytes(), bytes);
@@ -215,8 +217,8 @@ TEST_F(LruCacheTest, EvictingAnExpiredEntryCountsAsExpiration) {
 
 TEST_F(LruCacheTest, EntryLargerThanCapacityIsRefusedAndOldValueDropped) {
   LruCache c(4096, &clock_);
-  ASSERT_TRUE(c.Set(MakeKeyRef("k"), "small", kNoDeadline));
-  EXPECT_FALSE(c.Set(MakeKeyRef("k"), std::string(5000, 'x'), kNoDeadline));
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "small", kNoDeadline), StoreResult::kStored);
+  EXPECT_EQ(c.Set(MakeKeyRef("k"), std::string(5000, 'x'), kNoDeadline), StoreResult::kTooLarge);
   EXPECT_FALSE(Has(c, "k"));
   EXPECT_LE(c.bytes(), c.capacity());
 }

@@ -30,7 +30,7 @@ bool ShardedCache::Get(std::string_view key, std::string* value, UnixMillis* dea
   return s.lru.Get(ref, value, deadline);
 }
 
-bool ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis deadline) {
+StoreResult ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis deadline) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);

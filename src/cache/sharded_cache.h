@@ -42,7 +42,7 @@ class ShardedCache {
   ShardedCache& operator=(const ShardedCache&) = delete;
 
   bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr);
-  bool Set(std::string_view key, std::string_view value, UnixMillis deadline);
+  StoreResult Set(std::string_view key, std::string_view value, UnixMillis deadline);
   LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
                                   std::string* existing, UnixMillis* existing_deadline = nullptr);
   bool Erase(std::string_view key);

@@ -20,7 +20,7 @@ TEST(ShardedCacheTest, ShardCountIsPowerOfTwoAndBudgetIsSplit) {
   EXPECT_EQ(small.shard_count(), 2u);
   ShardedCache tiny({.capacity_bytes = 1000, .shard_bits = 4}, &clock);
   EXPECT_EQ(tiny.shard_count(), 1u);
-  EXPECT_TRUE(tiny.Set("k", "v", kNoDeadline));
+  EXPECT_EQ(tiny.Set("k", "v", kNoDeadline), StoreResult::kStored);
 }
 
 TEST(ShardedCacheTest, KeysSpreadOverAllShards) {
@@ -29,7 +29,7 @@ TEST(ShardedCacheTest, KeysSpreadOverAllShards) {
   std::vector<int> per_shard(c.shard_count());
   for (int i = 0; i < 80'000; ++i) {
     const std::string key = "user:" + std::to_string(i);
-    ASSERT_TRUE(c.Set(key, "v", kNoDeadline));
+    ASSERT_EQ(c.Set(key, "v", kNoDeadline), StoreResult::kStored);
     ++per_shard[c.ShardOf(key)];
   }
   for (int n : per_shard) EXPECT_NEAR(n, 10'000, 500);

@@ -220,7 +220,7 @@ void Group::Write(std::string_view key, std::string_view value, UnixMillis deadl
     const uint64_t version = NextVersion(above);
     if (hot) {
       main_.Erase(key);
-      if (hot_.Set(key, EncodeHot(version, false, value), deadline)) {
+      if (hot_.Set(key, EncodeHot(version, false, value), deadline) == StoreResult::kStored) {
         hot_registry_[std::string(key)] = {version, deadline, false};
         push = Replica{.key = std::string(key),
                        .value = std::string(value),
@@ -231,7 +231,7 @@ void Group::Write(std::string_view key, std::string_view value, UnixMillis deadl
                                                            " bytes does not fit in the hot cache (",
                                                            hot_.capacity(), " bytes)"));
       }
-    } else if (!main_.Set(key, value, deadline)) {
+    } else if (main_.Set(key, value, deadline) == StoreResult::kTooLarge) {
       status = absl::ResourceExhaustedError(
           absl::StrCat("entry of ", key.size() + value.size(), " bytes does not fit in the ",
                        "main cache (", main_.capacity(), " bytes)"));

@@ -29,11 +29,25 @@ class Peer {
   virtual void Replicate(std::string_view group, const Replica& replica, StatusCallback done) = 0;
 };
 
+// The members that hold a key, in ring order (the owner first), under one ring generation.
+// A null entry stands for this node.
+struct ReplicaSet {
+  uint64_t generation = 0;
+  std::vector<std::shared_ptr<Peer>> members;
+};
+
 class PeerPicker {
  public:
   virtual ~PeerPicker() = default;
   // The peer that owns `key`, or nullptr when this node owns it.
   virtual std::shared_ptr<Peer> PickPeer(std::string_view key) = 0;
+  // The `n` distinct members that follow `key`'s ring position (fewer if the cluster is
+  // smaller): a replica set of factor n. n = 1 is the owner alone, which is what the groups use
+  // today; the default answers exactly that.
+  virtual ReplicaSet PickReplicas(std::string_view key, size_t n) {
+    if (n == 0) return {};
+    return ReplicaSet{.generation = 0, .members = {PickPeer(key)}};
+  }
   // Every member but this node: where the owner of a hot key pushes its changes.
   virtual std::vector<std::shared_ptr<Peer>> OtherPeers() { return {}; }
 };

@@ -709,6 +709,27 @@ TEST(RingPeerPickerTest, SelfIsAlwaysAMemberAndNeverRemoved) {
   EXPECT_EQ(picker.OwnerOf("x"), "a");
 }
 
+TEST(RingPeerPickerTest, ReplicaSetsFollowTheRingWithTheirGeneration) {
+  RingPeerPicker picker("a", "127.0.0.1:1");
+  picker.SetMembers({{"b", "127.0.0.1:2"}, {"c", "127.0.0.1:3"}});
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const ReplicaSet one = picker.PickReplicas(key, 1);
+    ASSERT_EQ(one.members.size(), 1u);
+    EXPECT_EQ(one.members[0], picker.PickPeer(key));  // n = 1 is today's owner
+    EXPECT_EQ(one.generation, picker.generation());
+    const ReplicaSet all = picker.PickReplicas(key, 5);  // capped at the 3 members
+    ASSERT_EQ(all.members.size(), 3u);
+    EXPECT_EQ(all.members[0], one.members[0]);
+    // Every member exactly once; this node (a null entry) among them.
+    EXPECT_EQ(std::count(all.members.begin(), all.members.end(), nullptr), 1);
+    EXPECT_NE(all.members[0], all.members[1]);
+    EXPECT_NE(all.members[1], all.members[2]);
+    EXPECT_NE(all.members[0], all.members[2]);
+  }
+  EXPECT_TRUE(picker.PickReplicas("k", 0).members.empty());
+}
+
 TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
   RingPeerPicker picker("a", "127.0.0.1:1");
   EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:2"));

@@ -36,6 +36,23 @@ std::shared_ptr<Peer> RingPeerPicker::PickPeer(std::string_view key) {
   return it->second.client;
 }
 
+ReplicaSet RingPeerPicker::PickReplicas(std::string_view key, size_t n) {
+  ReplicaSet out;
+  absl::ReaderMutexLock lock(&mu_);
+  // Under the lock the ring and the clients agree (writers change both under it).
+  std::shared_ptr<const RingSnapshot> snapshot = ring_.Snapshot();
+  out.generation = snapshot->generation();
+  for (std::string_view name : snapshot->Successors(key, n)) {
+    if (name == self_name_) {
+      out.members.push_back(nullptr);
+      continue;
+    }
+    auto it = members_.find(name);
+    if (it != members_.end()) out.members.push_back(it->second.client);
+  }
+  return out;
+}
+
 std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
                                                       const MemberInfo& address) const {
   return std::make_shared<RemotePeer>(

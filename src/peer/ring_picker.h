@@ -59,6 +59,9 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
 
   // The client of the key's owner, or nullptr when this node owns it.
   std::shared_ptr<Peer> PickPeer(std::string_view key) override;
+  // The key's ring successors (HashRing's Successors), their clients (null for this node) and
+  // the generation of the ring they were read from.
+  ReplicaSet PickReplicas(std::string_view key, size_t n) override;
 
   // Replaces the membership with `members` (+ self, always kept with its own address whatever
   // the map says; empty names ignored) as one change: at most one generation bump. Members

@@ -41,6 +41,26 @@ std::optional<std::string_view> RingSnapshot::OwnerView(std::string_view key) co
   return std::string_view(members_[vnode_members_[pos]]);
 }
 
+std::vector<std::string_view> RingSnapshot::Successors(std::string_view key, size_t n) const {
+  std::vector<std::string_view> out;
+  if (vnode_hashes_.empty() || n == 0) return out;
+  n = std::min(n, members_.size());
+  out.reserve(n);
+  const uint64_t h = (*hash_)(key);
+  const size_t start = static_cast<size_t>(
+      std::lower_bound(vnode_hashes_.begin(), vnode_hashes_.end(), h) - vnode_hashes_.begin());
+  // Walk the virtual nodes from the key's position (wrapping), keeping each member the first
+  // time it appears; at most one full turn.
+  std::vector<bool> seen(members_.size(), false);
+  for (size_t i = 0; i < vnode_hashes_.size() && out.size() < n; ++i) {
+    const uint32_t m = vnode_members_[(start + i) % vnode_hashes_.size()];
+    if (seen[m]) continue;
+    seen[m] = true;
+    out.emplace_back(members_[m]);
+  }
+  return out;
+}
+
 std::optional<std::string> RingSnapshot::Owner(std::string_view key) const {
   std::optional<std::string_view> view = OwnerView(key);
   if (!view) return std::nullopt;

@@ -83,6 +83,11 @@ class RingSnapshot {
 
   // As OwnerView, but returns an owned copy.
   std::optional<std::string> Owner(std::string_view key) const;
+  // The first `n` distinct members met walking the ring clockwise from `key`'s position: the
+  // owner first, then the members that would own the key if those before them were gone (a
+  // replica set of factor n). Fewer when the ring has fewer members; empty for an empty ring.
+  // Views into this snapshot, as OwnerView's.
+  std::vector<std::string_view> Successors(std::string_view key, size_t n) const;
 
   bool Contains(std::string_view member) const;
 

@@ -409,5 +409,35 @@ TEST(HashRingTest, ConcurrentReadersAndWriter) {
               kWrites, static_cast<unsigned long long>(ring.Generation()));
 }
 
+TEST(HashRingSuccessorsTest, OwnerFirstThenDistinctMembersInRingOrder) {
+  HashRing ring(RingOptions{.vnodes = 50});
+  for (const char* m : {"a", "b", "c", "d", "e"}) ring.Add(m);
+  auto snap = ring.Snapshot();
+  for (int i = 0; i < 500; ++i) {
+    const std::string key = "key" + std::to_string(i);
+    const std::vector<std::string_view> three = snap->Successors(key, 3);
+    ASSERT_EQ(three.size(), 3u);
+    EXPECT_EQ(three[0], *snap->OwnerView(key));  // the owner first
+    EXPECT_NE(three[0], three[1]);
+    EXPECT_NE(three[1], three[2]);
+    EXPECT_NE(three[0], three[2]);
+    // A prefix of a longer walk: n = 1 is the owner, n = 3 extends n = 2.
+    const std::vector<std::string_view> two = snap->Successors(key, 2);
+    EXPECT_EQ(std::vector<std::string_view>(three.begin(), three.begin() + 2), two);
+    // The second is who owns the key once the first is gone, the third once both are.
+    HashRing without(RingOptions{.vnodes = 50});
+    for (const auto& m : snap->members()) {
+      if (m != three[0]) without.Add(m);
+    }
+    EXPECT_EQ(*without.Owner(key), three[1]) << key;
+    without.Remove(three[1]);
+    EXPECT_EQ(*without.Owner(key), three[2]) << key;
+  }
+  // At most every member, each once; nothing from an empty ring or for n = 0.
+  EXPECT_EQ(snap->Successors("k", 10).size(), 5u);
+  EXPECT_TRUE(snap->Successors("k", 0).empty());
+  EXPECT_TRUE(HashRing().Snapshot()->Successors("k", 2).empty());
+}
+
 }  // namespace
 }  // namespace nexus

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "support/process.h"
 
 namespace nexus {
 namespace {
@@ -427,33 +429,16 @@ class BothTransportsTest : public RawSetTest {
         if (v != 0) target += std::string("&") + name + "=" + std::to_string(v);
       }
     }
-    const std::string body = r.op == "set" ? r.value : "";
-    const std::string request = (r.op == "get" ? "GET " : "POST ") + target +
-                                " HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\n\r\n" + body;
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(http_->port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string response;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(request.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, n);
-    }
-    ::close(fd);
-    const std::string header(peerwire::kStatusHeader);
-    const size_t code_at = response.find(header + ": ");
-    const size_t body_at = response.find("\r\n\r\n");
-    if (code_at == std::string::npos || body_at == std::string::npos) return "bad: " + response;
-    const size_t code_end = response.find("\r\n", code_at);
-    const std::string code =
-        response.substr(code_at + header.size() + 2, code_end - code_at - header.size() - 2);
+    const testing::HttpResult answer =
+        testing::Http(http_->port(), r.op == "get" ? "GET" : "POST", target,
+                      r.op == "set" ? r.value : "", milliseconds(5000), "application/octet-stream");
+    std::string header(peerwire::kStatusHeader);
+    std::transform(header.begin(), header.end(), header.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    const auto code = answer.headers.find(header);
+    if (code == answer.headers.end()) return "bad: " + answer.error + " " + answer.body;
     // A successful get carries the value as its body; compare statuses only.
-    const std::string message = code == "0" ? "" : response.substr(body_at + 4);
-    return code + " " + message;
+    return code->second + " " + (code->second == "0" ? "" : answer.body);
   }
 
   std::unique_ptr<http::Server> http_;

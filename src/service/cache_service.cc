@@ -99,9 +99,10 @@ absl::Status CacheService::CheckKey(std::string_view key) const {
 
 absl::StatusOr<Group*> CacheService::Resolve(std::string_view group, std::string_view key,
                                              bool check_length) const {
-  if (key.empty()) return absl::InvalidArgumentError("key is required");
   if (check_length) {
     if (absl::Status s = CheckKey(key); !s.ok()) return s;
+  } else if (key.empty()) {
+    return absl::InvalidArgumentError("key is required");
   }
   return FindGroup(group);
 }

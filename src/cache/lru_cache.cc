@@ -24,6 +24,9 @@ CacheStats& CacheStats::operator+=(const CacheStats& o) {
 namespace {
 
 constexpr size_t kHeaderSize = 32;
+constexpr size_t kVersionSize = 8;
+// Keys are bounded by the header's 30-bit size field (a node's --max-key-bytes is far below).
+constexpr size_t kMaxKeySize = (size_t{1} << 30) - 1;
 
 // glibc malloc: a chunk holds the request plus an 8-byte size word, rounded up to 16 bytes,
 // and is never smaller than 32 bytes.
@@ -34,8 +37,14 @@ size_t ChunkSize(size_t request) {
 
 }  // namespace
 
-size_t LruCache::ChargeFor(size_t key_size, size_t value_size) {
-  return ChunkSize(kHeaderSize + key_size + value_size);
+size_t LruCache::ChargeFor(size_t key_size, size_t value_size, bool versioned) {
+  return ChunkSize(kHeaderSize + (versioned ? kVersionSize : 0) + key_size + value_size);
+}
+
+EntryMeta LruCache::Entry::meta() {
+  EntryMeta m{.tombstone = tombstone != 0};
+  if (versioned) std::memcpy(&m.version, this + 1, kVersionSize);
+  return m;
 }
 
 size_t LruCache::IndexBytes() const {
@@ -51,7 +60,9 @@ LruCache::LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on
   static_assert(sizeof(Entry) == kHeaderSize);
   sentinel_.prev = sentinel_.next = head();
   sentinel_.deadline = kNoDeadline;
-  sentinel_.key_size = sentinel_.value_size = 0;
+  sentinel_.key_size = 0;
+  sentinel_.versioned = sentinel_.tombstone = 0;
+  sentinel_.value_size = 0;
   cursor_ = head();
 }
 
@@ -86,7 +97,7 @@ void LruCache::PushFront(Entry* e) {
 void LruCache::Remove(Entry* e, Index::iterator it) {
   Unlink(e);
   index_.erase(it);
-  entry_bytes_ -= ChargeFor(e->key_size, e->value_size);
+  entry_bytes_ -= e->charge();
   std::free(e);
 }
 
@@ -108,7 +119,7 @@ void LruCache::EvictToFit() {
   }
 }
 
-bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
+bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline, EntryMeta* meta) {
   auto it = index_.find(key);
   if (it == index_.end()) {
     ++misses_;
@@ -122,6 +133,10 @@ bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
     Remove(e, it);
     return false;
   }
+  if (e->tombstone) {
+    ++misses_;
+    return false;
+  }
   ++hits_;
   if (head()->next != e) {
     Unlink(e);
@@ -129,22 +144,33 @@ bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline) {
   }
   if (value != nullptr) value->assign(e->value());
   if (deadline != nullptr) *deadline = e->deadline;
+  if (meta != nullptr) *meta = e->meta();
   return true;
 }
 
-StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline) {
-  const size_t charge = ChargeFor(key.key.size(), value.size());
+bool LruCache::Peek(KeyRef key, EntryMeta* meta) {
+  auto it = index_.find(key);
+  if (it == index_.end() || clock_->NowMillis() >= (*it)->deadline) return false;
+  *meta = (*it)->meta();
+  return true;
+}
+
+StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadline, EntryMeta meta) {
+  const bool versioned = meta.version != 0;
+  const size_t charge = ChargeFor(key.key.size(), value.size(), versioned);
   auto it = index_.find(key);
   if (it != index_.end()) {
     Entry* old = *it;
-    if (value.size() <= old->value_size && ChargeFor(old->key_size, old->value_size) == charge &&
+    if (value.size() <= old->value_size && old->versioned == versioned && old->charge() == charge &&
         charge <= capacity_) {
-      // Fits in the block as allocated and is charged the same: rewrite in place, no
-      // allocation. (Only shrinking: the block's usable size beyond what was requested is
-      // glibc's business, not ours.)
+      // Fits in the block as allocated, with the same layout, and is charged the same: rewrite
+      // in place, no allocation. (Only shrinking: the block's usable size beyond what was
+      // requested is glibc's business, not ours.)
       std::memcpy(old->data() + old->key_size, value.data(), value.size());
       old->value_size = static_cast<uint32_t>(value.size());
       old->deadline = deadline;
+      old->tombstone = meta.tombstone;
+      if (versioned) std::memcpy(old + 1, &meta.version, kVersionSize);
       if (head()->next != old) {
         Unlink(old);
         PushFront(old);
@@ -153,14 +179,18 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
     }
     Remove(old, it);
   }
-  if (charge > capacity_ || key.key.size() > UINT32_MAX || value.size() > UINT32_MAX) {
+  if (charge > capacity_ || key.key.size() > kMaxKeySize || value.size() > UINT32_MAX) {
     return StoreResult::kTooLarge;
   }
-  auto* e = static_cast<Entry*>(std::malloc(kHeaderSize + key.key.size() + value.size()));
+  auto* e = static_cast<Entry*>(
+      std::malloc(kHeaderSize + (versioned ? kVersionSize : 0) + key.key.size() + value.size()));
   if (e == nullptr) throw std::bad_alloc();
   e->deadline = deadline;
   e->key_size = static_cast<uint32_t>(key.key.size());
+  e->versioned = versioned;
+  e->tombstone = meta.tombstone;
   e->value_size = static_cast<uint32_t>(value.size());
+  if (versioned) std::memcpy(e + 1, &meta.version, kVersionSize);
   std::memcpy(e->data(), key.key.data(), key.key.size());
   std::memcpy(e->data() + key.key.size(), value.data(), value.size());
   index_.insert(e);
@@ -172,19 +202,21 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
 }
 
 LruCache::AddResult LruCache::SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
-                                          std::string* existing, UnixMillis* existing_deadline) {
+                                          std::string* existing, UnixMillis* existing_deadline,
+                                          EntryMeta meta) {
   auto it = index_.find(key);
   if (it != index_.end()) {
     Entry* e = *it;
-    if (clock_->NowMillis() < e->deadline) {
+    if (clock_->NowMillis() >= e->deadline) {
+      Drop(e, RemovalReason::kExpired);
+    } else if (!e->tombstone) {
       if (existing != nullptr) existing->assign(e->value());
       if (existing_deadline != nullptr) *existing_deadline = e->deadline;
       return AddResult::kExists;
     }
-    Drop(e, RemovalReason::kExpired);
   }
-  return Set(key, value, deadline) == StoreResult::kStored ? AddResult::kInserted
-                                                           : AddResult::kTooLarge;
+  return Set(key, value, deadline, meta) == StoreResult::kStored ? AddResult::kInserted
+                                                                 : AddResult::kTooLarge;
 }
 
 bool LruCache::Erase(KeyRef key) {
@@ -212,11 +244,10 @@ SweepResult LruCache::SweepExpired(size_t max_entries) {
   return result;
 }
 
-void LruCache::ForEachLive(
-    const std::function<void(std::string_view, std::string_view, UnixMillis)>& fn) {
+void LruCache::ForEachLive(const std::function<void(const EntryView&)>& fn) {
   const UnixMillis now = clock_->NowMillis();
   for (Entry* e = head()->next; e != head(); e = e->next) {
-    if (now < e->deadline) fn(e->key(), e->value(), e->deadline);
+    if (now < e->deadline) fn({e->key(), e->value(), e->deadline, e->meta()});
   }
 }
 

@@ -2,7 +2,8 @@
 //
 // What it is for: the storage core of one cache shard. ShardedCache adds the locking.
 //
-// Memory: each entry is one malloc'd block (32-byte header + key + value). `bytes()` charges
+// Memory: each entry is one malloc'd block (32-byte header, the 8-byte version if the entry has
+// one, then key and value; memcached's optional CAS field is the model). `bytes()` charges
 // what the process really pays: every block at glibc's chunk size (request + 8, rounded up to
 // 16, at least 32) plus the hash index's slot and control bytes. When `bytes()` exceeds
 // `capacity()` the least recently used entries are dropped until it fits again.
@@ -12,6 +13,12 @@
 // memcached's items.c) and also by `SweepExpired`, which examines a bounded number of entries
 // per call from a cursor that cycles through the whole list, so entries nobody reads are
 // reclaimed too (memcached's crawler, Redis's sampled active expiry).
+//
+// Metadata: an entry may carry a version (the owner's order of changes to the key, compared by
+// replicas) and be a tombstone (a removal remembered until its deadline, so an older change
+// that arrives late cannot bring the key back). Both live in the entry header, never in the
+// value bytes. Reads of values (Get, SetIfAbsent) treat tombstones as absent; Peek and
+// ForEachLive see them.
 //
 // Removal callback: called for entries dropped by eviction or expiry (not for Erase or
 // overwrite), before the memory is freed. It must not call back into the cache.
@@ -41,6 +48,23 @@ struct KeyRef {
 };
 
 KeyRef MakeKeyRef(std::string_view key);
+
+// What an entry carries besides its value and deadline. version 0 = unversioned (costs no
+// bytes); a tombstone has an empty value.
+struct EntryMeta {
+  uint64_t version = 0;
+  bool tombstone = false;
+
+  friend bool operator==(const EntryMeta&, const EntryMeta&) = default;
+};
+
+// One live entry, as ForEachLive shows it (views into the cache: valid during the call only).
+struct EntryView {
+  std::string_view key;
+  std::string_view value;
+  UnixMillis deadline;
+  EntryMeta meta;
+};
 
 enum class RemovalReason { kEvicted, kExpired };
 
@@ -74,20 +98,27 @@ class LruCache {
   LruCache(const LruCache&) = delete;
   LruCache& operator=(const LruCache&) = delete;
 
-  // On a live hit copies the value (and deadline, if asked) out, marks the entry most recently
-  // used and returns true. An expired entry is dropped and counts as a miss.
-  bool Get(KeyRef key, std::string* value, UnixMillis* deadline = nullptr);
+  // On a live hit copies the value (and deadline, metadata, if asked) out, marks the entry most
+  // recently used and returns true. An expired entry is dropped and counts as a miss; a
+  // tombstone counts as a miss and stays.
+  bool Get(KeyRef key, std::string* value, UnixMillis* deadline = nullptr,
+           EntryMeta* meta = nullptr);
+
+  // The metadata of a live entry, tombstones included, without copying the value, counting or
+  // touching the LRU order. False if there is no live entry.
+  bool Peek(KeyRef key, EntryMeta* meta);
 
   // Inserts or replaces.
-  StoreResult Set(KeyRef key, std::string_view value, UnixMillis deadline);
+  StoreResult Set(KeyRef key, std::string_view value, UnixMillis deadline, EntryMeta meta = {});
 
-  // Inserts only if the key has no live entry (kInserted); otherwise leaves it alone and
-  // copies the live value and deadline out like Get (kExists). kTooLarge: nothing stored. For
-  // read-through loads, so a value loaded from the origin never overwrites one a client set while
-  // the load was running.
+  // Inserts only if the key has no live value (kInserted; a tombstone is replaced); otherwise
+  // leaves it alone and copies the live value and deadline out like Get (kExists). kTooLarge:
+  // nothing stored. For read-through loads, so a value loaded from the origin never overwrites
+  // one a client set while the load was running.
   enum class AddResult { kInserted, kExists, kTooLarge };
   AddResult SetIfAbsent(KeyRef key, std::string_view value, UnixMillis deadline,
-                        std::string* existing, UnixMillis* existing_deadline = nullptr);
+                        std::string* existing, UnixMillis* existing_deadline = nullptr,
+                        EntryMeta meta = {});
 
   // Removes the key; true if it was present (expired or not).
   bool Erase(KeyRef key);
@@ -97,33 +128,38 @@ class LruCache {
 
   void Clear();
 
-  // Calls fn(key, value, deadline) for every live entry, MRU first. fn must not call back into
+  // Calls fn for every live entry (tombstones included), MRU first. fn must not call back into
   // the cache.
-  void ForEachLive(const std::function<void(std::string_view key, std::string_view value,
-                                            UnixMillis deadline)>& fn);
+  void ForEachLive(const std::function<void(const EntryView&)>& fn);
 
   size_t capacity() const { return capacity_; }
   size_t bytes() const { return entry_bytes_ + IndexBytes(); }
   size_t items() const { return index_.size(); }
   CacheStats stats() const;
 
-  // Bytes charged for one entry with these key and value sizes (its malloc chunk).
-  static size_t ChargeFor(size_t key_size, size_t value_size);
+  // Bytes charged for one entry with these key and value sizes (its malloc chunk); a versioned
+  // entry (meta.version != 0) carries 8 bytes more.
+  static size_t ChargeFor(size_t key_size, size_t value_size, bool versioned = false);
   // Bytes the hash index occupies now (slots + control bytes); grows with rehashes.
   size_t IndexBytes() const;
 
  private:
-  // Header of one malloc'd block; the key bytes and then the value bytes follow it.
+  // Header of one malloc'd block; the version (if `versioned`), the key bytes and then the
+  // value bytes follow it.
   struct Entry {
     Entry* prev;
     Entry* next;
     UnixMillis deadline;
-    uint32_t key_size;
+    uint32_t key_size : 30;
+    uint32_t versioned : 1;
+    uint32_t tombstone : 1;
     uint32_t value_size;
 
-    char* data() { return reinterpret_cast<char*>(this + 1); }
+    char* data() { return reinterpret_cast<char*>(this + 1) + (versioned ? 8 : 0); }
     std::string_view key() { return {data(), key_size}; }
     std::string_view value() { return {data() + key_size, value_size}; }
+    EntryMeta meta();
+    size_t charge() { return ChargeFor(key_size, value_size, versioned); }
   };
   // The index stores entry pointers but is probed with a KeyRef whose hash is precomputed.
   struct EntryHash {

@@ -87,6 +87,53 @@ TEST_F(LruCacheTest, BytesChargeKeyValueAndOverheadExactly) {
   EXPECT_EQ(c.items(), 0u);
 }
 
+TEST_F(LruCacheTest, MetadataLivesInTheHeaderAndTombstonesReadAsAbsent) {
+  LruCache c(1 << 20, &clock_);
+  const EntryMeta v7{.version = 7};
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "value", kNoDeadline, v7), StoreResult::kStored);
+  std::string v;
+  EntryMeta meta;
+  ASSERT_TRUE(c.Get(MakeKeyRef("k"), &v, nullptr, &meta));
+  EXPECT_EQ(v, "value");  // the value bytes are the client's, nothing prepended
+  EXPECT_EQ(meta, v7);
+  // Versioned entries pay for their version, unversioned ones do not.
+  EXPECT_EQ(c.bytes(), LruCache::ChargeFor(1, 5, true) + c.IndexBytes());
+  EXPECT_EQ(LruCache::ChargeFor(1, 5, true), LruCache::ChargeFor(1 + 8, 5));
+  // Rewritten in place (same size): the new version is what a reader sees.
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "VALUE", kNoDeadline, {.version = 8}), StoreResult::kStored);
+  ASSERT_TRUE(c.Peek(MakeKeyRef("k"), &meta));
+  EXPECT_EQ(meta.version, 8u);
+  // Same key, now unversioned: the layout changes and the charge with it.
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "plain", kNoDeadline), StoreResult::kStored);
+  ASSERT_TRUE(c.Get(MakeKeyRef("k"), &v, nullptr, &meta));
+  EXPECT_EQ(v, "plain");
+  EXPECT_EQ(meta, EntryMeta{});
+  EXPECT_EQ(c.bytes(), LruCache::ChargeFor(1, 5) + c.IndexBytes());
+
+  // A tombstone: Get and SetIfAbsent see nothing, Peek and ForEachLive see its version.
+  ASSERT_EQ(c.Set(MakeKeyRef("k"), "", clock_.NowMillis() + 100, {.version = 9, .tombstone = true}),
+            StoreResult::kStored);
+  EXPECT_FALSE(c.Get(MakeKeyRef("k"), &v));
+  ASSERT_TRUE(c.Peek(MakeKeyRef("k"), &meta));
+  EXPECT_EQ(meta, (EntryMeta{.version = 9, .tombstone = true}));
+  int seen = 0;
+  c.ForEachLive([&](const EntryView& e) {
+    ++seen;
+    EXPECT_TRUE(e.meta.tombstone);
+    EXPECT_EQ(e.meta.version, 9u);
+  });
+  EXPECT_EQ(seen, 1);
+  EXPECT_EQ(c.SetIfAbsent(MakeKeyRef("k"), "loaded", kNoDeadline, &v),
+            LruCache::AddResult::kInserted);
+  ASSERT_TRUE(c.Get(MakeKeyRef("k"), &v, nullptr, &meta));
+  EXPECT_EQ(v, "loaded");
+  EXPECT_FALSE(meta.tombstone);
+  // An expired tombstone is gone for Peek too.
+  c.Set(MakeKeyRef("t"), "", clock_.NowMillis() + 1, {.version = 3, .tombstone = true});
+  clock_.Advance(1);
+  EXPECT_FALSE(c.Peek(MakeKeyRef("t"), &meta));
+}
+
 #if !defined(__SANITIZE_ADDRESS__)
 TEST_F(LruCacheTest, BytesTrackRealHeapUsage) {
   // The charge should match what malloc actually hands out: glibc's in-use heap bytes plus its

@@ -23,27 +23,36 @@ size_t ShardedCache::ShardOf(std::string_view key) const {
   return ShardIndex(MakeKeyRef(key).hash);
 }
 
-bool ShardedCache::Get(std::string_view key, std::string* value, UnixMillis* deadline) {
+bool ShardedCache::Get(std::string_view key, std::string* value, UnixMillis* deadline,
+                       EntryMeta* meta) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);
-  return s.lru.Get(ref, value, deadline);
+  return s.lru.Get(ref, value, deadline, meta);
 }
 
-StoreResult ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis deadline) {
+bool ShardedCache::Peek(std::string_view key, EntryMeta* meta) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);
-  return s.lru.Set(ref, value, deadline);
+  return s.lru.Peek(ref, meta);
+}
+
+StoreResult ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis deadline,
+                              EntryMeta meta) {
+  const KeyRef ref = MakeKeyRef(key);
+  Shard& s = *shards_[ShardIndex(ref.hash)];
+  absl::MutexLock lock(&s.mu);
+  return s.lru.Set(ref, value, deadline, meta);
 }
 
 LruCache::AddResult ShardedCache::SetIfAbsent(std::string_view key, std::string_view value,
                                               UnixMillis deadline, std::string* existing,
-                                              UnixMillis* existing_deadline) {
+                                              UnixMillis* existing_deadline, EntryMeta meta) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);
-  return s.lru.SetIfAbsent(ref, value, deadline, existing, existing_deadline);
+  return s.lru.SetIfAbsent(ref, value, deadline, existing, existing_deadline, meta);
 }
 
 bool ShardedCache::Erase(std::string_view key) {
@@ -69,8 +78,7 @@ SweepResult ShardedCache::SweepExpired(size_t max_entries_per_shard) {
   return total;
 }
 
-void ShardedCache::ForEachLive(
-    const std::function<void(std::string_view, std::string_view, UnixMillis)>& fn) {
+void ShardedCache::ForEachLive(const std::function<void(const EntryView&)>& fn) {
   for (size_t i = 0; i < shard_count_; ++i) {
     absl::MutexLock lock(&shards_[i]->mu);
     shards_[i]->lru.ForEachLive(fn);

@@ -41,10 +41,15 @@ class ShardedCache {
   ShardedCache(const ShardedCache&) = delete;
   ShardedCache& operator=(const ShardedCache&) = delete;
 
-  bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr);
-  StoreResult Set(std::string_view key, std::string_view value, UnixMillis deadline);
+  // As LruCache's (entry metadata, tombstones and their semantics are described there).
+  bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr,
+           EntryMeta* meta = nullptr);
+  bool Peek(std::string_view key, EntryMeta* meta);
+  StoreResult Set(std::string_view key, std::string_view value, UnixMillis deadline,
+                  EntryMeta meta = {});
   LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
-                                  std::string* existing, UnixMillis* existing_deadline = nullptr);
+                                  std::string* existing, UnixMillis* existing_deadline = nullptr,
+                                  EntryMeta meta = {});
   bool Erase(std::string_view key);
 
   // Runs one bounded sweep step (at most `max_entries_per_shard` entries) on every shard.
@@ -55,8 +60,7 @@ class ShardedCache {
   void Clear();
   // Calls fn for every live entry, one shard at a time (under that shard's lock: fn must be
   // quick and must not call back into this cache).
-  void ForEachLive(const std::function<void(std::string_view key, std::string_view value,
-                                            UnixMillis deadline)>& fn);
+  void ForEachLive(const std::function<void(const EntryView&)>& fn);
 
   CacheStats stats() const;
   size_t bytes() const;

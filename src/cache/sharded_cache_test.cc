@@ -47,10 +47,10 @@ TEST(ShardedCacheTest, ForEachLiveVisitsLiveEntriesOnly) {
   for (int i = 0; i < 50; ++i) c.Set("dead" + std::to_string(i), "v", clock.NowMillis() + 1);
   clock.Advance(1);
   int seen = 0;
-  c.ForEachLive([&](std::string_view key, std::string_view value, UnixMillis deadline) {
-    EXPECT_TRUE(key.starts_with("live"));
-    EXPECT_EQ(value, "v");
-    EXPECT_EQ(deadline, kNoDeadline);
+  c.ForEachLive([&](const EntryView& e) {
+    EXPECT_TRUE(e.key.starts_with("live"));
+    EXPECT_EQ(e.value, "v");
+    EXPECT_EQ(e.deadline, kNoDeadline);
     ++seen;
   });
   EXPECT_EQ(seen, 100);

@@ -26,6 +26,13 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
       return total;
     };
   };
+  auto sum_replication = [all](uint64_t ReplicationStats::*field) {
+    return [all, field] {
+      double total = 0;
+      for (Group* g : all->All()) total += static_cast<double>(g->store().stats().*field);
+      return total;
+    };
+  };
   registry.AddCollector("nexuscache_cache_size_bytes",
                         "Bytes held by each cache (entries, their overhead and the index).",
                         "gauge", {"cache"}, per_cache(&CacheStats::bytes));
@@ -51,20 +58,20 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
                         sum_groups(&GroupStats::load_errors));
   registry.AddCounterFn("nexuscache_hot_replications_total",
                         "Hot-key changes this node pushed to other nodes (one per node).",
-                        sum_groups(&GroupStats::replica_pushes));
+                        sum_replication(&ReplicationStats::pushes));
   registry.AddCounterFn("nexuscache_hot_replication_failures_total",
                         "Hot-key pushes that failed or timed out (the write was still acked).",
-                        sum_groups(&GroupStats::replica_failures));
+                        sum_replication(&ReplicationStats::failures));
   registry.AddCounterFn("nexuscache_hot_invalidations_total",
                         "Pushes that removed a hot key's replicas (deleted, or set not hot).",
-                        sum_groups(&GroupStats::replica_invalidations));
+                        sum_replication(&ReplicationStats::invalidations));
   registry.AddCounterFn("nexuscache_hot_replicas_applied_total",
                         "Hot-key changes received from their owner and applied here.",
-                        sum_groups(&GroupStats::replicas_applied));
+                        sum_replication(&ReplicationStats::applied));
   registry.AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
                     [all] {
                       double total = 0;
-                      for (Group* g : all->All()) total += g->hot_cache().items();
+                      for (Group* g : all->All()) total += g->store().hot().items();
                       return total;
                     });
 }

@@ -10,9 +10,17 @@
 #include <vector>
 
 #include "group/registry.h"
+#include "support/fake_peers.h"
+#include "support/group_sync.h"
 
 namespace nexus {
 namespace {
+
+using testing::DeleteSync;
+using testing::FakePicker;
+using testing::GetSync;
+using testing::RecordingPeer;
+using testing::SetSync;
 
 constexpr int64_t kMinute = 60'000;
 
@@ -30,47 +38,6 @@ class ManualLoader final : public Loader {
   }
   std::vector<std::string> keys;
   std::deque<LoadCallback> pending;
-};
-
-// A remote owner that records what it was asked and answers at once.
-class FakePeer final : public Peer {
- public:
-  void Get(std::string_view group, std::string_view key, ValueCallback done) override {
-    calls.push_back("get " + std::string(group) + " " + std::string(key));
-    if (error) return done(*error);
-    done(CachedValue{.data = "remote:" + std::string(key), .deadline = 42});
-  }
-  void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
-           bool hot, StatusCallback done) override {
-    calls.push_back("set " + std::string(group) + " " + std::string(key) + "=" +
-                    std::string(value) + " ttl=" + std::to_string(ttl_ms) + (hot ? " hot" : ""));
-    done(absl::OkStatus());
-  }
-  void Delete(std::string_view group, std::string_view key, StatusCallback done) override {
-    calls.push_back("delete " + std::string(group) + " " + std::string(key));
-    done(absl::OkStatus());
-  }
-  void Replicate(std::string_view, const Replica& r, StatusCallback done) override {
-    replicas.push_back(r);
-    if (replica_error) return done(*replica_error);
-    done(absl::OkStatus());
-  }
-  std::vector<std::string> calls;
-  std::vector<Replica> replicas;
-  std::optional<absl::Status> replica_error;
-  std::optional<absl::Status> error;
-};
-
-// Keys starting with "r" belong to the fake peer; the rest to this node.
-class PrefixPicker final : public PeerPicker {
- public:
-  explicit PrefixPicker(std::shared_ptr<FakePeer> peer) : peer_(std::move(peer)) {}
-  std::shared_ptr<Peer> PickPeer(std::string_view key) override {
-    return key.starts_with("r") ? peer_ : nullptr;
-  }
-
- private:
-  std::shared_ptr<FakePeer> peer_;
 };
 
 std::shared_ptr<Loader> MapLoader(std::map<std::string, std::string> data, int* calls) {
@@ -101,12 +68,12 @@ TEST_F(GroupTest, MissGoesToLoaderOnceThenServesFromCacheWithDefaultTtl) {
   int calls = 0;
   Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), nullptr, &clock_);
   const UnixMillis now = clock_.NowMillis();
-  auto v = g.GetSync("Tom");
+  auto v = GetSync(g, "Tom");
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->data, "630");
   EXPECT_GE(v->deadline, now + 10 * kMinute);
   EXPECT_LE(v->deadline, now + 11 * kMinute);  // 10% jitter
-  auto again = g.GetSync("Tom");
+  auto again = GetSync(g, "Tom");
   EXPECT_EQ(*again, *v);  // same deadline: no sliding, no re-drawn jitter
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(g.stats().loads, 1u);
@@ -115,17 +82,17 @@ TEST_F(GroupTest, MissGoesToLoaderOnceThenServesFromCacheWithDefaultTtl) {
   EXPECT_EQ(g.stats().misses, 1u);  // the first
   // After the deadline the loader is asked again.
   clock_.Set(v->deadline);
-  ASSERT_TRUE(g.GetSync("Tom").ok());
+  ASSERT_TRUE(GetSync(g, "Tom").ok());
   EXPECT_EQ(calls, 2);
 }
 
 TEST_F(GroupTest, MissEverywhereIsNotFoundNotAnError) {
   int calls = 0;
   Group with_loader(Options(), MapLoader({}, &calls), nullptr, &clock_);
-  EXPECT_TRUE(absl::IsNotFound(with_loader.GetSync("nobody").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(with_loader, "nobody").status()));
   EXPECT_EQ(with_loader.stats().load_errors, 0u);
   Group without_loader(Options(), nullptr, nullptr, &clock_);
-  EXPECT_TRUE(absl::IsNotFound(without_loader.GetSync("nobody").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(without_loader, "nobody").status()));
 }
 
 TEST_F(GroupTest, LoaderErrorsReachTheCallerAndAreNotCached) {
@@ -136,8 +103,8 @@ TEST_F(GroupTest, LoaderErrorsReachTheCallerAndAreNotCached) {
         return absl::UnavailableError("origin down");
       });
   Group g(Options(), failing, nullptr, &clock_);
-  EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(g.GetSync("k").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GetSync(g, "k").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GetSync(g, "k").status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(g.stats().load_errors, 2u);
 }
@@ -169,12 +136,12 @@ TEST_F(GroupTest, ValueSetDuringALoadWinsOverTheLoadedValue) {
   Group g(Options(), loader, nullptr, &clock_);
   absl::StatusOr<CachedValue> during;
   g.Get("k", [&](absl::StatusOr<CachedValue> r) { during = std::move(r); });
-  ASSERT_TRUE(g.SetSync("k", "fresh", kMinute, false).ok());
+  ASSERT_TRUE(SetSync(g, "k", "fresh", kMinute, false).ok());
   loader->Complete(std::string("stale-from-origin"));
   // The client's write wins over the load that was already running...
   ASSERT_TRUE(during.ok());
   EXPECT_EQ(during->data, "fresh");
-  auto after = g.GetSync("k");
+  auto after = GetSync(g, "k");
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->data, "fresh");
   // ...and the cached value is served without another load.
@@ -186,12 +153,12 @@ TEST_F(GroupTest, HotSetDuringALoadWinsAndTheKeyLivesInOneCache) {
   Group g(Options(), loader, nullptr, &clock_);
   absl::StatusOr<CachedValue> during;
   g.Get("k", [&](absl::StatusOr<CachedValue> r) { during = std::move(r); });
-  ASSERT_TRUE(g.SetSync("k", "hot-value", kMinute, true).ok());
+  ASSERT_TRUE(SetSync(g, "k", "hot-value", kMinute, true).ok());
   loader->Complete(std::string("from-origin"));
   ASSERT_TRUE(during.ok());
   EXPECT_EQ(during->data, "hot-value");
-  EXPECT_EQ(g.GetSync("k")->data, "hot-value");
-  EXPECT_EQ(g.main_cache().items(), 0u);
+  EXPECT_EQ(GetSync(g, "k")->data, "hot-value");
+  EXPECT_EQ(g.store().main().items(), 0u);
 }
 
 // A peer that is really this node (a ring pointing a key back at us): the owner-side load must
@@ -214,20 +181,10 @@ class LoopbackPeer final : public Peer {
   }
 };
 
-class AlwaysPicker final : public PeerPicker {
- public:
-  explicit AlwaysPicker(std::shared_ptr<Peer> peer) : peer_(std::move(peer)) {}
-  std::shared_ptr<Peer> PickPeer(std::string_view) override { return peer_; }
-
- private:
-  std::shared_ptr<Peer> peer_;
-};
-
 TEST_F(GroupTest, ForwardedLoadDoesNotJoinItsOwnForwardingFlight) {
   auto peer = std::make_shared<LoopbackPeer>();
   int calls = 0;
-  Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), std::make_shared<AlwaysPicker>(peer),
-          &clock_);
+  Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), FakePicker::OwnedBy(peer), &clock_);
   peer->group = &g;
   bool answered = false;
   g.Get("Tom", [&](absl::StatusOr<CachedValue> r) {
@@ -239,117 +196,106 @@ TEST_F(GroupTest, ForwardedLoadDoesNotJoinItsOwnForwardingFlight) {
   EXPECT_EQ(calls, 1);
 }
 
-// This node owns every key; the fake peer stands for every other member.
-class OwnerPicker final : public PeerPicker {
- public:
-  explicit OwnerPicker(std::shared_ptr<FakePeer> peer) : peer_(std::move(peer)) {}
-  std::shared_ptr<Peer> PickPeer(std::string_view) override { return nullptr; }
-  std::vector<std::shared_ptr<Peer>> OtherPeers() override { return {peer_}; }
-
- private:
-  std::shared_ptr<FakePeer> peer_;
-};
-
 TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
-  auto others = std::make_shared<FakePeer>();
-  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
-  ASSERT_TRUE(g.SetSync("cold", "c", kMinute, false).ok());
+  auto others = std::make_shared<RecordingPeer>();
+  Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);
+  ASSERT_TRUE(SetSync(g, "cold", "c", kMinute, false).ok());
   EXPECT_TRUE(others->replicas.empty());  // not hot: nothing to replicate
 
-  ASSERT_TRUE(g.SetSync("k", "v1", 10 * kMinute, true).ok());
+  ASSERT_TRUE(SetSync(g, "k", "v1", 10 * kMinute, true).ok());
   ASSERT_EQ(others->replicas.size(), 1u);
   const Replica first = others->replicas[0];
   EXPECT_EQ(first.key, "k");
   EXPECT_EQ(first.value, "v1");
   EXPECT_FALSE(first.remove);
-  EXPECT_EQ(first.deadline, g.GetSync("k")->deadline);  // the replica expires with the owner
+  EXPECT_EQ(first.deadline, GetSync(g, "k")->deadline);  // the replica expires with the owner
 
-  ASSERT_TRUE(g.SetSync("k", "v2", 10 * kMinute, true).ok());
+  ASSERT_TRUE(SetSync(g, "k", "v2", 10 * kMinute, true).ok());
   ASSERT_EQ(others->replicas.size(), 2u);
   EXPECT_GT(others->replicas[1].version, first.version);
 
   // Set again as not hot: the replicas must drop theirs before the ack.
-  ASSERT_TRUE(g.SetSync("k", "v3", 10 * kMinute, false).ok());
+  ASSERT_TRUE(SetSync(g, "k", "v3", 10 * kMinute, false).ok());
   ASSERT_EQ(others->replicas.size(), 3u);
   EXPECT_TRUE(others->replicas[2].remove);
   EXPECT_GT(others->replicas[2].version, others->replicas[1].version);
-  EXPECT_EQ(g.GetSync("k")->data, "v3");
+  EXPECT_EQ(GetSync(g, "k")->data, "v3");
 
-  ASSERT_TRUE(g.SetSync("k", "v4", 10 * kMinute, true).ok());
-  ASSERT_TRUE(g.DeleteSync("k").ok());
+  ASSERT_TRUE(SetSync(g, "k", "v4", 10 * kMinute, true).ok());
+  ASSERT_TRUE(DeleteSync(g, "k").ok());
   ASSERT_EQ(others->replicas.size(), 5u);
   EXPECT_TRUE(others->replicas[4].remove);
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
-  EXPECT_EQ(g.stats().replica_pushes, 5u);
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "k").status()));
+  EXPECT_EQ(g.stats().replication.pushes, 5u);
 }
 
 TEST_F(GroupTest, RemovalsKeepGoingOutUntilTheHotDeadlineEvenIfTheOwnerLostItsCopy) {
-  auto others = std::make_shared<FakePeer>();
-  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
-  ASSERT_TRUE(g.SetSync("k", "hot", 10 * kMinute, true).ok());
+  auto others = std::make_shared<RecordingPeer>();
+  Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);
+  ASSERT_TRUE(SetSync(g, "k", "hot", 10 * kMinute, true).ok());
   const UnixMillis hot_deadline = others->replicas[0].deadline;
   // The owner's hot cache evicts its copy; a later plain set must still clear the replicas.
-  g.hot_cache().Erase("k");
-  ASSERT_TRUE(g.SetSync("k", "plain1", kMinute, false).ok());
+  g.store().hot().Erase("k");
+  ASSERT_TRUE(SetSync(g, "k", "plain1", kMinute, false).ok());
   ASSERT_EQ(others->replicas.size(), 2u);
   EXPECT_TRUE(others->replicas[1].remove);
   // The removal lives as long as the copy it removes, not as the new short TTL.
   EXPECT_EQ(others->replicas[1].deadline, hot_deadline);
   // A second plain set while the first removal might still be on its way: removed again.
-  ASSERT_TRUE(g.SetSync("k", "plain2", kMinute, false).ok());
+  ASSERT_TRUE(SetSync(g, "k", "plain2", kMinute, false).ok());
   ASSERT_EQ(others->replicas.size(), 3u);
   EXPECT_TRUE(others->replicas[2].remove);
   EXPECT_GT(others->replicas[2].version, others->replicas[1].version);
   // After the hot deadline nobody can hold a copy: plain writes stop paying for removals.
   clock_.Set(hot_deadline);
-  ASSERT_TRUE(g.SetSync("k", "plain3", kMinute, false).ok());
+  ASSERT_TRUE(SetSync(g, "k", "plain3", kMinute, false).ok());
   EXPECT_EQ(others->replicas.size(), 3u);
 }
 
 TEST_F(GroupTest, VersionsNeverGoBackwardsBelowWhatThisNodeHasSeen) {
-  auto others = std::make_shared<FakePeer>();
-  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
+  auto others = std::make_shared<RecordingPeer>();
+  Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);
   // A replica pushed by an earlier owner whose clock was ahead.
   const uint64_t ahead = (static_cast<uint64_t>(clock_.NowMillis()) + 3'600'000) << 20;
   ASSERT_TRUE(
-      g.ApplyReplica({.key = "k", .value = "old", .deadline = kNoDeadline, .version = ahead}));
-  ASSERT_TRUE(g.SetSync("k", "new", kMinute, true).ok());
+      g.store().Apply({.key = "k", .value = "old", .deadline = kNoDeadline, .version = ahead}));
+  ASSERT_TRUE(SetSync(g, "k", "new", kMinute, true).ok());
   ASSERT_EQ(others->replicas.size(), 1u);
   EXPECT_GT(others->replicas[0].version, ahead);
-  EXPECT_EQ(g.GetSync("k")->data, "new");
+  EXPECT_EQ(GetSync(g, "k")->data, "new");
 }
 
 TEST_F(GroupTest, AFailedReplicaIsReportedButDoesNotFailTheWrite) {
-  auto others = std::make_shared<FakePeer>();
+  auto others = std::make_shared<RecordingPeer>();
   others->replica_error = absl::UnavailableError("peer svc3 unreachable");
-  Group g(Options(), nullptr, std::make_shared<OwnerPicker>(others), &clock_);
-  EXPECT_TRUE(g.SetSync("k", "v", kMinute, true).ok());
-  EXPECT_EQ(g.stats().replica_failures, 1u);
+  Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);
+  EXPECT_TRUE(SetSync(g, "k", "v", kMinute, true).ok());
+  EXPECT_EQ(g.stats().replication.failures, 1u);
 }
 
 TEST_F(GroupTest, ReplicaKeepsTheNewestVersionAndServesLocally) {
   Group g(Options(), nullptr, nullptr, &clock_);
   const UnixMillis deadline = clock_.NowMillis() + 5 * kMinute;
-  EXPECT_TRUE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
-  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v1", .deadline = deadline, .version = 10}));
-  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
-  auto v = g.GetSync("k");
+  EXPECT_TRUE(g.store().Apply({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
+  EXPECT_FALSE(g.store().Apply({.key = "k", .value = "v1", .deadline = deadline, .version = 10}));
+  EXPECT_FALSE(g.store().Apply({.key = "k", .value = "v2", .deadline = deadline, .version = 20}));
+  auto v = GetSync(g, "k");
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(v->data, "v2");
   EXPECT_EQ(v->deadline, deadline);
-  EXPECT_EQ(g.stats().replicas_stale, 2u);
+  EXPECT_EQ(g.stats().replication.stale, 2u);
 
   // A removal leaves a tombstone: an older push arriving late cannot resurrect the key.
-  EXPECT_TRUE(g.ApplyReplica({.key = "k", .deadline = deadline, .version = 30, .remove = true}));
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
-  EXPECT_FALSE(g.ApplyReplica({.key = "k", .value = "v2", .deadline = deadline, .version = 25}));
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
-  EXPECT_TRUE(g.ApplyReplica({.key = "k", .value = "v4", .deadline = deadline, .version = 40}));
-  EXPECT_EQ(g.GetSync("k")->data, "v4");
+  EXPECT_TRUE(g.store().Apply({.key = "k", .deadline = deadline, .version = 30, .remove = true}));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "k").status()));
+  EXPECT_FALSE(g.store().Apply({.key = "k", .value = "v2", .deadline = deadline, .version = 25}));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "k").status()));
+  EXPECT_TRUE(g.store().Apply({.key = "k", .value = "v4", .deadline = deadline, .version = 40}));
+  EXPECT_EQ(GetSync(g, "k")->data, "v4");
 
   // The replica expires at the owner's deadline.
   clock_.Set(deadline);
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("k").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "k").status()));
 }
 
 TEST_F(GroupTest, SetDrawsJitterOnceAndValidatesInput) {
@@ -358,20 +304,20 @@ TEST_F(GroupTest, SetDrawsJitterOnceAndValidatesInput) {
   std::set<UnixMillis> deadlines;
   for (int i = 0; i < 100; ++i) {
     const std::string key = "k" + std::to_string(i);
-    ASSERT_TRUE(g.SetSync(key, "v", 10 * kMinute, false).ok());
-    auto v = g.GetSync(key);
+    ASSERT_TRUE(SetSync(g, key, "v", 10 * kMinute, false).ok());
+    auto v = GetSync(g, key);
     ASSERT_TRUE(v.ok());
     EXPECT_GE(v->deadline, now + 10 * kMinute);
     EXPECT_LE(v->deadline, now + 11 * kMinute);
     deadlines.insert(v->deadline);
     clock_.Advance(1);
-    EXPECT_EQ(g.GetSync(key)->deadline, v->deadline);  // never re-drawn on reads
+    EXPECT_EQ(GetSync(g, key)->deadline, v->deadline);  // never re-drawn on reads
     clock_.Advance(-1);
   }
   EXPECT_GT(deadlines.size(), 90u);  // keys written together do not expire together
-  EXPECT_EQ(g.SetSync("k", "v", 0, false).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(g.SetSync("", "v", kMinute, false).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(g.GetSync("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SetSync(g, "k", "v", 0, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SetSync(g, "", "v", kMinute, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetSync(g, "").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(GroupTest, JitterCapAndSeedAreConfigurable) {
@@ -381,66 +327,66 @@ TEST_F(GroupTest, JitterCapAndSeedAreConfigurable) {
   const UnixMillis now = clock_.NowMillis();
   UnixMillis max_seen = 0;
   for (int i = 0; i < 200; ++i) {
-    ASSERT_TRUE(g.SetSync("k", "v", 60 * kMinute, false).ok());
-    max_seen = std::max(max_seen, g.GetSync("k")->deadline);
+    ASSERT_TRUE(SetSync(g, "k", "v", 60 * kMinute, false).ok());
+    max_seen = std::max(max_seen, GetSync(g, "k")->deadline);
   }
   EXPECT_LE(max_seen, now + 62 * kMinute);
   EXPECT_GT(max_seen, now + 61 * kMinute);
   // Same seed, same deadlines.
   Group a(Options(), nullptr, nullptr, &clock_), b(Options(), nullptr, nullptr, &clock_);
-  ASSERT_TRUE(a.SetSync("k", "v", 30 * kMinute, false).ok());
-  ASSERT_TRUE(b.SetSync("k", "v", 30 * kMinute, false).ok());
-  EXPECT_EQ(a.GetSync("k")->deadline, b.GetSync("k")->deadline);
+  ASSERT_TRUE(SetSync(a, "k", "v", 30 * kMinute, false).ok());
+  ASSERT_TRUE(SetSync(b, "k", "v", 30 * kMinute, false).ok());
+  EXPECT_EQ(GetSync(a, "k")->deadline, GetSync(b, "k")->deadline);
 }
 
 TEST_F(GroupTest, HotKeysLiveInTheHotCacheWithItsOwnBudget) {
   Group g(Options(), nullptr, nullptr, &clock_);
-  ASSERT_TRUE(g.SetSync("hotkey", "h", kMinute, true).ok());
-  EXPECT_EQ(g.hot_cache().items(), 1u);
-  EXPECT_EQ(g.main_cache().items(), 0u);
-  EXPECT_EQ(g.GetSync("hotkey")->data, "h");
+  ASSERT_TRUE(SetSync(g, "hotkey", "h", kMinute, true).ok());
+  EXPECT_EQ(g.store().hot().items(), 1u);
+  EXPECT_EQ(g.store().main().items(), 0u);
+  EXPECT_EQ(GetSync(g, "hotkey")->data, "h");
   // Re-set as a normal key: it moves, it is never in both caches.
-  ASSERT_TRUE(g.SetSync("hotkey", "n", kMinute, false).ok());
-  EXPECT_EQ(g.hot_cache().items(), 0u);
-  EXPECT_EQ(g.GetSync("hotkey")->data, "n");
+  ASSERT_TRUE(SetSync(g, "hotkey", "n", kMinute, false).ok());
+  EXPECT_EQ(g.store().hot().items(), 0u);
+  EXPECT_EQ(GetSync(g, "hotkey")->data, "n");
   // The hot budget is separate: filling it does not evict main entries.
   for (int i = 0; i < 5000; ++i)
-    g.SetSync("h" + std::to_string(i), std::string(100, 'x'), kMinute, true).IgnoreError();
-  EXPECT_LE(g.hot_cache().bytes(), 256u << 10);
-  EXPECT_EQ(g.GetSync("hotkey")->data, "n");
+    SetSync(g, "h" + std::to_string(i), std::string(100, 'x'), kMinute, true).IgnoreError();
+  EXPECT_LE(g.store().hot().bytes(), 256u << 10);
+  EXPECT_EQ(GetSync(g, "hotkey")->data, "n");
 }
 
 TEST_F(GroupTest, OversizedValueIsRefusedClearly) {
   Group g(Options(), nullptr, nullptr, &clock_);
-  const absl::Status s = g.SetSync("big", std::string(2 << 20, 'x'), kMinute, false);
+  const absl::Status s = SetSync(g, "big", std::string(2 << 20, 'x'), kMinute, false);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("big").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "big").status()));
 }
 
 TEST_F(GroupTest, DeleteRemovesFromBothCaches) {
   Group g(Options(), nullptr, nullptr, &clock_);
-  ASSERT_TRUE(g.SetSync("a", "1", kMinute, false).ok());
-  ASSERT_TRUE(g.SetSync("b", "2", kMinute, true).ok());
-  ASSERT_TRUE(g.DeleteSync("a").ok());
-  ASSERT_TRUE(g.DeleteSync("b").ok());
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("a").status()));
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("b").status()));
-  EXPECT_TRUE(g.DeleteSync("never-there").ok());
+  ASSERT_TRUE(SetSync(g, "a", "1", kMinute, false).ok());
+  ASSERT_TRUE(SetSync(g, "b", "2", kMinute, true).ok());
+  ASSERT_TRUE(DeleteSync(g, "a").ok());
+  ASSERT_TRUE(DeleteSync(g, "b").ok());
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "a").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "b").status()));
+  EXPECT_TRUE(DeleteSync(g, "never-there").ok());
 }
 
 TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
-  auto peer = std::make_shared<FakePeer>();
+  auto peer = std::make_shared<RecordingPeer>();
   int calls = 0;
   Group g(Options(), MapLoader({{"remote1", "x"}, {"local", "y"}}, &calls),
-          std::make_shared<PrefixPicker>(peer), &clock_);
-  auto v = g.GetSync("remote1");
+          FakePicker::ByPrefix(peer, "r"), &clock_);
+  auto v = GetSync(g, "remote1");
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(v->data, "remote:remote1");
   EXPECT_EQ(calls, 0);
-  EXPECT_EQ(g.GetSync("local")->data, "y");
+  EXPECT_EQ(GetSync(g, "local")->data, "y");
   EXPECT_EQ(calls, 1);
-  ASSERT_TRUE(g.SetSync("r2", "val", 5 * kMinute, true).ok());
-  ASSERT_TRUE(g.DeleteSync("r3").ok());
+  ASSERT_TRUE(SetSync(g, "r2", "val", 5 * kMinute, true).ok());
+  ASSERT_TRUE(DeleteSync(g, "r3").ok());
   EXPECT_EQ(peer->calls,
             (std::vector<std::string>{"get scores remote1", "set scores r2=val ttl=300000 hot",
                                       "delete scores r3"}));
@@ -449,19 +395,19 @@ TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
   absl::Status local = absl::UnknownError("not called");
   g.SetLocal("r9", "mine", kMinute, false, [&](absl::Status s) { local = s; });
   ASSERT_TRUE(local.ok());
-  EXPECT_EQ(g.GetSync("r9")->data, "mine");
+  EXPECT_EQ(GetSync(g, "r9")->data, "mine");
   EXPECT_EQ(peer->calls.size(), 3u);
 }
 
 TEST_F(GroupTest, PeerErrorsPropagateAndAreCounted) {
-  auto peer = std::make_shared<FakePeer>();
+  auto peer = std::make_shared<RecordingPeer>();
   peer->error = absl::UnavailableError("peer svc2 unreachable");
-  Group g(Options(), nullptr, std::make_shared<PrefixPicker>(peer), &clock_);
-  const auto r = g.GetSync("remote");
+  Group g(Options(), nullptr, FakePicker::ByPrefix(peer, "r"), &clock_);
+  const auto r = GetSync(g, "remote");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(g.stats().peer_errors, 1u);
   peer->error = absl::NotFoundError("key not found");
-  EXPECT_TRUE(absl::IsNotFound(g.GetSync("remote").status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(g, "remote").status()));
   EXPECT_EQ(g.stats().peer_errors, 1u);
 }
 

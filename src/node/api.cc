@@ -157,13 +157,13 @@ void Api::Stats(http::Request&& req, http::Responder respond) {
                 {"deduplicated_loads", s.deduplicated},
                 {"peer_gets", s.peer_gets},
                 {"peer_errors", s.peer_errors},
-                {"replica_pushes", s.replica_pushes},
-                {"replica_failures", s.replica_failures},
-                {"replica_invalidations", s.replica_invalidations},
-                {"replicas_applied", s.replicas_applied},
-                {"replicas_stale", s.replicas_stale},
-                {"capacity_bytes", group->main_cache().capacity()},
-                {"hot_capacity_bytes", group->hot_cache().capacity()},
+                {"replica_pushes", s.replication.pushes},
+                {"replica_failures", s.replication.failures},
+                {"replica_invalidations", s.replication.invalidations},
+                {"replicas_applied", s.replication.applied},
+                {"replicas_stale", s.replication.stale},
+                {"capacity_bytes", group->store().main().capacity()},
+                {"hot_capacity_bytes", group->store().hot().capacity()},
                 {"members", members}}));
 }
 

@@ -23,7 +23,7 @@
 #include "metrics/metrics.h"
 #include "node/config.h"
 #include "service/cache_service.h"
-#include "service/cluster.h"
+#include "service/cluster_view.h"
 
 namespace nexus {
 

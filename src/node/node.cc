@@ -123,8 +123,8 @@ absl::Status Node::Start() {
 
   std::vector<ShardedCache*> caches;
   for (Group* g : groups_.All()) {
-    caches.push_back(&g->main_cache());
-    caches.push_back(&g->hot_cache());
+    caches.push_back(&g->store().main());
+    caches.push_back(&g->store().hot());
   }
   sweeper_ = std::make_unique<ExpirySweeper>(caches);
   sweeper_->Start();
@@ -145,7 +145,7 @@ absl::Status Node::Start() {
           members[self] = {.grpc = self_address};
           // A member that joins gets the hot keys this node owns.
           for (const std::shared_ptr<Peer>& joined : picker->SetMembers(members)) {
-            for (Group* g : groups->All()) g->PushHotTo(joined);
+            for (Group* g : groups->All()) g->store().PushTo(joined);
           }
         });
     membership_->Start();

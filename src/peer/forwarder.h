@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "group/value.h"
+#include "cluster/value.h"
 #include "io/loop.h"
 #include "io/socket.h"
 

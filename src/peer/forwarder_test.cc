@@ -183,7 +183,7 @@ struct Owner {
   std::string grpc_address() const { return Loopback(grpc.port()); }
   int loads() const { return loader->loads.load(); }
   bool Stored(const std::string& key, std::string* value) {
-    return group->main_cache().Get(key, value);
+    return group->store().main().Get(key, value);
   }
 
   std::shared_ptr<TestLoader> loader = std::make_shared<TestLoader>();

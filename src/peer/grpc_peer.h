@@ -1,4 +1,4 @@
-// GrpcPeer: a Peer (group/peers.h) reached over gRPC — the client side of node-to-node traffic.
+// GrpcPeer: a Peer (cluster/peer.h) reached over gRPC — the client side of node-to-node traffic.
 //
 // One grpc::Channel per peer, created in the constructor and reused by every call (HTTP/2
 // multiplexes concurrent calls over one connection; gRPC reconnects it by itself). Every call is
@@ -23,7 +23,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "group/peers.h"
+#include "cluster/peer.h"
 #include "peer/call_counter.h"
 
 namespace nexus {

@@ -31,13 +31,17 @@
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
 #include "spdlog/spdlog.h"
+#include "support/group_sync.h"
 #include "support/process.h"
 
 namespace nexus {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::DeleteSync;
+using testing::GetSync;
 using ::testing::HasSubstr;
+using testing::SetSync;
 
 std::string Loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
@@ -162,8 +166,8 @@ class GrpcPeerTest : public ::testing::Test {
 };
 
 TEST_F(GrpcPeerTest, GetHitReturnsValueAndDeadline) {
-  ASSERT_TRUE(node_.group->SetSync("k1", "v1", 60'000, false).ok());
-  absl::StatusOr<CachedValue> local = node_.group->GetSync("k1");
+  ASSERT_TRUE(SetSync(*node_.group, "k1", "v1", 60'000, false).ok());
+  absl::StatusOr<CachedValue> local = GetSync(*node_.group, "k1");
   ASSERT_TRUE(local.ok());
   absl::StatusOr<CachedValue> r = PeerGet(peer_, "scores", "k1");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -180,7 +184,7 @@ TEST_F(GrpcPeerTest, GetMissRunsTheLoaderOnTheRemote) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->data, "loaded:db-7");
   EXPECT_EQ(loads_.load(), 1);
-  EXPECT_EQ(node_.group->main_cache().items(), 1u);
+  EXPECT_EQ(node_.group->store().main().items(), 1u);
   // Second Get is a hit on the remote.
   r = PeerGet(peer_, "scores", "db-7");
   ASSERT_TRUE(r.ok());
@@ -215,9 +219,9 @@ TEST_F(GrpcPeerTest, SetWithTtlStoresWithJitteredDeadlineOnTheRemote) {
   const int64_t ttl = 10'000;
   const UnixMillis now = clock_.NowMillis();
   ASSERT_TRUE(PeerSet(peer_, "scores", "s1", "x", ttl, false).ok());
-  EXPECT_EQ(node_.group->main_cache().items(), 1u);
-  EXPECT_EQ(node_.group->hot_cache().items(), 0u);
-  absl::StatusOr<CachedValue> r = node_.group->GetSync("s1");
+  EXPECT_EQ(node_.group->store().main().items(), 1u);
+  EXPECT_EQ(node_.group->store().hot().items(), 0u);
+  absl::StatusOr<CachedValue> r = GetSync(*node_.group, "s1");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->data, "x");
   EXPECT_GE(r->deadline, now + ttl);
@@ -230,8 +234,8 @@ TEST_F(GrpcPeerTest, SetWithTtlStoresWithJitteredDeadlineOnTheRemote) {
 
 TEST_F(GrpcPeerTest, SetHotGoesToTheHotCache) {
   ASSERT_TRUE(PeerSet(peer_, "scores", "h", "x", 10'000, true).ok());
-  EXPECT_EQ(node_.group->main_cache().items(), 0u);
-  EXPECT_EQ(node_.group->hot_cache().items(), 1u);
+  EXPECT_EQ(node_.group->store().main().items(), 0u);
+  EXPECT_EQ(node_.group->store().hot().items(), 1u);
 }
 
 TEST_F(GrpcPeerTest, BinaryValuesSurvive) {
@@ -243,9 +247,9 @@ TEST_F(GrpcPeerTest, BinaryValuesSurvive) {
 }
 
 TEST_F(GrpcPeerTest, DeleteRemovesOnTheRemote) {
-  ASSERT_TRUE(node_.group->SetSync("d", "v", 60'000, false).ok());
+  ASSERT_TRUE(SetSync(*node_.group, "d", "v", 60'000, false).ok());
   ASSERT_TRUE(PeerDelete(peer_, "scores", "d").ok());
-  EXPECT_EQ(node_.group->main_cache().items(), 0u);
+  EXPECT_EQ(node_.group->store().main().items(), 0u);
   EXPECT_TRUE(absl::IsNotFound(PeerGet(peer_, "scores", "d").status()));
   // Deleting a missing key is fine.
   EXPECT_TRUE(PeerDelete(peer_, "scores", "d").ok());
@@ -294,7 +298,7 @@ TEST_F(RawSetTest, SeedStyleExpireIsAbsoluteUnixSeconds) {
   grpc::Status s = RawSet(req, &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(resp.ok());
-  absl::StatusOr<CachedValue> r = node_.group->GetSync("seed");
+  absl::StatusOr<CachedValue> r = GetSync(*node_.group, "seed");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->deadline, expire * 1000);
 }
@@ -309,7 +313,7 @@ TEST_F(RawSetTest, ExpireInThePastIsInvalidArgument) {
   grpc::Status s = RawSet(req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("in the past"));
-  EXPECT_EQ(node_.group->main_cache().items(), 0u);
+  EXPECT_EQ(node_.group->store().main().items(), 0u);
 }
 
 TEST_F(RawSetTest, MissingTtlIsInvalidArgument) {
@@ -338,8 +342,8 @@ TEST_F(RawSetTest, FixedDeadlineIsStoredAsIs) {
   req.set_ishot(true);
   nexuscachepb::SetResponse resp;
   ASSERT_TRUE(RawSet(req, &resp).ok());
-  EXPECT_EQ(node_.group->hot_cache().items(), 1u);
-  absl::StatusOr<CachedValue> r = node_.group->GetSync("rep");
+  EXPECT_EQ(node_.group->store().hot().items(), 1u);
+  absl::StatusOr<CachedValue> r = GetSync(*node_.group, "rep");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->deadline, clock_.NowMillis() + 4242);
 }
@@ -511,7 +515,7 @@ TEST(PeerServerTest, StopDoesNotWaitForeverForAStuckLoad) {
   EXPECT_FALSE(status.ok());
   // The late load result must be dropped without touching the finished call.
   loader->ReleaseAll();
-  EXPECT_EQ(node.group->main_cache().items(), 1u);  // but it is cached
+  EXPECT_EQ(node.group->store().main().items(), 1u);  // but it is cached
 }
 
 TEST(PeerServerTest, StartOnAPortInUseFailsClearly) {
@@ -703,7 +707,7 @@ TEST(RingPeerPickerTest, ReplicaSetsFollowTheRingWithTheirGeneration) {
     ASSERT_EQ(one.members.size(), 1u);
     EXPECT_EQ(one.members[0], picker.PickPeer(key));  // n = 1 is today's owner
     EXPECT_EQ(one.generation, picker.generation());
-    const ReplicaSet all = picker.PickReplicas(key, 5);  // capped at the 3 members
+    const ReplicaSet all = picker.PickReplicas(key, kEveryMember);  // the 3 members
     ASSERT_EQ(all.members.size(), 3u);
     EXPECT_EQ(all.members[0], one.members[0]);
     // Every member exactly once; this node (a null entry) among them.
@@ -871,24 +875,24 @@ TEST_F(TwoNodeTest, BothNodesAgreeOnOwners) {
 
 TEST_F(TwoNodeTest, SetAndGetAreForwardedToTheOwnerWhichAloneStores) {
   const std::string key = KeyOwnedBy(*picker_a_, "b");
-  ASSERT_TRUE(a_->group->SetSync(key, "v-b", 60'000, false).ok());
-  EXPECT_EQ(a_->group->main_cache().items(), 0u);
-  EXPECT_EQ(a_->group->hot_cache().items(), 0u);
-  EXPECT_EQ(b_->group->main_cache().items(), 1u);
+  ASSERT_TRUE(SetSync(*a_->group, key, "v-b", 60'000, false).ok());
+  EXPECT_EQ(a_->group->store().main().items(), 0u);
+  EXPECT_EQ(a_->group->store().hot().items(), 0u);
+  EXPECT_EQ(b_->group->store().main().items(), 1u);
 
-  absl::StatusOr<CachedValue> r = a_->group->GetSync(key);
+  absl::StatusOr<CachedValue> r = GetSync(*a_->group, key);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->data, "v-b");
-  EXPECT_EQ(a_->group->main_cache().items(), 0u);  // the forwarder does not keep a copy
+  EXPECT_EQ(a_->group->store().main().items(), 0u);  // the forwarder does not keep a copy
   EXPECT_EQ(a_->group->stats().peer_gets, 1u);
   EXPECT_GE(picker_a_->peer_calls(), 2u);
 
   // A key a owns stays on a.
   const std::string mine = KeyOwnedBy(*picker_a_, "a");
-  ASSERT_TRUE(a_->group->SetSync(mine, "v-a", 60'000, false).ok());
-  EXPECT_EQ(a_->group->main_cache().items(), 1u);
-  EXPECT_EQ(b_->group->main_cache().items(), 1u);
-  r = b_->group->GetSync(mine);
+  ASSERT_TRUE(SetSync(*a_->group, mine, "v-a", 60'000, false).ok());
+  EXPECT_EQ(a_->group->store().main().items(), 1u);
+  EXPECT_EQ(b_->group->store().main().items(), 1u);
+  r = GetSync(*b_->group, mine);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->data, "v-a");
 }
@@ -899,23 +903,23 @@ TEST_F(TwoNodeTest, MissIsLoadedOnTheOwnerOnly) {
     std::string k = "db-" + std::to_string(i);
     if (picker_a_->OwnerOf(k) == "b") owned_by_b = k;
   }
-  absl::StatusOr<CachedValue> r = a_->group->GetSync(owned_by_b);
+  absl::StatusOr<CachedValue> r = GetSync(*a_->group, owned_by_b);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->data, "loaded:" + owned_by_b);
   EXPECT_EQ(loads_a_.load(), 0);
   EXPECT_EQ(loads_b_.load(), 1);
-  EXPECT_EQ(b_->group->main_cache().items(), 1u);
-  EXPECT_EQ(a_->group->main_cache().items(), 0u);
+  EXPECT_EQ(b_->group->store().main().items(), 1u);
+  EXPECT_EQ(a_->group->store().main().items(), 0u);
   // A key nobody has: NotFound, 404-worthy, from the owner.
-  EXPECT_TRUE(absl::IsNotFound(a_->group->GetSync(KeyOwnedBy(*picker_a_, "b")).status()));
+  EXPECT_TRUE(absl::IsNotFound(GetSync(*a_->group, KeyOwnedBy(*picker_a_, "b")).status()));
 }
 
 TEST_F(TwoNodeTest, DeleteIsForwarded) {
   const std::string key = KeyOwnedBy(*picker_a_, "b");
-  ASSERT_TRUE(b_->group->SetSync(key, "v", 60'000, false).ok());
-  EXPECT_EQ(b_->group->main_cache().items(), 1u);
-  ASSERT_TRUE(a_->group->DeleteSync(key).ok());
-  EXPECT_EQ(b_->group->main_cache().items(), 0u);
+  ASSERT_TRUE(SetSync(*b_->group, key, "v", 60'000, false).ok());
+  EXPECT_EQ(b_->group->store().main().items(), 1u);
+  ASSERT_TRUE(DeleteSync(*a_->group, key).ok());
+  EXPECT_EQ(b_->group->store().main().items(), 0u);
 }
 
 TEST_F(TwoNodeTest, OwnerDownIsAnErrorNamingIt) {
@@ -923,7 +927,7 @@ TEST_F(TwoNodeTest, OwnerDownIsAnErrorNamingIt) {
   const std::string b_address = b_->address();
   b_->server.Stop(milliseconds(0));
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<CachedValue> r = a_->group->GetSync(key);
+  absl::StatusOr<CachedValue> r = GetSync(*a_->group, key);
   EXPECT_LT(ElapsedMs(start), 2000);
   EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("peer b (" + b_address + ")"));

@@ -1,4 +1,4 @@
-// RemotePeer: how this node reaches another member of the ring (a Peer, group/peers.h).
+// RemotePeer: how this node reaches another member of the ring (a Peer, cluster/peer.h).
 //
 // Two transports. Get, Set and Delete called on one of this node's HTTP event-loop threads
 // (the normal case: a request this node received for a key another node owns) are forwarded
@@ -30,7 +30,7 @@
 #include <string_view>
 #include <vector>
 
-#include "group/peers.h"
+#include "cluster/peer.h"
 #include "peer/call_counter.h"
 #include "peer/grpc_peer.h"
 

@@ -161,15 +161,6 @@ std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {
   return ring_.Owner(key);
 }
 
-std::vector<std::shared_ptr<Peer>> RingPeerPicker::OtherPeers() {
-  absl::ReaderMutexLock lock(&mu_);
-  std::vector<std::shared_ptr<Peer>> out;
-  for (const auto& [name, member] : members_) {
-    if (member.client != nullptr) out.push_back(member.client);
-  }
-  return out;
-}
-
 void RingPeerPicker::FetchMetrics(const std::string& name, std::chrono::milliseconds deadline,
                                   MetricsCallback done) {
   std::shared_ptr<GrpcPeer> client;

@@ -31,13 +31,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "cluster/peer.h"
 #include "common/member.h"
-#include "group/peers.h"
 #include "metrics/metrics.h"
 #include "peer/grpc_peer.h"
 #include "peer/remote_peer.h"
 #include "ring/hash_ring.h"
-#include "service/cluster.h"
+#include "service/cluster_view.h"
 
 namespace nexus {
 
@@ -86,8 +86,6 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
 
   // (name, grpc address), sorted by name, self included.
   std::vector<std::pair<std::string, std::string>> Members() const override;
-  // The clients of every member but self.
-  std::vector<std::shared_ptr<Peer>> OtherPeers() override;
   // Member `name`'s metrics over gRPC (ClusterView); NotFound if it is not a member.
   void FetchMetrics(const std::string& name, std::chrono::milliseconds deadline,
                     MetricsCallback done) override;

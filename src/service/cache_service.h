@@ -30,11 +30,11 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "cluster/value.h"
 #include "group/group.h"
 #include "group/registry.h"
-#include "group/value.h"
 #include "metrics/metrics.h"
-#include "service/cluster.h"
+#include "service/cluster_view.h"
 
 namespace nexus {
 

@@ -68,7 +68,7 @@ absl::StatusOr<bool> OwnerService::Replicate(std::string_view group, const Repli
   absl::StatusOr<Group*> g = Target(group, replica.key);
   if (!g.ok()) return g.status();
   if (replica.version == 0) return absl::InvalidArgumentError("a replica needs a version");
-  return (*g)->ApplyReplica(replica);
+  return (*g)->store().Apply(replica);
 }
 
 }  // namespace nexus

@@ -24,9 +24,9 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "cluster/value.h"
 #include "common/clock.h"
 #include "group/registry.h"
-#include "group/value.h"
 
 namespace nexus {
 

@@ -179,10 +179,10 @@ TEST(OwnerServiceTest, SetTakesATtlADeadlineOrTheSeedsExpire) {
                      {.group = "scores", .key = "d", .value = std::string(17, 'x'), .ttl_ms = 1}),
       absl::ResourceExhaustedError("value longer than 16 bytes"));
   CachedValue b;
-  ASSERT_TRUE(f.groups.Find("scores")->main_cache().Get("b", &b.data, &b.deadline));
+  ASSERT_TRUE(f.groups.Find("scores")->store().main().Get("b", &b.data, &b.deadline));
   EXPECT_EQ(b.deadline, now + 5000);
   CachedValue c;
-  ASSERT_TRUE(f.groups.Find("scores")->main_cache().Get("c", &c.data, &c.deadline));
+  ASSERT_TRUE(f.groups.Find("scores")->store().main().Get("c", &c.data, &c.deadline));
   EXPECT_EQ(c.deadline, (now / 1000 + 60) * 1000);
 }
 

@@ -1,4 +1,5 @@
-// Value types and callbacks shared by Group, its loaders and its peers.
+// Value types and callbacks that cross the cluster seam: what a group, its replication and its
+// peers pass each other.
 #pragma once
 
 #include <string>

@@ -1,16 +1,19 @@
-// The seam between a Group and the network (groupcache's PeerPicker): the group asks "who owns
-// this key?" and talks to the owner through the abstract Peer, so group/ never depends on a
-// transport. src/peer/ implements these over gRPC; unit tests hand in fakes.
+// The seam between a node's data and the network (groupcache's PeerPicker): a group asks "who
+// owns this key?" and talks to the owner through the abstract Peer; replication asks "who holds
+// copies of it?" (a ReplicaSet) and pushes changes to them. Neither group/ nor replication/
+// depends on a transport: src/peer/ implements these over gRPC and HTTP, unit tests hand in
+// fakes (tests/support/fake_peers.h).
 //
 // Thread-safety: implementations must allow concurrent calls from any thread.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string_view>
 #include <vector>
 
-#include "group/value.h"
+#include "cluster/value.h"
 
 namespace nexus {
 
@@ -36,20 +39,22 @@ struct ReplicaSet {
   std::vector<std::shared_ptr<Peer>> members;
 };
 
+// A replica-set size that means "every member": the set of a hot key.
+inline constexpr size_t kEveryMember = std::numeric_limits<size_t>::max();
+
 class PeerPicker {
  public:
   virtual ~PeerPicker() = default;
-  // The peer that owns `key`, or nullptr when this node owns it.
+  // The peer that owns `key`, or nullptr when this node owns it. (The owner is the first member
+  // of PickReplicas(key, n); this is the allocation-free form every request uses.)
   virtual std::shared_ptr<Peer> PickPeer(std::string_view key) = 0;
   // The `n` distinct members that follow `key`'s ring position (fewer if the cluster is
-  // smaller): a replica set of factor n. n = 1 is the owner alone, which is what the groups use
-  // today; the default answers exactly that.
+  // smaller; kEveryMember for all of them): a replica set of factor n. The default is a
+  // single-node cluster's answer.
   virtual ReplicaSet PickReplicas(std::string_view key, size_t n) {
     if (n == 0) return {};
     return ReplicaSet{.generation = 0, .members = {PickPeer(key)}};
   }
-  // Every member but this node: where the owner of a hot key pushes its changes.
-  virtual std::vector<std::shared_ptr<Peer>> OtherPeers() { return {}; }
 };
 
 // A single-node cluster: this node owns every key.

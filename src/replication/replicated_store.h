@@ -1,0 +1,154 @@
+// ReplicatedStore: one group's copies of keys on this node, and the replication of their
+// changes to the other members that hold copies.
+//
+// What it holds: the main cache (the keys this node owns, and values it fetched or loaded for
+// them) and the hot cache (its own byte budget) for keys replicated to every member. A key
+// lives in exactly one of the two caches of a node. Group does the reading, the singleflight,
+// the routing to owners and the loader; this class does everything that keeps copies
+// consistent: versions, tombstones, the registry of hot keys, the fan-out of changes to a key's
+// replica set, applying changes pushed by owners, and pushing hot keys to a member that joins.
+//
+// Replica sets: a key's copies live on its replica set (PeerPicker::PickReplicas). A hot key's
+// set is every member (kEveryMember): the owner pushes each change to all others. Any other
+// key's set has kReplicationFactor members, today the owner alone, so its writes push nothing.
+//
+// Versions: the owner gives every change a version, monotonic on this node and close to
+// comparable across owners: max(previous + 1, now_ms << 20, any version seen from another
+// owner + 1), so a new owner after a membership change starts above the old. Replicas keep the
+// highest version they have seen: an older push (reordered, retried) never replaces a newer
+// one, and a removal leaves a tombstone with its version until the copy's deadline so an older
+// push cannot resurrect the key. Versions and the tombstone flag live in the cache entry header
+// (cache/lru_cache.h), not in the value bytes. Main-cache entries stay unversioned (they have no
+// other copies yet, and the 8 version bytes would be paid by every entry).
+//
+// Writes: the owner's Write and Remove store locally, then push the change to the other members
+// of the key's replica set and call `done` once every push answered or failed (each push has
+// the peer's deadline; failures are logged and counted, the write is still acknowledged). A
+// key that is not hot now but was hot recently (the registry remembers it until its hot
+// deadline, even if the hot cache evicted it) gets a removal pushed to every member, so after
+// the ack no node serves the old value.
+//
+// Thread-safety: every method may be called concurrently; callbacks never run under the
+// store's lock. The destructor waits (bounded) for pushes still in flight.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "cache/sharded_cache.h"
+#include "cluster/peer.h"
+#include "cluster/value.h"
+#include "common/clock.h"
+
+namespace nexus {
+
+// Copies of a key that is not hot: the owner alone. The replication issue makes this a flag.
+inline constexpr size_t kReplicationFactor = 1;
+
+struct ReplicatedStoreOptions {
+  std::string group = "scores";  // the group's name, in pushes and logs
+  // Byte budgets (entries + index, as LruCache charges them).
+  size_t main_bytes = 64 << 20;
+  size_t hot_bytes = 16 << 20;
+  int shard_bits = 4;
+};
+
+struct ReplicationStats {
+  uint64_t pushes = 0;         // changes pushed to other members (one per member)
+  uint64_t failures = 0;       // pushes that failed or timed out
+  uint64_t invalidations = 0;  // pushes that removed a copy (delete / set not hot)
+  uint64_t applied = 0;        // pushes received and applied here
+  uint64_t stale = 0;          // pushes received with an older version, ignored
+};
+
+class ReplicatedStore {
+ public:
+  // `peers` may not be null (NoPeers for a single node).
+  ReplicatedStore(ReplicatedStoreOptions options, std::shared_ptr<PeerPicker> peers,
+                  const Clock* clock);
+  ~ReplicatedStore();
+  ReplicatedStore(const ReplicatedStore&) = delete;
+  ReplicatedStore& operator=(const ReplicatedStore&) = delete;
+
+  // A live copy of `key` in the main or the hot cache (tombstones are not values).
+  bool Lookup(std::string_view key, CachedValue* out);
+
+  // Stores a value the loader returned, unless a client's write got there first (in either
+  // cache); returns the value to answer with. A value too large for a shard is returned but
+  // not stored.
+  CachedValue Fill(std::string_view key, CachedValue loaded);
+
+  // Owner side. Stores (hot: in the hot cache, else in the main cache) and pushes the change to
+  // the key's replica set before `done`. ResourceExhausted if the entry cannot fit in its cache.
+  void Write(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
+             StatusCallback done);
+  // Removes the key from both caches, and from every replica if it was hot.
+  void Remove(std::string_view key, StatusCallback done);
+
+  // Replica side: applies a change pushed by the key's owner if it is newer than the copy here.
+  // Returns whether it was applied.
+  bool Apply(const Replica& replica);
+
+  // Pushes the live hot keys that this node or `joined` owns to `joined` (a member that just
+  // joined), without waiting for the answers.
+  void PushTo(const std::shared_ptr<Peer>& joined);
+
+  ReplicationStats stats() const;
+  ShardedCache& main() { return main_; }
+  ShardedCache& hot() { return hot_; }
+  const ShardedCache& main() const { return main_; }
+  const ShardedCache& hot() const { return hot_; }
+
+ private:
+  // A version above `above`, above every version handed out or seen here, and not below the
+  // wall-clock floor.
+  uint64_t NextVersion(uint64_t above = 0);
+  void RaiseVersionFloor(uint64_t seen);
+  // Drops registry records whose deadline passed (amortized: every 256 writes).
+  void PruneRegistryLocked(UnixMillis now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pushes a change of a key that is or was hot to every other member; `done` once all answered.
+  void Push(Replica replica, StatusCallback done);
+  // One push to one member; `done` runs when it answered or failed.
+  void PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
+               absl::AnyInvocable<void()> done);
+
+  const ReplicatedStoreOptions options_;
+  const Clock* const clock_;
+  const std::shared_ptr<PeerPicker> peers_;
+  ShardedCache main_;
+  ShardedCache hot_;
+
+  std::atomic<uint64_t> last_version_{0};
+  std::atomic<uint64_t> pushes_{0};
+  std::atomic<uint64_t> failures_{0};
+  std::atomic<uint64_t> invalidations_{0};
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> stale_{0};
+  std::atomic<int64_t> pushes_in_flight_{0};
+
+  // Serializes version assignment with the local store on the owner (so the owner's copy is
+  // always the highest version it handed out), moves between the two caches, and the
+  // read-compare-write of Apply.
+  absl::Mutex mu_;
+  // Owner side: every key this node made hot, and whether it was removed since, until its
+  // deadline. Separate from the hot cache (which may evict): a later write or delete of a key
+  // in here pushes a removal to the replicas even if this node no longer holds the value, and
+  // also while an earlier removal may still be on its way.
+  struct HotRecord {
+    uint64_t version = 0;
+    UnixMillis deadline = kNoDeadline;
+    bool removed = false;
+  };
+  absl::flat_hash_map<std::string, HotRecord> registry_ ABSL_GUARDED_BY(mu_);
+  uint64_t writes_since_prune_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace nexus

@@ -68,17 +68,7 @@ Node::Node(Config config) : config_(std::move(config)) {
   ExportGroupMetrics(groups_, metrics_);
   picker_->ExportMetrics(metrics_);
   metrics::ExportProcessMetrics(metrics_);
-  metrics_.AddCollector(
-      "nexuscache_peer_requests_served_total",
-      "Requests from other nodes answered by this one, by transport (http: the forwarding "
-      "routes on the HTTP port; grpc: the gRPC service, i.e. forwarding off the fast path, "
-      "hot-key replication, dashboard metrics fetches, seed clients).",
-      "counter", {"transport"}, [this] {
-        const double grpc = grpc_ ? static_cast<double>(grpc_->requests_served()) : 0;
-        return metrics::Registry::Samples{
-            {{"http"}, static_cast<double>(http_peer_served_.load(std::memory_order_relaxed))},
-            {{"grpc"}, grpc}};
-      });
+  peer_traffic_.ExportMetrics(metrics_);
 }
 
 Node::~Node() { Stop(); }
@@ -88,12 +78,13 @@ absl::Status Node::Start() {
       owner_.get(), PeerServerOptions{.address = config_.bind_address,
                                       .port = config_.grpc_port,
                                       .node_name = config_.name,
-                                      .metrics_text = [this] { return metrics_.Render(); }});
+                                      .metrics_text = [this] { return metrics_.Render(); },
+                                      .traffic = &peer_traffic_});
   if (absl::Status s = grpc_->Start(); !s.ok()) return s;
 
   auto router = std::make_shared<http::Router>();
   api_->Install(*router);
-  InstallPeerRoutes(*router, owner_.get(), &http_peer_served_);
+  InstallPeerRoutes(*router, owner_.get(), &peer_traffic_);
   http::ServerOptions http_options;
   http_options.address = config_.bind_address;
   http_options.port = config_.http_port;

@@ -8,7 +8,6 @@
 // Thread-safety: Start and Stop from one thread; everything else runs on the servers' threads.
 #pragma once
 
-#include <atomic>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -43,6 +42,8 @@ class Node {
   struct OriginRuntime;  // io_context + thread for origin fetches (keeps Asio out of headers)
 
   const Config config_;
+  // Counted by both peer fronts, read by metrics_: outlives them all.
+  PeerTraffic peer_traffic_;
   metrics::Registry metrics_;
   GroupRegistry groups_;
   std::shared_ptr<RingPeerPicker> picker_;
@@ -51,7 +52,6 @@ class Node {
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;
-  std::atomic<uint64_t> http_peer_served_{0};  // answers of the HTTP forwarding routes
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;

@@ -58,14 +58,18 @@ class GetReactor final : public grpc::ServerUnaryReactor {
 
 class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackService {
  public:
-  Service(OwnerService* owner, std::string node_name, std::function<std::string()> metrics_text)
-      : owner_(owner), node_name_(std::move(node_name)), metrics_text_(std::move(metrics_text)) {}
+  Service(OwnerService* owner, std::string node_name, std::function<std::string()> metrics_text,
+          std::atomic<uint64_t>* served)
+      : owner_(owner),
+        node_name_(std::move(node_name)),
+        metrics_text_(std::move(metrics_text)),
+        served_(served != nullptr ? served : &own_served_) {}
 
-  uint64_t served() const { return served_.load(std::memory_order_relaxed); }
+  uint64_t served() const { return served_->load(std::memory_order_relaxed); }
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
-    auto* reactor = new GetReactor(&served_);
+    auto* reactor = new GetReactor(served_);
     owner_->Get(req->group(), req->key(),
                 [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
                   // The loser of the race with OnCancel must not touch `reactor` or `resp`:
@@ -133,12 +137,12 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   template <typename Response>
   void Done(grpc::ServerUnaryReactor* reactor, Response* resp, const absl::Status& s) {
     resp->set_ok(s.ok());
-    served_.fetch_add(1, std::memory_order_relaxed);
+    served_->fetch_add(1, std::memory_order_relaxed);
     reactor->Finish(ToGrpcStatus(s));
   }
 
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, grpc::Status status) {
-    served_.fetch_add(1, std::memory_order_relaxed);
+    served_->fetch_add(1, std::memory_order_relaxed);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(std::move(status));
     return reactor;
@@ -147,7 +151,8 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   OwnerService* const owner_;
   const std::string node_name_;
   const std::function<std::string()> metrics_text_;
-  std::atomic<uint64_t> served_{0};
+  std::atomic<uint64_t> own_served_{0};
+  std::atomic<uint64_t>* const served_;
 };
 
 struct PeerServer::Running {
@@ -156,7 +161,9 @@ struct PeerServer::Running {
 
 PeerServer::PeerServer(OwnerService* owner, PeerServerOptions options)
     : options_(std::move(options)),
-      service_(std::make_unique<Service>(owner, options_.node_name, options_.metrics_text)) {}
+      service_(std::make_unique<Service>(
+          owner, options_.node_name, options_.metrics_text,
+          options_.traffic != nullptr ? &options_.traffic->served_grpc : nullptr)) {}
 
 PeerServer::~PeerServer() { Stop(std::chrono::milliseconds(0)); }
 

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "peer/peer_traffic.h"
 #include "service/owner_service.h"
 
 namespace nexus {
@@ -41,6 +42,8 @@ struct PeerServerOptions {
   // call (any gRPC thread). Without it Metrics answers UNIMPLEMENTED.
   std::string node_name;
   std::function<std::string()> metrics_text;
+  // Counts the RPCs answered (served_grpc); null: the server counts on its own.
+  PeerTraffic* traffic = nullptr;
 };
 
 class PeerServer {
@@ -61,7 +64,7 @@ class PeerServer {
   // rest. Idempotent; a no-op if not started.
   void Stop(std::chrono::milliseconds grace);
 
-  // RPCs answered (any status) since construction.
+  // RPCs answered (any status) since construction (options.traffic's served_grpc, if given).
   uint64_t requests_served() const;
 
  private:

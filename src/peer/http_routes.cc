@@ -80,9 +80,10 @@ class PeerRoutes {
 
 }  // namespace
 
-void InstallPeerRoutes(http::Router& router, OwnerService* owner, std::atomic<uint64_t>* served) {
+void InstallPeerRoutes(http::Router& router, OwnerService* owner, PeerTraffic* traffic) {
   // Shared by the handlers, which the router keeps as long as it lives.
-  auto routes = std::make_shared<const PeerRoutes>(owner, served);
+  auto routes = std::make_shared<const PeerRoutes>(
+      owner, traffic != nullptr ? &traffic->served_http : nullptr);
   router.Handle("GET", std::string(peerwire::kGetPath),
                 [routes](http::Request&& req, http::Responder respond) {
                   routes->Get(std::move(req), std::move(respond));

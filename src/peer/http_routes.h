@@ -5,17 +5,14 @@
 // Thread-safety: the handlers may run concurrently on every server thread (Router contract).
 #pragma once
 
-#include <atomic>
-#include <cstdint>
-
 #include "http/router.h"
+#include "peer/peer_traffic.h"
 #include "service/owner_service.h"
 
 namespace nexus {
 
-// Registers the three routes on `router`. `owner` must outlive the router; `served` (when
+// Registers the three routes on `router`. `owner` must outlive the router; `traffic` (when
 // not null) counts the answers the handlers give, and must outlive every request in flight.
-void InstallPeerRoutes(http::Router& router, OwnerService* owner,
-                       std::atomic<uint64_t>* served = nullptr);
+void InstallPeerRoutes(http::Router& router, OwnerService* owner, PeerTraffic* traffic = nullptr);
 
 }  // namespace nexus

@@ -23,8 +23,8 @@ constexpr uint64_t kPruneEvery = 256;
 absl::Status TooLarge(std::string_view key, std::string_view value, const char* cache,
                       size_t capacity) {
   return absl::ResourceExhaustedError(absl::StrCat("entry of ", key.size() + value.size(),
-                                                   " bytes does not fit in the ", cache,
-                                                   " cache (", capacity, " bytes)"));
+                                                   " bytes does not fit in the ", cache, " cache (",
+                                                   capacity, " bytes)"));
 }
 
 }  // namespace
@@ -192,8 +192,8 @@ void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& 
                   [this, key = replica.key, done = std::move(done)](absl::Status s) mutable {
                     if (!s.ok()) {
                       failures_.fetch_add(1, std::memory_order_relaxed);
-                      spdlog::warn("group {}: hot key '{}' not replicated: {}", options_.group,
-                                   key, std::string(s.message()));
+                      spdlog::warn("group {}: hot key '{}' not replicated: {}", options_.group, key,
+                                   std::string(s.message()));
                     }
                     if (done) done();
                     pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use

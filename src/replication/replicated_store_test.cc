@@ -132,13 +132,12 @@ TEST_F(ReplicatedStoreTest, AJoiningMemberGetsTheLiveHotKeysItOrThisNodeOwns) {
   auto joined = std::make_shared<RecordingPeer>();
   auto third = std::make_shared<RecordingPeer>();
   // "j..." keys are the newcomer's, "t..." the third member's, the rest this node's.
-  auto picker = std::make_shared<FakePicker>(
-      std::vector<std::shared_ptr<Peer>>{joined, third},
-      [&](std::string_view key) -> std::shared_ptr<Peer> {
-        if (key.starts_with("j")) return joined;
-        if (key.starts_with("t")) return third;
-        return nullptr;
-      });
+  auto picker = std::make_shared<FakePicker>(std::vector<std::shared_ptr<Peer>>{joined, third},
+                                             [&](std::string_view key) -> std::shared_ptr<Peer> {
+                                               if (key.starts_with("j")) return joined;
+                                               if (key.starts_with("t")) return third;
+                                               return nullptr;
+                                             });
   ReplicatedStore store(Options(), picker, &clock_);
   // Replicas this node holds (pushed by their owners) and a hot key it owns.
   ASSERT_TRUE(store.Apply({.key = "j1", .value = "a", .deadline = In(kMinute), .version = 5}));

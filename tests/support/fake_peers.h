@@ -58,7 +58,8 @@ class FakePicker final : public PeerPicker {
 
   // This node owns every key; `others` stand for the rest of the cluster.
   static std::shared_ptr<FakePicker> OwnerOfAll(std::vector<std::shared_ptr<Peer>> others) {
-    return std::make_shared<FakePicker>(std::move(others), [](std::string_view) { return nullptr; });
+    return std::make_shared<FakePicker>(std::move(others),
+                                        [](std::string_view) { return nullptr; });
   }
   // `owner` owns every key (this node owns none).
   static std::shared_ptr<FakePicker> OwnedBy(std::shared_ptr<Peer> owner) {
@@ -67,11 +68,10 @@ class FakePicker final : public PeerPicker {
   }
   // Keys starting with `prefix` belong to `peer`, the rest to this node.
   static std::shared_ptr<FakePicker> ByPrefix(std::shared_ptr<Peer> peer, std::string prefix) {
-    return std::make_shared<FakePicker>(
-        std::vector<std::shared_ptr<Peer>>{peer},
-        [peer, prefix = std::move(prefix)](std::string_view key) {
-          return key.starts_with(prefix) ? peer : nullptr;
-        });
+    return std::make_shared<FakePicker>(std::vector<std::shared_ptr<Peer>>{peer},
+                                        [peer, prefix = std::move(prefix)](std::string_view key) {
+                                          return key.starts_with(prefix) ? peer : nullptr;
+                                        });
   }
 
   std::shared_ptr<Peer> PickPeer(std::string_view key) override { return owner_(key); }

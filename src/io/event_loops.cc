@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <future>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "io/socket.h"
@@ -20,7 +21,14 @@ EventLoops::EventLoops(int threads, std::string name, std::chrono::milliseconds 
 
 EventLoops::~EventLoops() {
   Stop(std::chrono::milliseconds(0));
-  for (int fd : listen_fds_) ::close(fd);
+  absl::MutexLock lifecycle(&lifecycle_mu_);
+  CloseListeners();
+}
+
+void EventLoops::CloseListeners() {
+  for (Listener& l : listeners_) {
+    if (l.fd >= 0) ::close(std::exchange(l.fd, -1));
+  }
 }
 
 absl::StatusOr<uint16_t> EventLoops::Listen(const std::string& address, uint16_t port,
@@ -32,8 +40,7 @@ absl::StatusOr<uint16_t> EventLoops::Listen(const std::string& address, uint16_t
   absl::StatusOr<ListeningSocket> socket = io::Listen(name_, address, port);
   if (!socket.ok()) return socket.status();
   spdlog::info("{}: listening on {}:{}", name_, address, socket->port);
-  listen_fds_.push_back(socket->fd);
-  factories_.push_back(std::move(factory));
+  listeners_.push_back({.fd = socket->fd, .factory = std::move(factory)});
   return socket->port;
 }
 
@@ -46,8 +53,8 @@ absl::Status EventLoops::Start() {
     auto loop = std::make_unique<Loop>(
         LoopOptions{.tick = tick_, .connections = &connections_, .name = name_});
     absl::Status status = loop->Init();
-    for (size_t l = 0; status.ok() && l < listen_fds_.size(); ++l) {
-      status = loop->AddListener(listen_fds_[l], factories_[l].get());
+    for (size_t l = 0; status.ok() && l < listeners_.size(); ++l) {
+      status = loop->AddListener(listeners_[l].fd, listeners_[l].factory.get());
     }
     if (!status.ok()) {
       loops_.clear();
@@ -81,7 +88,7 @@ void EventLoops::Stop(std::chrono::milliseconds grace) {
   const auto ack_deadline =
       std::chrono::steady_clock::now() + std::max(grace, std::chrono::milliseconds(1000));
   for (auto& f : drained) f.wait_until(ack_deadline);
-  for (int fd : std::exchange(listen_fds_, {})) ::close(fd);
+  CloseListeners();
 
   if (connections_.WaitForZero(deadline)) {
     spdlog::debug("{}: all connections drained", name_);

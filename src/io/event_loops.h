@@ -53,6 +53,9 @@ class EventLoops {
   size_t active_connections() const { return connections_.value(); }
 
  private:
+  // Closes the listening sockets still open (the factories stay: connections use them).
+  void CloseListeners() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+
   const int threads_count_;
   const std::string name_;
   const std::chrono::milliseconds tick_;
@@ -63,8 +66,11 @@ class EventLoops {
   bool stopped_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   // Touched only under lifecycle_mu_ (and by the loops' threads, which Start creates after
   // everything is set and Stop joins before anything is freed).
-  std::vector<int> listen_fds_;
-  std::vector<std::shared_ptr<ConnectionFactory>> factories_;
+  struct Listener {
+    int fd = -1;  // -1 once closed
+    std::shared_ptr<ConnectionFactory> factory;
+  };
+  std::vector<Listener> listeners_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<std::thread> threads_;
 };

@@ -16,6 +16,7 @@
 #include "io/event_loops.h"
 #include "io/loop.h"
 #include "io/socket.h"
+#include "support/process.h"
 
 namespace nexus::io {
 namespace {
@@ -75,45 +76,6 @@ class LineFactory final : public ConnectionFactory {
   const bool upper_;
 };
 
-// A blocking client socket.
-class Client {
- public:
-  explicit Client(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~Client() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void Send(std::string_view s) {
-    ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
-  }
-  // Reads until `lines` newlines arrived (or EOF / timeout).
-  std::string ReadLines(int lines) {
-    std::string got;
-    char buf[4096];
-    while (std::count(got.begin(), got.end(), '\n') < lines) {
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return got;
-  }
-  bool ReadsEof() {
-    char c;
-    return ::recv(fd_, &c, 1, 0) == 0;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
-
 TEST(EventLoopsTest, TwoProtocolsOnTwoListenersOfTheSameLoops) {
   EventLoops loops(2, "test");
   absl::StatusOr<uint16_t> echo =
@@ -125,16 +87,16 @@ TEST(EventLoopsTest, TwoProtocolsOnTwoListenersOfTheSameLoops) {
   ASSERT_NE(*echo, *upper);
   ASSERT_TRUE(loops.Start().ok());
 
-  Client a(*echo), b(*upper);
+  testing::LineClient a(*echo), b(*upper);
   ASSERT_TRUE(a.connected() && b.connected());
   // Pipelined lines, one of them longer than the connection's 16-byte first buffer.
   const std::string longer(100, 'x');
-  a.Send("hello\nworld\n" + longer + "\n");
+  ASSERT_TRUE(a.Send("hello\nworld\n" + longer + "\n"));
   EXPECT_EQ(a.ReadLines(3), "echo: hello\necho: world\necho: " + longer + "\n");
-  b.Send("hel");
-  b.Send("lo\n");
+  ASSERT_TRUE(b.Send("hel"));
+  ASSERT_TRUE(b.Send("lo\n"));
   EXPECT_EQ(b.ReadLines(1), "HELLO\n");
-  a.Send("quit\n");
+  ASSERT_TRUE(a.Send("quit\n"));
   EXPECT_EQ(a.ReadLines(1), "bye\n");
   EXPECT_TRUE(a.ReadsEof());
   loops.Stop(milliseconds(1000));
@@ -146,14 +108,14 @@ TEST(EventLoopsTest, StopClosesIdleConnectionsAndRefusesNewOnes) {
       loops.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("", false));
   ASSERT_TRUE(port.ok());
   ASSERT_TRUE(loops.Start().ok());
-  Client idle(*port);
-  idle.Send("x\n");
+  testing::LineClient idle(*port);
+  ASSERT_TRUE(idle.Send("x\n"));
   EXPECT_EQ(idle.ReadLines(1), "x\n");
   EXPECT_EQ(loops.active_connections(), 1u);
   loops.Stop(milliseconds(2000));
   EXPECT_TRUE(idle.ReadsEof());
   EXPECT_EQ(loops.active_connections(), 0u);
-  Client late(*port);
+  testing::LineClient late(*port);
   EXPECT_FALSE(late.connected());
 }
 

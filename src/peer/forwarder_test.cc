@@ -105,28 +105,11 @@ class AnswerAndClose {
 // One request on a fresh connection: "<status> <body>".
 std::string Fetch(uint16_t port, std::string_view method, std::string_view target,
                   std::string_view body = {}) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return "connect failed";
-  }
-  std::string req = std::string(method) + " " + std::string(target) +
-                    " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                    "Content-Type: application/octet-stream\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string resp;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) resp.append(buf, n);
-  ::close(fd);
-  const size_t sp = resp.find(' ');
-  const size_t head_end = resp.find("\r\n\r\n");
-  if (sp == std::string::npos || head_end == std::string::npos) return "bad response: " + resp;
-  return resp.substr(sp + 1, 3) + " " + resp.substr(head_end + 4);
+  const testing::HttpResult r =
+      testing::Http(port, std::string(method), std::string(target), std::string(body),
+                    std::chrono::milliseconds(5000), "application/octet-stream");
+  if (r.status == 0) return "no answer: " + r.error;
+  return std::to_string(r.status) + " " + r.body;
 }
 
 // The origin of the owner's group: "db-*" keys exist, "slow-*" keys are answered only by
@@ -349,25 +332,9 @@ class LineConnections final : public io::ConnectionFactory {
 
 // Sends `lines` on a new connection to `port` and reads until `answers` lines came back.
 std::string LineExchange(uint16_t port, const std::string& lines, int answers) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string got;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::send(fd, lines.data(), lines.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(lines.size())) {
-    char buf[4096];
-    while (std::count(got.begin(), got.end(), '\n') < answers) {
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      got.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return got;
+  testing::LineClient client(port);
+  if (!client.connected() || !client.Send(lines)) return "";
+  return client.ReadLines(answers);
 }
 
 TEST(ForwarderTest, ASecondProtocolOnTheSameLoopsSharesTheForwarderPools) {
@@ -597,7 +564,7 @@ TEST(ForwarderTest, StoppingTheFrontAnswersPendingForwards) {
   ASSERT_TRUE(WaitFor([&] { return owner.loads() == 1; }));
   front->server().Stop(milliseconds(0));  // the loop ends with the forward still pending
   // The client sees its connection close; the forward's callback ran (no leak under ASan).
-  EXPECT_THAT(slow.get(), HasSubstr("bad response"));
+  EXPECT_THAT(slow.get(), HasSubstr("no answer"));
   EXPECT_EQ(Count(*peer, "get", "error"), 1u);
   front.reset();
 }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -218,6 +219,40 @@ std::string RawExchange(uint16_t port, const std::string& bytes, std::chrono::mi
   }
   close(fd);
   return out;
+}
+
+LineClient::LineClient(uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+}
+
+LineClient::~LineClient() { ::close(fd_); }
+
+bool LineClient::Send(std::string_view bytes) {
+  return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+         static_cast<ssize_t>(bytes.size());
+}
+
+std::string LineClient::ReadLines(int lines) {
+  std::string got;
+  char buf[4096];
+  while (std::count(got.begin(), got.end(), '\n') < lines) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+bool LineClient::ReadsEof() {
+  char c;
+  return ::recv(fd_, &c, 1, 0) == 0;
 }
 
 HttpResult Http(uint16_t port, const std::string& method, const std::string& target,

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace nexus::testing {
@@ -60,6 +61,27 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
 std::string RawExchange(uint16_t port, const std::string& bytes,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
                         bool half_close = false);
+
+// A blocking TCP client on 127.0.0.1:`port` for line protocols (receives time out after 5 s).
+class LineClient {
+ public:
+  explicit LineClient(uint16_t port);
+  ~LineClient();
+  LineClient(const LineClient&) = delete;
+  LineClient& operator=(const LineClient&) = delete;
+
+  bool connected() const { return connected_; }
+  // True if all of `bytes` was sent.
+  bool Send(std::string_view bytes);
+  // Reads until `lines` newlines arrived in total, or EOF / timeout; returns what was read.
+  std::string ReadLines(int lines);
+  // True if the server closed the connection (the next read is EOF).
+  bool ReadsEof();
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
 
 // Parses the first HTTP response in `raw` (status + body by Content-Length).
 HttpResult ParseResponse(const std::string& raw);

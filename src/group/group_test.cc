@@ -163,21 +163,11 @@ TEST_F(GroupTest, HotSetDuringALoadWinsAndTheKeyLivesInOneCache) {
 
 // A peer that is really this node (a ring pointing a key back at us): the owner-side load must
 // not join the forwarding flight it is serving.
-class LoopbackPeer final : public Peer {
+class LoopbackPeer final : public testing::UnusedPeer {
  public:
   Group* group = nullptr;
   void Get(std::string_view, std::string_view key, ValueCallback done) override {
     group->GetLocal(key, std::move(done));
-  }
-  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
-           StatusCallback done) override {
-    done(absl::UnimplementedError("not used"));
-  }
-  void Delete(std::string_view, std::string_view, StatusCallback done) override {
-    done(absl::UnimplementedError("not used"));
-  }
-  void Replicate(std::string_view, const Replica&, StatusCallback done) override {
-    done(absl::UnimplementedError("not used"));
   }
 };
 

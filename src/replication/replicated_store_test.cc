@@ -173,20 +173,10 @@ TEST_F(ReplicatedStoreTest, AFailedPushIsCountedButTheWriteIsAcknowledged) {
 }
 
 // Answers Replicate from another thread, later.
-class SlowPeer final : public Peer {
+class SlowPeer final : public testing::UnusedPeer {
  public:
   ~SlowPeer() override {
     for (std::thread& t : threads_) t.join();
-  }
-  void Get(std::string_view, std::string_view, ValueCallback done) override {
-    done(absl::UnimplementedError("not used"));
-  }
-  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
-           StatusCallback done) override {
-    done(absl::UnimplementedError("not used"));
-  }
-  void Delete(std::string_view, std::string_view, StatusCallback done) override {
-    done(absl::UnimplementedError("not used"));
   }
   void Replicate(std::string_view, const Replica&, StatusCallback done) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -16,6 +16,25 @@
 
 namespace nexus::testing {
 
+// A member for tests that use one or two of its calls: every call it does not override answers
+// Unimplemented "not used".
+class UnusedPeer : public Peer {
+ public:
+  void Get(std::string_view, std::string_view, ValueCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
+           StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+  void Delete(std::string_view, std::string_view, StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+  void Replicate(std::string_view, const Replica&, StatusCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
+};
+
 // A remote member that records every call and answers at once: Get with "remote:<key>"
 // (deadline 42) or `error`, Set/Delete with OK, Replicate with OK or `replica_error`.
 class RecordingPeer final : public Peer {

@@ -40,7 +40,7 @@ class GetReactor final : public grpc::ServerUnaryReactor {
 
   // Only after a successful state()->Claim().
   void Answer(grpc::Status status) {
-    served_->fetch_add(1, std::memory_order_relaxed);
+    if (served_ != nullptr) served_->fetch_add(1, std::memory_order_relaxed);
     Finish(std::move(status));
   }
 
@@ -63,9 +63,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
       : owner_(owner),
         node_name_(std::move(node_name)),
         metrics_text_(std::move(metrics_text)),
-        served_(served != nullptr ? served : &own_served_) {}
-
-  uint64_t served() const { return served_->load(std::memory_order_relaxed); }
+        served_(served) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
@@ -137,12 +135,12 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   template <typename Response>
   void Done(grpc::ServerUnaryReactor* reactor, Response* resp, const absl::Status& s) {
     resp->set_ok(s.ok());
-    served_->fetch_add(1, std::memory_order_relaxed);
+    if (served_ != nullptr) served_->fetch_add(1, std::memory_order_relaxed);
     reactor->Finish(ToGrpcStatus(s));
   }
 
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, grpc::Status status) {
-    served_->fetch_add(1, std::memory_order_relaxed);
+    if (served_ != nullptr) served_->fetch_add(1, std::memory_order_relaxed);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(std::move(status));
     return reactor;
@@ -151,8 +149,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   OwnerService* const owner_;
   const std::string node_name_;
   const std::function<std::string()> metrics_text_;
-  std::atomic<uint64_t> own_served_{0};
-  std::atomic<uint64_t>* const served_;
+  std::atomic<uint64_t>* const served_;  // may be null
 };
 
 struct PeerServer::Running {
@@ -204,7 +201,5 @@ void PeerServer::Stop(std::chrono::milliseconds grace) {
   running_->server->Wait();
   running_.reset();
 }
-
-uint64_t PeerServer::requests_served() const { return service_->served(); }
 
 }  // namespace nexus

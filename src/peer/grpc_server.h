@@ -12,8 +12,8 @@
 // Set's ttl_ms, deadline_ms and expire are OwnerSet's. Status codes are mapped by
 // peer/status_map.h.
 //
-// Thread-safety: Start, Stop and the destructor must not race each other; port() and
-// requests_served() may be called from any thread at any time. The owner service (and its
+// Thread-safety: Start, Stop and the destructor must not race each other; port() may be called
+// from any thread at any time. The owner service (and its
 // groups) must outlive the server; Stop() (or the destructor) returns only after every in-flight
 // call has been answered.
 #pragma once
@@ -42,7 +42,7 @@ struct PeerServerOptions {
   // call (any gRPC thread). Without it Metrics answers UNIMPLEMENTED.
   std::string node_name;
   std::function<std::string()> metrics_text;
-  // Counts the RPCs answered (served_grpc); null: the server counts on its own.
+  // Counts the RPCs answered (any status) in served_grpc; may be null.
   PeerTraffic* traffic = nullptr;
 };
 
@@ -63,9 +63,6 @@ class PeerServer {
   // Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels the
   // rest. Idempotent; a no-op if not started.
   void Stop(std::chrono::milliseconds grace);
-
-  // RPCs answered (any status) since construction (options.traffic's served_grpc, if given).
-  uint64_t requests_served() const;
 
  private:
   class Service;

@@ -61,7 +61,6 @@ std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
 
 void RingPeerPicker::RetireLocked(Member& member) {
   if (member.client == nullptr) return;
-  retired_calls_ += member.client->calls();
   for (const CallCounter::Count& c : member.client->CallCounts()) {
     retired_counts_[{member.client->name(), c.op, c.status}] += c.count;
   }
@@ -215,15 +214,6 @@ std::vector<RingPeerPicker::PeerCallCount> RingPeerPicker::CallCounts() const {
     out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), count});
   }
   return out;
-}
-
-uint64_t RingPeerPicker::peer_calls() const {
-  absl::ReaderMutexLock lock(&mu_);
-  uint64_t total = retired_calls_;
-  for (const auto& [name, member] : members_) {
-    if (member.client != nullptr) total += member.client->calls();
-  }
-  return total;
 }
 
 }  // namespace nexus

@@ -96,8 +96,6 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // operation and outcome. The picker must outlive `registry`'s renders.
   void ExportMetrics(metrics::Registry& registry);
 
-  // Sum of RemotePeer::calls() over current and past clients.
-  uint64_t peer_calls() const;
   // Finished calls per peer, op and outcome, including members that left since.
   struct PeerCallCount {
     std::string peer;
@@ -130,7 +128,6 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   mutable absl::Mutex mu_;
   std::map<std::string, Member, std::less<>> members_ ABSL_GUARDED_BY(mu_);
   // Calls made by clients that were dropped.
-  uint64_t retired_calls_ ABSL_GUARDED_BY(mu_) = 0;
   // (peer, op, status) -> finished calls of clients that were dropped.
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> retired_counts_
       ABSL_GUARDED_BY(mu_);

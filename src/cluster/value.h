@@ -19,14 +19,23 @@ struct CachedValue {
   friend bool operator==(const CachedValue&, const CachedValue&) = default;
 };
 
-// One change of a hot key, pushed by its owner to every other node's hot cache.
+// One change of a key, pushed by its owner to the other members holding copies: a hot copy
+// (every member's hot cache) or, with `ring`, a copy for the key's replica set (--replicas R:
+// the next R-1 members' main caches).
 struct Replica {
   std::string key;
   std::string value;
   UnixMillis deadline = kNoDeadline;
   uint64_t version = 0;
-  bool remove = false;  // drop the replica (the key was deleted or set again as not hot)
+  bool remove = false;  // drop the copy (deleted, or a hot key set again as not hot)
+  bool ring = false;
 };
+
+// True for a failure after which the member may not have seen the request or its answer is
+// lost (unreachable, refused, timed out): another holder of the key may answer instead.
+inline bool IsUnreachable(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+}
 
 // Completion callbacks. Each is called exactly once, possibly on another thread.
 using ValueCallback = absl::AnyInvocable<void(absl::StatusOr<CachedValue>)>;

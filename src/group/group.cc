@@ -28,7 +28,9 @@ Group::Group(GroupOptions options, std::shared_ptr<Loader> loader,
       store_({.group = options_.name,
               .main_bytes = options_.cache_bytes,
               .hot_bytes = options_.hot_cache_bytes,
-              .shard_bits = options_.shard_bits},
+              .shard_bits = options_.shard_bits,
+              .replicas = options_.replicas,
+              .write_quorum = options_.write_quorum},
              peers_, clock) {}
 
 bool Group::LookupCounted(std::string_view key, CachedValue* out) {
@@ -65,19 +67,44 @@ void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallbac
         CachedValue hit;
         if (store_.Lookup(key, &hit)) return fd(std::move(hit));
         if (owner == nullptr) return LoadFromLoader(key, std::move(fd));
-        peer_gets_.fetch_add(1, std::memory_order_relaxed);
-        owner->Get(options_.name, key,
-                   [this, fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
-                     if (!r.ok() && !absl::IsNotFound(r.status())) {
-                       peer_errors_.fetch_add(1, std::memory_order_relaxed);
-                     }
-                     fd(std::move(r));
-                   });
+        FetchFrom(std::move(key), std::move(owner), std::nullopt, std::move(fd));
       },
       [this, done = std::move(done)](const absl::StatusOr<CachedValue>& r, bool shared) mutable {
         if (shared) deduplicated_.fetch_add(1, std::memory_order_relaxed);
         done(r);
       });
+}
+
+bool Group::NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
+                       std::shared_ptr<Peer>* next) {
+  if (status.ok() || !IsUnreachable(status) || options_.replicas <= 1) return false;
+  if (!rest) {
+    rest = peers_->PickReplicas(key, options_.replicas).members;
+    if (!rest->empty()) rest->erase(rest->begin());  // the one that just failed
+  }
+  if (rest->empty()) return false;
+  *next = std::move(rest->front());
+  rest->erase(rest->begin());
+  fallbacks_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Group::FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders rest,
+                      Flight<CachedValue>::Done fd) {
+  if (holder == nullptr) return LoadFromLoader(key, std::move(fd));
+  peer_gets_.fetch_add(1, std::memory_order_relaxed);
+  holder->Get(options_.name, key,
+              [this, key, rest = std::move(rest),
+               fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
+                if (!r.ok() && !absl::IsNotFound(r.status())) {
+                  peer_errors_.fetch_add(1, std::memory_order_relaxed);
+                }
+                std::shared_ptr<Peer> next;
+                if (NextHolder(r.status(), key, rest, &next)) {
+                  return FetchFrom(std::move(key), std::move(next), std::move(rest), std::move(fd));
+                }
+                fd(std::move(r));
+              });
 }
 
 void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd) {
@@ -100,7 +127,26 @@ void Group::Set(std::string_view key, std::string_view value, int64_t ttl_ms, bo
   if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
   if (owner == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
-  owner->Set(options_.name, key, value, ttl_ms, hot, std::move(done));
+  if (options_.replicas <= 1) {
+    return owner->Set(options_.name, key, value, ttl_ms, hot, std::move(done));
+  }
+  SetAt(std::string(key), std::string(value), ttl_ms, hot, std::move(owner), std::nullopt,
+        std::move(done));
+}
+
+void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
+                  std::shared_ptr<Peer> holder, Holders rest, StatusCallback done) {
+  if (holder == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
+  holder->Set(options_.name, key, value, ttl_ms, hot,
+              [this, key, value, ttl_ms, hot, rest = std::move(rest),
+               done = std::move(done)](absl::Status s) mutable {
+                std::shared_ptr<Peer> next;
+                if (NextHolder(s, key, rest, &next)) {
+                  return SetAt(std::move(key), std::move(value), ttl_ms, hot, std::move(next),
+                               std::move(rest), std::move(done));
+                }
+                done(std::move(s));
+              });
 }
 
 void Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
@@ -120,7 +166,22 @@ void Group::Delete(std::string_view key, StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
   if (owner == nullptr) return DeleteLocal(key, std::move(done));
-  owner->Delete(options_.name, key, std::move(done));
+  if (options_.replicas <= 1) return owner->Delete(options_.name, key, std::move(done));
+  DeleteAt(std::string(key), std::move(owner), std::nullopt, std::move(done));
+}
+
+void Group::DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest,
+                     StatusCallback done) {
+  if (holder == nullptr) return DeleteLocal(key, std::move(done));
+  holder->Delete(
+      options_.name, key,
+      [this, key, rest = std::move(rest), done = std::move(done)](absl::Status s) mutable {
+        std::shared_ptr<Peer> next;
+        if (NextHolder(s, key, rest, &next)) {
+          return DeleteAt(std::move(key), std::move(next), std::move(rest), std::move(done));
+        }
+        done(std::move(s));
+      });
 }
 
 void Group::DeleteLocal(std::string_view key, StatusCallback done) {
@@ -139,6 +200,7 @@ GroupStats Group::stats() const {
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
   s.peer_gets = peer_gets_.load(std::memory_order_relaxed);
   s.peer_errors = peer_errors_.load(std::memory_order_relaxed);
+  s.fallbacks = fallbacks_.load(std::memory_order_relaxed);
   s.replication = store_.stats();
   return s;
 }

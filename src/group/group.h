@@ -14,6 +14,11 @@
 //         caches of a node.
 // Delete: forwarded to the owner; removes the key from both local caches.
 //
+// With R > 1 (options.replicas) a key's holders are its R ring successors, the owner first: a
+// Get, Set or Delete whose holder is unreachable (IsUnreachable: refused, broken, timed out)
+// goes to the next holder at once, and runs here when this node is that holder (it then acts
+// as the primary: a Get misses into the loader, a write is versioned and pushed from here).
+//
 // Copies: the group's caches, versions and the replication of hot keys to every member live in
 // its ReplicatedStore (replication/replicated_store.h); the owner-side writes here go through
 // it, so after a write's callback no node serves the value it replaced. Gets of a replicated
@@ -33,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cache/sharded_cache.h"
 #include "cluster/peer.h"
@@ -51,6 +57,9 @@ struct GroupOptions {
   size_t cache_bytes = 64 << 20;
   size_t hot_cache_bytes = 16 << 20;
   int shard_bits = 4;
+  // R and W (ReplicatedStoreOptions): members holding each key, and copies before a write's ack.
+  size_t replicas = 1;
+  size_t write_quorum = 1;
   // TTL given to values the loader returns.
   int64_t default_ttl_ms = 60 * 60 * 1000;
   JitterOptions jitter;
@@ -68,6 +77,7 @@ struct GroupStats {
   uint64_t deduplicated = 0;  // Gets that joined a load already in flight
   uint64_t peer_gets = 0;     // Gets forwarded to the owner
   uint64_t peer_errors = 0;   // forwarded Gets that failed (NotFound excluded)
+  uint64_t fallbacks = 0;     // requests sent on to the next holder (the previous unreachable)
   ReplicationStats replication;
 };
 
@@ -107,6 +117,18 @@ class Group {
   bool LookupCounted(std::string_view key, CachedValue* out);
   // Runs the load (peer or loader) for `key` under singleflight.
   void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
+  // The holders a request tries after the first one was unreachable: the key's later replica
+  // set members (none with R = 1), looked up on the first failure. A null entry is this node.
+  using Holders = std::optional<std::vector<std::shared_ptr<Peer>>>;
+  // After `status` from a holder: the next holder to ask, or false (answer with `status`).
+  bool NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
+                  std::shared_ptr<Peer>* next);
+  // Each asks `holder` (null: this node), then the rest on IsUnreachable.
+  void FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders rest,
+                 Flight<CachedValue>::Done fd);
+  void SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
+             std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
+  void DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
   void LoadFromLoader(const std::string& key, Flight<CachedValue>::Done done);
 
   const GroupOptions options_;
@@ -125,6 +147,7 @@ class Group {
   std::atomic<uint64_t> deduplicated_{0};
   std::atomic<uint64_t> peer_gets_{0};
   std::atomic<uint64_t> peer_errors_{0};
+  std::atomic<uint64_t> fallbacks_{0};
 };
 
 }  // namespace nexus

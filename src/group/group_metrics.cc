@@ -68,6 +68,27 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
   registry.AddCounterFn("nexuscache_hot_replicas_applied_total",
                         "Hot-key changes received from their owner and applied here.",
                         sum_replication(&ReplicationStats::applied));
+  registry.AddCounterFn("nexuscache_replica_copies_total",
+                        "Changes of keys this node is primary for, pushed to their other "
+                        "replicas (--replicas; one per replica).",
+                        sum_replication(&ReplicationStats::ring_pushes));
+  registry.AddCounterFn("nexuscache_replica_copy_failures_total",
+                        "Pushes to other replicas that failed or timed out.",
+                        sum_replication(&ReplicationStats::ring_failures));
+  registry.AddCounterFn("nexuscache_replica_copies_applied_total",
+                        "Copies received as one of a key's replicas and applied here.",
+                        sum_replication(&ReplicationStats::ring_applied));
+  registry.AddCounterFn("nexuscache_writes_under_replicated_total",
+                        "Writes whose pushes ended with fewer than --replicas copies stored.",
+                        sum_replication(&ReplicationStats::under_replicated));
+  registry.AddCounterFn(
+      "nexuscache_write_quorum_failures_total",
+      "Writes answered 503 because fewer than --write-quorum members stored them.",
+      sum_replication(&ReplicationStats::quorum_failures));
+  registry.AddCounterFn("nexuscache_replica_fallbacks_total",
+                        "Requests sent on to a key's next holder because the previous one was "
+                        "unreachable.",
+                        sum_groups(&GroupStats::fallbacks));
   registry.AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
                     [all] {
                       double total = 0;

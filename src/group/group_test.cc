@@ -186,6 +186,59 @@ TEST_F(GroupTest, ForwardedLoadDoesNotJoinItsOwnForwardingFlight) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST_F(GroupTest, WithTwoReplicasAnUnreachableOwnerFallsBackToTheNextHolder) {
+  auto down = std::make_shared<testing::UnreachablePeer>();
+  auto b = std::make_shared<RecordingPeer>();
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  // `down` owns every key; the replica sets are {down, b}.
+  auto picker = std::make_shared<FakePicker>(
+      std::vector<std::shared_ptr<Peer>>{down, b},
+      [down](std::string_view) -> std::shared_ptr<Peer> { return down; });
+  Group g(o, nullptr, picker, &clock_);
+  auto v = GetSync(g, "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "remote:k");  // answered by b
+  ASSERT_TRUE(SetSync(g, "k", "v", kMinute, false).ok());
+  ASSERT_TRUE(DeleteSync(g, "k").ok());
+  EXPECT_EQ(b->calls, (std::vector<std::string>{"get scores k", "set scores k=v ttl=60000",
+                                                "delete scores k"}));
+  EXPECT_EQ(down->calls(), 3);
+  EXPECT_EQ(g.stats().fallbacks, 3u);
+
+  // An answer the owner gave (not a transport failure) is the answer: no fallback.
+  b->calls.clear();
+  auto errs = std::make_shared<RecordingPeer>();
+  errs->error = absl::InternalError("origin answered HTTP 500");
+  auto picker2 = std::make_shared<FakePicker>(
+      std::vector<std::shared_ptr<Peer>>{errs, b},
+      [errs](std::string_view) -> std::shared_ptr<Peer> { return errs; });
+  Group g2(o, nullptr, picker2, &clock_);
+  EXPECT_EQ(GetSync(g2, "k").status().code(), absl::StatusCode::kInternal);
+  EXPECT_TRUE(b->calls.empty());
+}
+
+TEST_F(GroupTest, WhenThisNodeIsTheNextHolderItActsAsThePrimary) {
+  auto down = std::make_shared<testing::UnreachablePeer>();
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  int calls = 0;
+  Group g(o, MapLoader({{"Tom", "630"}}, &calls), FakePicker::OwnedBy(down), &clock_);
+  // The owner is down; this node holds the key's second copy: it loads, and stores.
+  auto v = GetSync(g, "Tom");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "630");
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(SetSync(g, "k", "mine", kMinute, false).ok());
+  EXPECT_EQ(GetSync(g, "k")->data, "mine");
+  // With R = 1 there is no next holder: the owner's failure is the answer.
+  Group single(Options(), MapLoader({{"Tom", "630"}}, &calls), FakePicker::OwnedBy(down), &clock_);
+  EXPECT_EQ(GetSync(single, "Tom").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(single.stats().fallbacks, 0u);
+}
+
 TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
   auto others = std::make_shared<RecordingPeer>();
   Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);

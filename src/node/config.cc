@@ -123,6 +123,14 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--vnodes", c.vnodes, "Virtual nodes per member")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
+  app.add_option("--replicas", c.replicas,
+                 "Members holding each key (R): the key's owner and the next R-1 members on the "
+                 "ring; 2 survives the loss of any one node")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  app.add_option("--write-quorum", c.write_quorum,
+                 "Copies stored before a write is acknowledged (W, 1..R; default R)")
+      ->check(CLI::Range(0, 16));
   app.add_option("--ttl-jitter", c.ttl_jitter, "Max random extra TTL, as a fraction of the TTL")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
@@ -194,6 +202,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   if (c.demo_data && !c.origin.empty()) return fail("--demo-data and --origin exclude each other");
   if (!c.origin.empty() && c.origin.find("{key}") == std::string::npos) {
     return fail("--origin must contain {key}");
+  }
+  if (c.write_quorum == 0) c.write_quorum = c.replicas;
+  if (c.write_quorum > c.replicas) {
+    return fail("--write-quorum " + std::to_string(c.write_quorum) + " is more than --replicas " +
+                std::to_string(c.replicas) +
+                " (a write cannot be stored on more members than hold "
+                "the key)");
   }
   c.default_ttl_ms = default_ttl_minutes * 60'000;
   c.ttl_jitter_cap_ms = jitter_cap_seconds * 1000;

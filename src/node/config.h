@@ -26,6 +26,8 @@ struct Config {
   size_t cache_bytes = 64 << 20;         // --cache-bytes (K/M/G suffixes accepted)
   size_t hot_cache_bytes = 16 << 20;     // --hot-cache-bytes
   int vnodes = 50;                       // --vnodes
+  int replicas = 1;                      // --replicas: members holding each key (R)
+  int write_quorum = 0;                  // --write-quorum: copies before a write's ack (W; 0 = R)
   double ttl_jitter = 0.1;               // --ttl-jitter: max extra TTL as a fraction of the TTL
   int64_t ttl_jitter_cap_ms = 180'000;   // --ttl-jitter-cap: and at most this (seconds on CLI)
   int threads = 0;                       // --threads: HTTP event-loop threads (0 = cores)

@@ -74,6 +74,22 @@ TEST(ConfigTest, ForwardTransport) {
   EXPECT_EQ(bad.exit_code, 2);
 }
 
+TEST(ConfigTest, ReplicasAndWriteQuorum) {
+  const Config one = *Parse({"--name", "a"}).config;
+  EXPECT_EQ(one.replicas, 1);  // the seed's behaviour: the owner alone
+  EXPECT_EQ(one.write_quorum, 1);
+  const Config two = *Parse({"--name", "a", "--replicas", "2"}).config;
+  EXPECT_EQ(two.replicas, 2);
+  EXPECT_EQ(two.write_quorum, 2);  // W defaults to R
+  EXPECT_EQ(Parse({"--name", "a", "--replicas", "3", "--write-quorum", "2"}).config->write_quorum,
+            2);
+  ParseOutcome bad = Parse({"--name", "a", "--replicas", "2", "--write-quorum", "3"});
+  EXPECT_FALSE(bad.config.has_value());
+  EXPECT_NE(bad.message.find("--write-quorum 3 is more than --replicas 2"), std::string::npos)
+      << bad.message;
+  EXPECT_FALSE(Parse({"--name", "a", "--replicas", "0"}).config.has_value());
+}
+
 TEST(ConfigTest, EtcdEndpoints) {
   ParseOutcome o =
       Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379", "--lease-ttl", "3"});

@@ -52,6 +52,8 @@ Node::Node(Config config) : config_(std::move(config)) {
   group.cache_bytes = config_.cache_bytes;
   group.hot_cache_bytes = config_.hot_cache_bytes;
   group.default_ttl_ms = config_.default_ttl_ms;
+  group.replicas = static_cast<size_t>(config_.replicas);
+  group.write_quorum = static_cast<size_t>(config_.write_quorum);
   group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 

@@ -139,6 +139,7 @@ class GrpcPeer::Impl {
     call->request.set_deadline_ms(replica.deadline == kNoDeadline ? 0 : replica.deadline);
     call->request.set_version(replica.version);
     call->request.set_remove(replica.remove);
+    call->request.set_ring(replica.ring);
     self->counter_.Started();
     self->stub_->async()->Replicate(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {

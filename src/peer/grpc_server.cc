@@ -114,7 +114,8 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
               .value = req->value(),
               .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
               .version = req->version(),
-              .remove = req->remove()};
+              .remove = req->remove(),
+              .ring = req->ring()};
     absl::StatusOr<bool> applied = owner_->Replicate(req->group(), r);
     if (applied.ok()) resp->set_applied(*applied);
     return FinishNow(ctx, ToGrpcStatus(applied.status()));

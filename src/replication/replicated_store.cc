@@ -19,6 +19,8 @@ constexpr auto kDrainPoll = std::chrono::milliseconds(5);
 constexpr int kDrainPolls = 2000;
 // Registry records are pruned once per this many writes.
 constexpr uint64_t kPruneEvery = 256;
+// The shortest life of a tombstone of a ring copy: longer than any push can be in flight.
+constexpr int64_t kTombstoneFloorMs = 60'000;
 
 absl::Status TooLarge(std::string_view key, std::string_view value, const char* cache,
                       size_t capacity) {
@@ -28,6 +30,65 @@ absl::Status TooLarge(std::string_view key, std::string_view value, const char* 
 }
 
 }  // namespace
+
+// The answer of one write's ring pushes: OK as soon as `required` members (this one included)
+// stored it, Unavailable once every push answered and fewer did. Counts under-replicated
+// writes (fewer than R copies in the end) and quorum failures.
+class ReplicatedStore::Quorum {
+ public:
+  Quorum(ReplicatedStore* store, std::string key, size_t pushes, StatusCallback done)
+      : store_(store),
+        key_(std::move(key)),
+        required_(std::max<size_t>(store->options_.write_quorum, 1)),
+        pending_(pushes),
+        done_(std::move(done)) {
+    if (required_ == 1) Answer(absl::OkStatus());
+    if (pushes == 0) Settle();
+  }
+
+  void Record(const absl::Status& s) {
+    if (s.ok()) {
+      if (stored_.fetch_add(1) + 1 == required_) Answer(absl::OkStatus());
+    } else {
+      absl::MutexLock lock(&mu_);
+      errors_.append(errors_.empty() ? "" : "; ").append(std::string(s.message()));
+    }
+    if (pending_.fetch_sub(1) == 1) Settle();
+  }
+
+ private:
+  // Every push answered.
+  void Settle() {
+    const size_t stored = stored_.load();
+    if (stored < store_->options_.replicas) {
+      store_->under_replicated_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (stored >= required_) return;
+    std::string errors;
+    {
+      absl::MutexLock lock(&mu_);
+      errors = errors_.empty() ? "no other member holds the key" : errors_;
+    }
+    Answer(absl::UnavailableError(absl::StrCat("write of '", key_, "' stored on ", stored, " of ",
+                                               required_, " required members: ", errors)));
+  }
+
+  void Answer(absl::Status s) {
+    if (answered_.exchange(true)) return;
+    if (!s.ok()) store_->quorum_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (done_) done_(std::move(s));
+  }
+
+  ReplicatedStore* const store_;
+  const std::string key_;
+  const size_t required_;
+  std::atomic<size_t> pending_;
+  std::atomic<size_t> stored_{1};  // this node's copy
+  std::atomic<bool> answered_{false};
+  absl::Mutex mu_;
+  std::string errors_ ABSL_GUARDED_BY(mu_);
+  StatusCallback done_;
+};
 
 ReplicatedStore::ReplicatedStore(ReplicatedStoreOptions options, std::shared_ptr<PeerPicker> peers,
                                  const Clock* clock)
@@ -52,21 +113,42 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
   // whichever cache it went to.
   CachedValue newer;
   if (hot_.Get(key, &newer.data, &newer.deadline)) return newer;
-  switch (main_.SetIfAbsent(key, loaded.data, loaded.deadline, &newer.data, &newer.deadline)) {
-    case LruCache::AddResult::kExists:
+  std::optional<Replica> push;
+  {
+    // With copies elsewhere the version and the store happen under the write lock, so a
+    // concurrent write always carries a higher version than a fill it overwrites.
+    std::optional<absl::MutexLock> lock;
+    if (replicated()) lock.emplace(&mu_);
+    const EntryMeta meta{.version = replicated() ? NextVersion() : 0};
+    switch (
+        main_.SetIfAbsent(key, loaded.data, loaded.deadline, &newer.data, &newer.deadline, meta)) {
+      case LruCache::AddResult::kExists:
+        return newer;
+      case LruCache::AddResult::kTooLarge:
+        return loaded;
+      case LruCache::AddResult::kInserted:
+        break;
+    }
+    // A hot Set between the check above and the insert: it wins, and the key must live in one
+    // cache only.
+    if (hot_.Get(key, &newer.data, &newer.deadline)) {
+      main_.Erase(key);
       return newer;
-    case LruCache::AddResult::kTooLarge:
-      return loaded;
-    case LruCache::AddResult::kInserted:
-      break;
+    }
+    if (replicated()) {
+      push = Replica{.key = std::string(key),
+                     .value = loaded.data,
+                     .deadline = loaded.deadline,
+                     .version = meta.version,
+                     .ring = true};
+    }
   }
-  // A hot Set between the check above and the insert: it wins, and the key must live in one
-  // cache only.
-  if (hot_.Get(key, &newer.data, &newer.deadline)) {
-    main_.Erase(key);
-    return newer;
-  }
+  if (push) PushRing(std::move(*push), nullptr);
   return loaded;
+}
+
+UnixMillis ReplicatedStore::TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const {
+  return std::max(copy_deadline, now + kTombstoneFloorMs);
 }
 
 uint64_t ReplicatedStore::NextVersion(uint64_t above) {
@@ -94,7 +176,8 @@ void ReplicatedStore::PruneRegistryLocked(UnixMillis now) {
 
 void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMillis deadline,
                             bool hot, StatusCallback done) {
-  std::optional<Replica> push;
+  std::optional<Replica> hot_push;   // to every member's hot cache
+  std::optional<Replica> ring_push;  // to the key's other replicas' main caches
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
@@ -105,19 +188,30 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
     uint64_t above = tracked ? it->second.version : 0;
     EntryMeta cached;
     if (hot_.Peek(key, &cached)) above = std::max(above, cached.version);
+    if (replicated() && main_.Peek(key, &cached)) above = std::max(above, cached.version);
     const uint64_t version = NextVersion(above);
     if (hot) {
       main_.Erase(key);
       if (hot_.Set(key, value, deadline, {.version = version}) == StoreResult::kStored) {
         registry_[std::string(key)] = {version, deadline, false};
-        push = Replica{.key = std::string(key),
-                       .value = std::string(value),
-                       .deadline = deadline,
-                       .version = version};
+        hot_push = Replica{.key = std::string(key),
+                           .value = std::string(value),
+                           .deadline = deadline,
+                           .version = version};
+        // The replicas' plain copies must not outlive this write (a later demotion would
+        // otherwise uncover them).
+        if (replicated()) {
+          ring_push = Replica{.key = std::string(key),
+                              .deadline = TombstoneDeadline(deadline, now),
+                              .version = version,
+                              .remove = true,
+                              .ring = true};
+        }
       } else {
         status = TooLarge(key, value, "hot", hot_.capacity());
       }
-    } else if (main_.Set(key, value, deadline) == StoreResult::kTooLarge) {
+    } else if (main_.Set(key, value, deadline, {.version = replicated() ? version : 0}) ==
+               StoreResult::kTooLarge) {
       status = TooLarge(key, value, "main", main_.capacity());
     } else {
       hot_.Erase(key);
@@ -127,37 +221,81 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
         // lives as long as the longest-lived copy it removes.
         const UnixMillis until = std::max(it->second.deadline, deadline);
         it->second = {version, until, true};
-        push =
+        hot_push =
             Replica{.key = std::string(key), .deadline = until, .version = version, .remove = true};
       }
-      // Not hot and never was: its replica set is the owner alone (kReplicationFactor), so
-      // nothing is pushed.
+      if (replicated()) {
+        ring_push = Replica{.key = std::string(key),
+                            .value = std::string(value),
+                            .deadline = deadline,
+                            .version = version,
+                            .ring = true};
+      }
     }
   }
-  if (push) return Push(std::move(*push), std::move(done));
-  done(std::move(status));
+  // Callbacks never run under mu_.
+  if (!status.ok()) return done(std::move(status));
+  Finish(std::move(hot_push), std::move(ring_push), std::move(done));
 }
 
 void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
-  std::optional<Replica> push;
+  std::optional<Replica> hot_push;
+  std::optional<Replica> ring_push;
   {
     absl::MutexLock lock(&mu_);
     const UnixMillis now = clock_->NowMillis();
-    main_.Erase(key);
+    if (replicated()) {
+      // A tombstone here too, so an older copy pushed by an earlier primary cannot bring the
+      // key back.
+      EntryMeta cached;
+      UnixMillis copy_deadline = 0;
+      const uint64_t above = main_.Get(key, nullptr, &copy_deadline, &cached) ? cached.version : 0;
+      const uint64_t version = NextVersion(above);
+      const UnixMillis until = TombstoneDeadline(copy_deadline, now);
+      main_.Set(key, "", until, {.version = version, .tombstone = true});
+      ring_push = Replica{.key = std::string(key),
+                          .deadline = until,
+                          .version = version,
+                          .remove = true,
+                          .ring = true};
+    } else {
+      main_.Erase(key);
+    }
     hot_.Erase(key);
     auto it = registry_.find(absl::string_view(key.data(), key.size()));
     if (it != registry_.end() && now < it->second.deadline) {
       const uint64_t version = NextVersion(it->second.version);
       it->second.version = version;
       it->second.removed = true;
-      push = Replica{.key = std::string(key),
-                     .deadline = it->second.deadline,
-                     .version = version,
-                     .remove = true};
+      hot_push = Replica{.key = std::string(key),
+                         .deadline = it->second.deadline,
+                         .version = version,
+                         .remove = true};
     }
   }
-  if (push) return Push(std::move(*push), std::move(done));
-  done(absl::OkStatus());
+  Finish(std::move(hot_push), std::move(ring_push), std::move(done));
+}
+
+void ReplicatedStore::Finish(std::optional<Replica> hot_push, std::optional<Replica> ring_push,
+                             StatusCallback done) {
+  if (!hot_push && !ring_push) return done(absl::OkStatus());
+  if (!hot_push) return PushRing(std::move(*ring_push), std::move(done));
+  if (!ring_push) return Push(std::move(*hot_push), std::move(done));
+  // Both: the answer waits for the hot fan-out and the ring quorum, and is the ring's.
+  struct Join {
+    std::atomic<int> pending{2};
+    absl::Status ring_status;
+    StatusCallback done;
+  };
+  auto join = std::make_shared<Join>();
+  join->done = std::move(done);
+  Push(std::move(*hot_push), [join](absl::Status) {
+    if (join->pending.fetch_sub(1) == 1) join->done(join->ring_status);
+  });
+  PushRing(std::move(*ring_push), [join](absl::Status s) {
+    join->ring_status = std::move(s);
+    if (join->pending.fetch_sub(1) == 1) join->done(join->ring_status);
+  });
 }
 
 void ReplicatedStore::Push(Replica replica, StatusCallback done) {
@@ -178,24 +316,40 @@ void ReplicatedStore::Push(Replica replica, StatusCallback done) {
   for (const std::shared_ptr<Peer>& peer : targets) {
     // The write is acknowledged once every replica answered or its call failed (each call has
     // the peer deadline); failed replicas are reported and counted by PushOne.
-    PushOne(peer, replica, [fanout] {
+    PushOne(peer, replica, [fanout](const absl::Status&) {
       if (fanout->pending.fetch_sub(1) == 1) fanout->done(absl::OkStatus());
     });
   }
 }
 
+void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
+  // The other members of the key's replica set. (This node may not be among them when the ring
+  // changed under the write: its copy still counts, it serves reads until the ring settles.)
+  std::vector<std::shared_ptr<Peer>> targets;
+  for (std::shared_ptr<Peer>& member :
+       peers_->PickReplicas(replica.key, options_.replicas).members) {
+    if (member != nullptr) targets.push_back(std::move(member));
+  }
+  auto quorum = std::make_shared<Quorum>(this, replica.key, targets.size(), std::move(done));
+  for (const std::shared_ptr<Peer>& peer : targets) {
+    ring_pushes_.fetch_add(1, std::memory_order_relaxed);
+    PushOne(peer, replica, [quorum](const absl::Status& s) { quorum->Record(s); });
+  }
+}
+
 void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
-                              absl::AnyInvocable<void()> done) {
-  pushes_.fetch_add(1, std::memory_order_relaxed);
+                              absl::AnyInvocable<void(const absl::Status&)> done) {
+  if (!replica.ring) pushes_.fetch_add(1, std::memory_order_relaxed);
   pushes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
   peer->Replicate(options_.group, replica,
-                  [this, key = replica.key, done = std::move(done)](absl::Status s) mutable {
+                  [this, key = replica.key, ring = replica.ring,
+                   done = std::move(done)](absl::Status s) mutable {
                     if (!s.ok()) {
-                      failures_.fetch_add(1, std::memory_order_relaxed);
-                      spdlog::warn("group {}: hot key '{}' not replicated: {}", options_.group, key,
-                                   std::string(s.message()));
+                      (ring ? ring_failures_ : failures_).fetch_add(1, std::memory_order_relaxed);
+                      spdlog::warn("group {}: {} '{}' not replicated: {}", options_.group,
+                                   ring ? "key" : "hot key", key, std::string(s.message()));
                     }
-                    if (done) done();
+                    if (done) done(s);
                     pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use
                   });
 }
@@ -203,17 +357,20 @@ void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& 
 bool ReplicatedStore::Apply(const Replica& r) {
   absl::MutexLock lock(&mu_);
   EntryMeta have;
-  if (hot_.Peek(r.key, &have) && have.version >= r.version) {
+  ShardedCache& cache = r.ring ? main_ : hot_;
+  if (cache.Peek(r.key, &have) && have.version >= r.version) {
     stale_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   RaiseVersionFloor(r.version);
-  main_.Erase(r.key);
+  // A hot copy replaces a plain one (a key lives in one cache); a ring copy leaves a hot copy
+  // alone: its owner removes hot copies itself.
+  if (!r.ring) main_.Erase(r.key);
   // A removal keeps a tombstone with its version until the entry's deadline, so an older push
   // that arrives late cannot bring the value back.
-  hot_.Set(r.key, r.remove ? "" : r.value, r.deadline,
-           {.version = r.version, .tombstone = r.remove});
-  applied_.fetch_add(1, std::memory_order_relaxed);
+  cache.Set(r.key, r.remove ? "" : r.value, r.deadline,
+            {.version = r.version, .tombstone = r.remove});
+  (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -245,7 +402,12 @@ ReplicationStats ReplicatedStore::stats() const {
           .failures = failures_.load(std::memory_order_relaxed),
           .invalidations = invalidations_.load(std::memory_order_relaxed),
           .applied = applied_.load(std::memory_order_relaxed),
-          .stale = stale_.load(std::memory_order_relaxed)};
+          .stale = stale_.load(std::memory_order_relaxed),
+          .ring_pushes = ring_pushes_.load(std::memory_order_relaxed),
+          .ring_failures = ring_failures_.load(std::memory_order_relaxed),
+          .ring_applied = ring_applied_.load(std::memory_order_relaxed),
+          .under_replicated = under_replicated_.load(std::memory_order_relaxed),
+          .quorum_failures = quorum_failures_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace nexus

@@ -9,8 +9,15 @@
 // replica set, applying changes pushed by owners, and pushing hot keys to a member that joins.
 //
 // Replica sets: a key's copies live on its replica set (PeerPicker::PickReplicas). A hot key's
-// set is every member (kEveryMember): the owner pushes each change to all others. Any other
-// key's set has kReplicationFactor members, today the owner alone, so its writes push nothing.
+// set is every member (kEveryMember): the owner pushes each change to all others' hot caches.
+// Any other key's set is its `replicas` (R) ring successors: the primary (the owner) stores in
+// its main cache and pushes the change to the other R-1 members' main caches (ring copies);
+// with R = 1 (the seed's behaviour) nothing is pushed. A write is acknowledged once
+// `write_quorum` (W) members stored it, this one included; the pushes still running go on in
+// the background, and a write that reached fewer than R members is counted
+// (under_replicated). Fewer than W: Unavailable, naming how many stored it (the members that
+// did keep it: a failed write may be partly applied, as in any quorum system). A value the
+// loader returned is stored on the members the same way, without waiting for them.
 //
 // Versions: the owner gives every change a version, monotonic on this node and close to
 // comparable across owners: max(previous + 1, now_ms << 20, any version seen from another
@@ -19,7 +26,8 @@
 // one, and a removal leaves a tombstone with its version until the copy's deadline so an older
 // push cannot resurrect the key. Versions and the tombstone flag live in the cache entry header
 // (cache/lru_cache.h), not in the value bytes. Main-cache entries stay unversioned (they have no
-// other copies yet, and the 8 version bytes would be paid by every entry).
+// other copies with R = 1, and the 8 version bytes would be paid by every entry); with R > 1
+// they are versioned like hot copies.
 //
 // Writes: the owner's Write and Remove store locally, then push the change to the other members
 // of the key's replica set and call `done` once every push answered or failed (each push has
@@ -35,6 +43,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,23 +59,29 @@
 
 namespace nexus {
 
-// Copies of a key that is not hot: the owner alone. The replication issue makes this a flag.
-inline constexpr size_t kReplicationFactor = 1;
-
 struct ReplicatedStoreOptions {
   std::string group = "scores";  // the group's name, in pushes and logs
   // Byte budgets (entries + index, as LruCache charges them).
   size_t main_bytes = 64 << 20;
   size_t hot_bytes = 16 << 20;
   int shard_bits = 4;
+  // R: members holding each key that is not hot (the owner included); W: members that must
+  // have stored a write before it is acknowledged (1..R).
+  size_t replicas = 1;
+  size_t write_quorum = 1;
 };
 
 struct ReplicationStats {
-  uint64_t pushes = 0;         // changes pushed to other members (one per member)
-  uint64_t failures = 0;       // pushes that failed or timed out
-  uint64_t invalidations = 0;  // pushes that removed a copy (delete / set not hot)
-  uint64_t applied = 0;        // pushes received and applied here
-  uint64_t stale = 0;          // pushes received with an older version, ignored
+  uint64_t pushes = 0;            // hot-key changes pushed to other members (one per member)
+  uint64_t failures = 0;          // hot-key pushes that failed or timed out
+  uint64_t invalidations = 0;     // hot-key pushes that removed a copy (delete / set not hot)
+  uint64_t applied = 0;           // hot-key changes received and applied here
+  uint64_t stale = 0;             // changes received with an older version, ignored (both kinds)
+  uint64_t ring_pushes = 0;       // changes pushed to the key's other replicas (one per member)
+  uint64_t ring_failures = 0;     // of those, failed or timed out
+  uint64_t ring_applied = 0;      // ring copies received and applied here
+  uint64_t under_replicated = 0;  // writes whose pushes ended with fewer than R copies stored
+  uint64_t quorum_failures = 0;   // writes that reached fewer than W members (not acknowledged)
 };
 
 class ReplicatedStore {
@@ -114,11 +129,25 @@ class ReplicatedStore {
   void RaiseVersionFloor(uint64_t seen);
   // Drops registry records whose deadline passed (amortized: every 256 writes).
   void PruneRegistryLocked(UnixMillis now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  class Quorum;
+
   // Pushes a change of a key that is or was hot to every other member; `done` once all answered.
   void Push(Replica replica, StatusCallback done);
-  // One push to one member; `done` runs when it answered or failed.
+  // Runs the pushes a write produced (either may be absent) and answers `done` once both
+  // completed; the ring push's error, if any, is the answer.
+  void Finish(std::optional<Replica> hot_push, std::optional<Replica> ring_push,
+              StatusCallback done);
+  // Pushes a change of a key that is not hot to the other members of its replica set (ring
+  // copies); `done` once W members (this one included) stored it, or with Unavailable when that
+  // can no longer happen. Null `done`: nobody waits (a loaded value).
+  void PushRing(Replica replica, StatusCallback done);
+  // A tombstone deadline for a key removed here: as long as the copy it removes, and at least a
+  // minute, so a push still in flight cannot resurrect the key.
+  UnixMillis TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const;
+  bool replicated() const { return options_.replicas > 1; }
+  // One push to one member; `done` runs with its outcome when it answered or failed.
   void PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
-               absl::AnyInvocable<void()> done);
+               absl::AnyInvocable<void(const absl::Status&)> done);
 
   const ReplicatedStoreOptions options_;
   const Clock* const clock_;
@@ -132,6 +161,11 @@ class ReplicatedStore {
   std::atomic<uint64_t> invalidations_{0};
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> stale_{0};
+  std::atomic<uint64_t> ring_pushes_{0};
+  std::atomic<uint64_t> ring_failures_{0};
+  std::atomic<uint64_t> ring_applied_{0};
+  std::atomic<uint64_t> under_replicated_{0};
+  std::atomic<uint64_t> quorum_failures_{0};
   std::atomic<int64_t> pushes_in_flight_{0};
 
   // Serializes version assignment with the local store on the owner (so the owner's copy is

@@ -172,6 +172,113 @@ TEST_F(ReplicatedStoreTest, AFailedPushIsCountedButTheWriteIsAcknowledged) {
   EXPECT_EQ(store.stats().failures, 1u);
 }
 
+ReplicatedStoreOptions Replicated(size_t r, size_t w) {
+  ReplicatedStoreOptions o = Options();
+  o.replicas = r;
+  o.write_quorum = w;
+  return o;
+}
+
+TEST_F(ReplicatedStoreTest, WithTwoReplicasAWriteReachesTheNextMemberBeforeItsAck) {
+  auto b = std::make_shared<RecordingPeer>();
+  auto c = std::make_shared<RecordingPeer>();
+  // This node owns every key; its replica set of 2 is {this node, b}.
+  ReplicatedStore store(Replicated(2, 2), FakePicker::OwnerOfAll({b, c}), &clock_);
+  ASSERT_TRUE(WriteSync(store, "k", "v", In(kMinute), false).ok());
+  ASSERT_EQ(b->replicas.size(), 1u);
+  EXPECT_TRUE(c->replicas.empty());  // not in the key's replica set
+  const Replica& copy = b->replicas[0];
+  EXPECT_TRUE(copy.ring);
+  EXPECT_FALSE(copy.remove);
+  EXPECT_EQ(copy.value, "v");
+  EXPECT_EQ(copy.deadline, In(kMinute));
+  // The primary's own copy carries the same version, in its header.
+  EntryMeta meta;
+  ASSERT_TRUE(store.main().Peek("k", &meta));
+  EXPECT_EQ(meta.version, copy.version);
+  EXPECT_EQ(store.stats().ring_pushes, 1u);
+  EXPECT_EQ(store.stats().under_replicated, 0u);
+
+  // A delete leaves a tombstone here and there.
+  ASSERT_TRUE(RemoveSync(store, "k").ok());
+  ASSERT_EQ(b->replicas.size(), 2u);
+  EXPECT_TRUE(b->replicas[1].remove && b->replicas[1].ring);
+  EXPECT_GT(b->replicas[1].version, copy.version);
+  ASSERT_TRUE(store.main().Peek("k", &meta));
+  EXPECT_TRUE(meta.tombstone);
+  CachedValue out;
+  EXPECT_FALSE(store.Lookup("k", &out));
+}
+
+TEST_F(ReplicatedStoreTest, AWriteThatReachesFewerThanWMembersFailsClearly) {
+  auto down = std::make_shared<testing::UnreachablePeer>();
+  ReplicatedStore strict(Replicated(2, 2), FakePicker::OwnerOfAll({down}), &clock_);
+  const absl::Status s = WriteSync(strict, "k", "v", In(kMinute), false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("stored on 1 of 2 required members: peer down"),
+            std::string_view::npos)
+      << s;
+  EXPECT_EQ(strict.stats().quorum_failures, 1u);
+  EXPECT_EQ(strict.stats().under_replicated, 1u);
+  EXPECT_EQ(strict.stats().ring_failures, 1u);
+
+  // W = 1: acknowledged at once with this node's copy, and counted as under-replicated.
+  ReplicatedStore lenient(Replicated(2, 1), FakePicker::OwnerOfAll({down}), &clock_);
+  EXPECT_TRUE(WriteSync(lenient, "k", "v", In(kMinute), false).ok());
+  EXPECT_EQ(lenient.stats().under_replicated, 1u);
+  EXPECT_EQ(lenient.stats().quorum_failures, 0u);
+
+  // A cluster smaller than R cannot store W copies.
+  ReplicatedStore alone(Replicated(2, 2), std::make_shared<NoPeers>(), &clock_);
+  EXPECT_NE(WriteSync(alone, "k", "v", In(kMinute), false)
+                .message()
+                .find("stored on 1 of 2 required members: no other member holds the key"),
+            std::string_view::npos);
+}
+
+TEST_F(ReplicatedStoreTest, RingCopiesKeepTheNewestVersionInTheMainCache) {
+  ReplicatedStore store(Replicated(2, 2), std::make_shared<NoPeers>(), &clock_);
+  const auto copy = [&](std::string value, uint64_t version, bool remove = false) {
+    return Replica{.key = "k",
+                   .value = std::move(value),
+                   .deadline = In(kMinute),
+                   .version = version,
+                   .remove = remove,
+                   .ring = true};
+  };
+  EXPECT_TRUE(store.Apply(copy("v2", 20)));
+  EXPECT_FALSE(store.Apply(copy("v1", 10)));  // older: a replica never goes back
+  std::string value;
+  ASSERT_TRUE(store.main().Get("k", &value));
+  EXPECT_EQ(value, "v2");
+  EXPECT_EQ(store.hot().items(), 0u);  // a ring copy is not a hot copy
+  EXPECT_TRUE(store.Apply(copy("", 30, true)));
+  EXPECT_FALSE(store.Apply(copy("v2", 25)));  // the tombstone holds
+  CachedValue out;
+  EXPECT_FALSE(store.Lookup("k", &out));
+  EXPECT_EQ(store.stats().ring_applied, 2u);
+  EXPECT_EQ(store.stats().stale, 2u);
+  // A write here afterwards (this node acting as primary) versions above what it has seen.
+  ASSERT_TRUE(WriteSync(store, "k", "v4", In(kMinute), false).code() ==
+              absl::StatusCode::kUnavailable);  // no other member: W = 2 not met, but stored
+  EntryMeta meta;
+  ASSERT_TRUE(store.main().Peek("k", &meta));
+  EXPECT_GT(meta.version, 30u);
+}
+
+TEST_F(ReplicatedStoreTest, ALoadedValueIsVersionedAndCopiedWithoutWaiting) {
+  auto b = std::make_shared<RecordingPeer>();
+  ReplicatedStore store(Replicated(2, 2), FakePicker::OwnerOfAll({b}), &clock_);
+  const CachedValue loaded{.data = "from-origin", .deadline = In(kMinute)};
+  EXPECT_EQ(store.Fill("k", loaded), loaded);
+  ASSERT_EQ(b->replicas.size(), 1u);
+  EXPECT_EQ(b->replicas[0].value, "from-origin");
+  EXPECT_TRUE(b->replicas[0].ring);
+  EntryMeta meta;
+  ASSERT_TRUE(store.main().Peek("k", &meta));
+  EXPECT_EQ(meta.version, b->replicas[0].version);
+}
+
 // Answers Replicate from another thread, later.
 class SlowPeer final : public testing::UnusedPeer {
  public:

@@ -66,9 +66,29 @@ class RecordingPeer final : public Peer {
   std::optional<absl::Status> replica_error;
 };
 
+// A member that is down: every call fails with Unavailable, as a refused connection does.
+class UnreachablePeer final : public Peer {
+ public:
+  void Get(std::string_view, std::string_view, ValueCallback done) override { done(Down()); }
+  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
+           StatusCallback done) override {
+    done(Down());
+  }
+  void Delete(std::string_view, std::string_view, StatusCallback done) override { done(Down()); }
+  void Replicate(std::string_view, const Replica&, StatusCallback done) override { done(Down()); }
+  int calls() const { return calls_; }
+
+ private:
+  absl::Status Down() {
+    ++calls_;
+    return absl::UnavailableError("peer down: connection refused");
+  }
+  int calls_ = 0;
+};
+
 // This node plus `others`. `owner(key)` names a key's owner (one of `others`, or null for this
-// node). A replica set is the owner, then the remaining members (this node before the others,
-// in their order), so kEveryMember is the whole cluster.
+// node). A replica set is the owner, then `others` in their order, then this node (when it is
+// not the owner), so kEveryMember is the whole cluster.
 class FakePicker final : public PeerPicker {
  public:
   using OwnerFn = std::function<std::shared_ptr<Peer>(std::string_view key)>;
@@ -98,10 +118,10 @@ class FakePicker final : public PeerPicker {
     std::vector<std::shared_ptr<Peer>> all;
     const std::shared_ptr<Peer> owner = PickPeer(key);
     all.push_back(owner);
-    if (owner != nullptr) all.push_back(nullptr);
     for (const std::shared_ptr<Peer>& p : others_) {
       if (p != owner) all.push_back(p);
     }
+    if (owner != nullptr) all.push_back(nullptr);
     if (all.size() > n) all.resize(n);
     return {.generation = 1, .members = std::move(all)};
   }

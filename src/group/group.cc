@@ -75,6 +75,12 @@ void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallbac
       });
 }
 
+void Group::CountPeerError(const absl::Status& status) {
+  if (!status.ok() && !absl::IsNotFound(status)) {
+    peer_errors_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 bool Group::NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
                        std::shared_ptr<Peer>* next) {
   if (status.ok() || !IsUnreachable(status) || options_.replicas <= 1) return false;
@@ -93,12 +99,19 @@ void Group::FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders res
                       Flight<CachedValue>::Done fd) {
   if (holder == nullptr) return LoadFromLoader(key, std::move(fd));
   peer_gets_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.replicas <= 1) {
+    // No other holder to try: the callback needs neither the key nor the rest (a forwarded
+    // GET's fast path, 200 instructions cheaper).
+    return holder->Get(options_.name, key,
+                       [this, fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
+                         CountPeerError(r.status());
+                         fd(std::move(r));
+                       });
+  }
   holder->Get(options_.name, key,
               [this, key, rest = std::move(rest),
                fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
-                if (!r.ok() && !absl::IsNotFound(r.status())) {
-                  peer_errors_.fetch_add(1, std::memory_order_relaxed);
-                }
+                CountPeerError(r.status());
                 std::shared_ptr<Peer> next;
                 if (NextHolder(r.status(), key, rest, &next)) {
                   return FetchFrom(std::move(key), std::move(next), std::move(rest), std::move(fd));

@@ -123,6 +123,8 @@ class Group {
   // After `status` from a holder: the next holder to ask, or false (answer with `status`).
   bool NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
                   std::shared_ptr<Peer>* next);
+  // A forwarded Get's failure (NotFound excluded) counted in peer_errors.
+  void CountPeerError(const absl::Status& status);
   // Each asks `holder` (null: this node), then the rest on IsUnreachable.
   void FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders rest,
                  Flight<CachedValue>::Done fd);

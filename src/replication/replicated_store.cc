@@ -19,6 +19,8 @@ constexpr auto kDrainPoll = std::chrono::milliseconds(5);
 constexpr int kDrainPolls = 2000;
 // Registry records are pruned once per this many writes.
 constexpr uint64_t kPruneEvery = 256;
+// Failed pushes are logged at most once per this interval (the rest are counted).
+constexpr int64_t kWarnEveryMs = 1000;
 // The shortest life of a tombstone of a ring copy: longer than any push can be in flight.
 constexpr int64_t kTombstoneFloorMs = 60'000;
 
@@ -346,19 +348,40 @@ void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& 
                    done = std::move(done)](absl::Status s) mutable {
                     if (!s.ok()) {
                       (ring ? ring_failures_ : failures_).fetch_add(1, std::memory_order_relaxed);
-                      spdlog::warn("group {}: {} '{}' not replicated: {}", options_.group,
-                                   ring ? "key" : "hot key", key, std::string(s.message()));
+                      WarnPushFailed(ring, key, s);
                     }
                     if (done) done(s);
                     pushes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);  // last use
                   });
 }
 
+void ReplicatedStore::WarnPushFailed(bool ring, const std::string& key, const absl::Status& s) {
+  // A dead member fails every push until the ring drops it: one line per interval, with the
+  // count of the ones not logged.
+  const int64_t now = clock_->NowMillis();
+  int64_t last = last_warning_ms_.load(std::memory_order_relaxed);
+  if (now - last < kWarnEveryMs ||
+      !last_warning_ms_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+    unlogged_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const uint64_t unlogged = unlogged_failures_.exchange(0, std::memory_order_relaxed);
+  spdlog::warn("group {}: {} '{}' not replicated: {}{}", options_.group, ring ? "key" : "hot key",
+               key, std::string(s.message()),
+               unlogged == 0 ? std::string()
+                             : absl::StrCat(" (and ", unlogged,
+                                            " more failed pushes since the "
+                                            "last report)"));
+}
+
 bool ReplicatedStore::Apply(const Replica& r) {
   absl::MutexLock lock(&mu_);
+  // The newest version in either cache wins: a late ring copy must not shadow a newer hot copy
+  // (reads look in the main cache first), nor a late hot copy replace a newer ring copy.
   EntryMeta have;
   ShardedCache& cache = r.ring ? main_ : hot_;
-  if (cache.Peek(r.key, &have) && have.version >= r.version) {
+  if ((main_.Peek(r.key, &have) && have.version >= r.version) ||
+      (hot_.Peek(r.key, &have) && have.version >= r.version)) {
     stale_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }

@@ -42,6 +42,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,6 +146,8 @@ class ReplicatedStore {
   // minute, so a push still in flight cannot resurrect the key.
   UnixMillis TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const;
   bool replicated() const { return options_.replicas > 1; }
+  // Logs a failed push, at most once a second.
+  void WarnPushFailed(bool ring, const std::string& key, const absl::Status& status);
   // One push to one member; `done` runs with its outcome when it answered or failed.
   void PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
                absl::AnyInvocable<void(const absl::Status&)> done);
@@ -167,6 +170,8 @@ class ReplicatedStore {
   std::atomic<uint64_t> under_replicated_{0};
   std::atomic<uint64_t> quorum_failures_{0};
   std::atomic<int64_t> pushes_in_flight_{0};
+  std::atomic<int64_t> last_warning_ms_{std::numeric_limits<int64_t>::min() / 2};
+  std::atomic<uint64_t> unlogged_failures_{0};
 
   // Serializes version assignment with the local store on the owner (so the owner's copy is
   // always the highest version it handed out), moves between the two caches, and the

@@ -266,6 +266,24 @@ TEST_F(ReplicatedStoreTest, RingCopiesKeepTheNewestVersionInTheMainCache) {
   EXPECT_GT(meta.version, 30u);
 }
 
+TEST_F(ReplicatedStoreTest, TheNewestVersionWinsAcrossTheTwoCaches) {
+  ReplicatedStore store(Replicated(2, 2), std::make_shared<NoPeers>(), &clock_);
+  // The key was made hot (version 20) after a plain write (version 10) whose ring copy arrives
+  // late: it must not shadow the hot copy (reads look in the main cache first).
+  ASSERT_TRUE(store.Apply({.key = "k", .value = "hot", .deadline = In(kMinute), .version = 20}));
+  EXPECT_FALSE(store.Apply(
+      {.key = "k", .value = "plain", .deadline = In(kMinute), .version = 10, .ring = true}));
+  CachedValue out;
+  ASSERT_TRUE(store.Lookup("k", &out));
+  EXPECT_EQ(out.data, "hot");
+  // And the other way: a late hot copy older than the ring copy here is ignored.
+  ASSERT_TRUE(store.Apply(
+      {.key = "j", .value = "plain", .deadline = In(kMinute), .version = 40, .ring = true}));
+  EXPECT_FALSE(store.Apply({.key = "j", .value = "hot", .deadline = In(kMinute), .version = 30}));
+  ASSERT_TRUE(store.Lookup("j", &out));
+  EXPECT_EQ(out.data, "plain");
+}
+
 TEST_F(ReplicatedStoreTest, ALoadedValueIsVersionedAndCopiedWithoutWaiting) {
   auto b = std::make_shared<RecordingPeer>();
   ReplicatedStore store(Replicated(2, 2), FakePicker::OwnerOfAll({b}), &clock_);

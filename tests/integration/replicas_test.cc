@@ -74,8 +74,8 @@ KillResult KillOneOfThree(std::vector<std::string> args) {
   std::printf(
       "[figures] %d keys, flags '%s': writes failed %d; after kill -9 of 1 of 3 nodes: reads "
       "failed %d, writes failed %d, reads of the new values failed %d\n",
-      kKeys, label.c_str(), out.writes_failed,
-      out.reads_failed_after_kill, out.writes_failed_after_kill, out.reads_failed_after_rewrite);
+      kKeys, label.c_str(), out.writes_failed, out.reads_failed_after_kill,
+      out.writes_failed_after_kill, out.reads_failed_after_rewrite);
   return out;
 }
 

@@ -439,5 +439,65 @@ TEST(HashRingSuccessorsTest, OwnerFirstThenDistinctMembersInRingOrder) {
   EXPECT_TRUE(HashRing().Snapshot()->Successors("k", 2).empty());
 }
 
+// Keys of a 100-member ring whose replica set (R = 2) changes when one member joins or leaves:
+// only the keys the changed member holds or starts holding, about R / N of them. With 200
+// vnodes every join and leave stays within 1.1 x R / N; with 50 (the default) the average
+// does, single changes reach about 1.2 x (a member's share varies more with fewer vnodes).
+TEST(HashRingSuccessorsTest, OneJoinOrLeaveMovesAboutRoverNOfTheKeys) {
+  constexpr int kMembers = 100;
+  constexpr size_t kR = 2;
+  constexpr int kKeys = 50'000;
+  for (int vnodes : {50, 200}) {
+    auto build = [&](int members, std::string_view skip) {
+      auto ring = std::make_unique<HashRing>(RingOptions{.vnodes = vnodes});
+      for (int m = 0; m < members; ++m) {
+        const std::string name = "node-" + std::to_string(m);
+        if (name != skip) ring->Add(name);
+      }
+      return ring;
+    };
+    auto sets = [&](const HashRing& ring) {
+      auto snap = ring.Snapshot();
+      std::vector<std::set<std::string>> out(kKeys);
+      for (int k = 0; k < kKeys; ++k) {
+        for (std::string_view m : snap->Successors("key:" + std::to_string(k), kR)) {
+          out[k].emplace(m);
+        }
+      }
+      return out;
+    };
+    auto moved = [&](const std::vector<std::set<std::string>>& a,
+                     const std::vector<std::set<std::string>>& b) {
+      int n = 0;
+      for (int k = 0; k < kKeys; ++k) n += a[k] != b[k] ? 1 : 0;
+      return static_cast<double>(n) / kKeys;
+    };
+    const auto before = sets(*build(kMembers, ""));
+    const double bound = 1.1 * static_cast<double>(kR) / kMembers;
+    double worst = 0, sum = 0;
+    int changes = 0;
+    // Joins of five different newcomers, and leaves of five members.
+    for (int j = 0; j < 5; ++j) {
+      // A different newcomer each time: node-100+j joins a ring of 100+j members.
+      const auto base = sets(*build(kMembers + j, ""));
+      const double one_join = moved(base, sets(*build(kMembers + j + 1, "")));
+      const double leave = moved(before, sets(*build(kMembers, "node-" + std::to_string(j * 17))));
+      for (double f : {one_join, leave}) {
+        worst = std::max(worst, f);
+        sum += f;
+        ++changes;
+      }
+    }
+    std::printf(
+        "[figures] %d members x %d vnodes, R = %zu: one join or leave changes the replica "
+        "set of %.4f of the keys on average, %.4f at worst (R / N = %.4f)\n",
+        kMembers, vnodes, kR, sum / changes, worst, static_cast<double>(kR) / kMembers);
+    EXPECT_LE(sum / changes, bound) << vnodes << " vnodes";
+    if (vnodes >= 200) {
+      EXPECT_LE(worst, bound) << vnodes << " vnodes";  // every single change within 1.1 x R / N
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nexus

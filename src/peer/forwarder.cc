@@ -381,6 +381,22 @@ void Forwarder::Delete(const ForwardTarget& target, std::string_view group, std:
   Send(target, std::move(r), NewPending(target, std::move(done)));
 }
 
+void Forwarder::Replicate(const ForwardTarget& target, std::string_view group,
+                          const Replica& replica, StatusCallback done) {
+  std::string extra = "&deadline_ms=";
+  extra.append(std::to_string(replica.deadline == kNoDeadline ? 0 : replica.deadline))
+      .append("&version=")
+      .append(std::to_string(replica.version))
+      .append(replica.remove ? "&remove=1" : "&remove=0")
+      .append(replica.ring ? "&ring=1" : "&ring=0");
+  std::string r = RequestHead("POST", peerwire::kReplicatePath, target, group, replica.key, extra);
+  r.append("Content-Type: application/octet-stream\r\nContent-Length: ")
+      .append(std::to_string(replica.value.size()))
+      .append("\r\n\r\n")
+      .append(replica.value);
+  Send(target, std::move(r), NewPending(target, std::move(done)));
+}
+
 void Forwarder::Dirty(Upstream* upstream) {
   if (dirty_.empty()) loop_->RequestTurnEnd(this);
   dirty_.push_back(upstream);

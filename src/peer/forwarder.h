@@ -85,6 +85,8 @@ class Forwarder final : public io::LoopService {
            std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done);
   void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
               StatusCallback done);
+  void Replicate(const ForwardTarget& target, std::string_view group, const Replica& replica,
+                 StatusCallback done);
 
   // False when the pool to `target` is full and every connection's oldest request has waited
   // longer than kDivertAfter (slow loads at the owner): a call queued now would wait behind

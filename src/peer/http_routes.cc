@@ -60,6 +60,20 @@ class PeerRoutes {
     });
   }
 
+  void Replicate(http::Request&& req, http::Responder respond) const {
+    Replica r{.key = std::string(Param(req, "key")), .value = std::move(req.body)};
+    int64_t deadline_ms = 0;
+    if (!ParseInt(Param(req, "deadline_ms"), &deadline_ms) ||
+        !ParseInt(Param(req, "version"), &r.version)) {
+      return respond(
+          Answer(served_, absl::InvalidArgumentError("deadline_ms and version must be integers")));
+    }
+    r.deadline = deadline_ms == 0 ? kNoDeadline : deadline_ms;
+    r.remove = Param(req, "remove") == "1";
+    r.ring = Param(req, "ring") == "1";
+    respond(Answer(served_, owner_->Replicate(Param(req, "group"), r).status()));
+  }
+
   void Delete(http::Request&& req, http::Responder respond) const {
     owner_->Delete(Param(req, "group"), Param(req, "key"),
                    [served = served_, respond = std::move(respond)](absl::Status s) mutable {
@@ -95,6 +109,10 @@ void InstallPeerRoutes(http::Router& router, OwnerService* owner, PeerTraffic* t
   router.Handle("POST", std::string(peerwire::kDeletePath),
                 [routes](http::Request&& req, http::Responder respond) {
                   routes->Delete(std::move(req), std::move(respond));
+                });
+  router.Handle("POST", std::string(peerwire::kReplicatePath),
+                [routes](http::Request&& req, http::Responder respond) {
+                  routes->Replicate(std::move(req), std::move(respond));
                 });
 }
 

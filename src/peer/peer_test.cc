@@ -393,11 +393,13 @@ class BothTransportsTest : public RawSetTest {
   void TearDown() override { http_->Stop(milliseconds(0)); }
 
   struct Request {
-    std::string op;  // get, set, delete
+    std::string op;  // get, set, delete, replicate
     std::string group = "scores";
     std::string key = "k";
     std::string value = "v";
     int64_t ttl_ms = 0, deadline_ms = 0, expire = 0;
+    uint64_t version = 0;  // replicate
+    bool ring = false;     // replicate
   };
   // "<absl code> <message>" (the message is empty on success).
   std::string OverGrpc(const Request& r) {
@@ -420,6 +422,16 @@ class BothTransportsTest : public RawSetTest {
       req.set_expire(r.expire);
       nexuscachepb::SetResponse resp;
       s = stub_->Set(&ctx, req, &resp);
+    } else if (r.op == "replicate") {
+      nexuscachepb::ReplicateRequest req;
+      req.set_group(r.group);
+      req.set_key(r.key);
+      req.set_value(r.value);
+      req.set_deadline_ms(r.deadline_ms);
+      req.set_version(r.version);
+      req.set_ring(r.ring);
+      nexuscachepb::ReplicateResponse resp;
+      s = stub_->Replicate(&ctx, req, &resp);
     } else {
       nexuscachepb::DeleteRequest req;
       req.set_group(r.group);
@@ -431,10 +443,15 @@ class BothTransportsTest : public RawSetTest {
     return std::to_string(static_cast<int>(a.code())) + " " + std::string(a.message());
   }
   std::string OverHttp(const Request& r) {
-    std::string target = r.op == "get"   ? std::string(peerwire::kGetPath)
-                         : r.op == "set" ? std::string(peerwire::kSetPath)
-                                         : std::string(peerwire::kDeletePath);
+    std::string target = r.op == "get"         ? std::string(peerwire::kGetPath)
+                         : r.op == "set"       ? std::string(peerwire::kSetPath)
+                         : r.op == "replicate" ? std::string(peerwire::kReplicatePath)
+                                               : std::string(peerwire::kDeletePath);
     target += "?group=" + r.group + "&key=" + r.key;
+    if (r.op == "replicate") {
+      target += "&deadline_ms=" + std::to_string(r.deadline_ms) +
+                "&version=" + std::to_string(r.version) + (r.ring ? "&ring=1" : "&ring=0");
+    }
     if (r.op == "set") {
       for (auto [name, v] : {std::pair{"ttl_ms", r.ttl_ms}, std::pair{"deadline_ms", r.deadline_ms},
                              std::pair{"expire", r.expire}}) {
@@ -443,7 +460,8 @@ class BothTransportsTest : public RawSetTest {
     }
     const testing::HttpResult answer =
         testing::Http(http_->port(), r.op == "get" ? "GET" : "POST", target,
-                      r.op == "set" ? r.value : "", milliseconds(5000), "application/octet-stream");
+                      r.op == "set" || r.op == "replicate" ? r.value : "", milliseconds(5000),
+                      "application/octet-stream");
     std::string header(peerwire::kStatusHeader);
     std::transform(header.begin(), header.end(), header.begin(),
                    [](unsigned char c) { return std::tolower(c); });
@@ -476,11 +494,29 @@ TEST_F(BothTransportsTest, EveryRequestGetsTheSameAnswer) {
       {{.op = "delete", .key = ""}, "3 a non-empty key is required"},
       {{.op = "delete", .group = ""}, "3 a group name is required"},
       {{.op = "delete"}, "0 "},
+      {{.op = "replicate", .key = "r", .deadline_ms = now + 60'000, .version = 5}, "0 "},
+      {{.op = "replicate", .key = "q", .version = 7, .ring = true}, "0 "},
+      {{.op = "replicate", .version = 0}, "3 a replica needs a version"},
+      {{.op = "replicate", .key = "", .version = 1}, "3 a non-empty key is required"},
+      {{.op = "replicate", .group = "nope", .version = 1}, "5 no such group: nope"},
   };
   for (const auto& [request, want] : cases) {
     EXPECT_EQ(OverGrpc(request), want) << request.op;
     EXPECT_EQ(OverHttp(request), want) << request.op;
   }
+  // The pushes landed where they belong, through either transport: a hot copy and a ring copy.
+  std::string value;
+  EXPECT_TRUE(node_.group->store().hot().Get("r", &value));
+  EXPECT_TRUE(node_.group->store().main().Get("q", &value));
+}
+
+TEST_F(BothTransportsTest, AReplicateRouteWithoutIntegersIsRefused) {
+  const testing::HttpResult r =
+      testing::Http(http_->port(), "POST",
+                    std::string(peerwire::kReplicatePath) + "?group=scores&key=k&version=x", "v",
+                    milliseconds(5000), "application/octet-stream");
+  EXPECT_EQ(r.headers.at("x-nexus-status"), "3");
+  EXPECT_EQ(r.body, "deadline_ms and version must be integers");
 }
 
 TEST(PeerServerTest, AsyncLoadCompletesTheCallLater) {

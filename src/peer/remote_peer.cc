@@ -41,6 +41,8 @@ struct RemotePeer::Shared {
   std::chrono::milliseconds http_retry_after{kHttpRetryAfter};
   // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
   std::atomic<int64_t> http_off_until{0};
+  // False once the member answered the replicate route with 404/405 (an older version).
+  std::atomic<bool> replicate_over_http{true};
   CallCounter counter;  // the HTTP transport's calls
 
   // Whether Get/Set/Delete on a loop thread go over HTTP (RemotePeer::forwards_over_http).
@@ -148,7 +150,26 @@ void RemotePeer::Delete(std::string_view group, std::string_view key, StatusCall
 }
 
 void RemotePeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
-  shared_->grpc->Replicate(group, replica, std::move(done));
+  Forwarder* f = shared_->replicate_over_http.load(std::memory_order_relaxed)
+                     ? shared_->ForwarderForCall()
+                     : nullptr;
+  if (f == nullptr) return shared_->grpc->Replicate(group, replica, std::move(done));
+  shared_->counter.Started();
+  f->Replicate(*shared_->target, group, replica,
+               [shared = shared_, group = std::string(group), replica,
+                done = std::move(done)](absl::Status s) mutable {
+                 shared->counter.Finished(CallCounter::kReplicate, s);
+                 if (IsNoRoutes(s)) {
+                   // A member that forwards but predates the replicate route: pushes to it go
+                   // over gRPC from now on; the other operations keep using HTTP.
+                   shared->replicate_over_http.store(false, std::memory_order_relaxed);
+                   return shared->grpc->Replicate(group, replica, std::move(done));
+                 }
+                 if (shared->RetryOverGrpc(s)) {
+                   return shared->grpc->Replicate(group, replica, std::move(done));
+                 }
+                 done(std::move(s));
+               });
 }
 
 const std::string& RemotePeer::name() const { return shared_->name; }

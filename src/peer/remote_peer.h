@@ -1,12 +1,14 @@
 // RemotePeer: how this node reaches another member of the ring (a Peer, cluster/peer.h).
 //
-// Two transports. Get, Set and Delete called on one of this node's HTTP event-loop threads
-// (the normal case: a request this node received for a key another node owns) are forwarded
-// by that very loop over HTTP/1.1 to the member's HTTP port (peer/forwarder.h): no thread
-// hand-off, pipelined, one send per peer per loop turn. Everything else uses gRPC
-// (peer/grpc_peer.h): calls from other threads (e.g. a gRPC handler, a hot-key push),
-// Replicate, FetchMetrics, and members whose HTTP address is unknown or not a numeric IP
-// (names are not resolved on the loop thread).
+// Two transports. Get, Set, Delete and Replicate called on one of this node's HTTP event-loop
+// threads (the normal case: a request this node received for a key another node owns, or the
+// pushes of a write this node serves as primary) are forwarded by that very loop over HTTP/1.1
+// to the member's HTTP port (peer/forwarder.h): no thread hand-off, pipelined, one send per
+// peer per loop turn. Everything else uses gRPC (peer/grpc_peer.h): calls from other threads
+// (e.g. a gRPC handler, a load completing on the origin's thread), FetchMetrics, and members
+// whose HTTP address is unknown or not a numeric IP (names are not resolved on the loop
+// thread). A member that serves the other routes but not /peer/v1/replicate (an older
+// version) gets its pushes over gRPC from then on.
 //
 // Fallbacks: a forwarded call that fails in transport (connection refused, closed or garbled,
 // e.g. the member is draining its HTTP port during a restart) is retried once over gRPC; the

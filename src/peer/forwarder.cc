@@ -91,7 +91,7 @@ class Forwarder::Upstream final : public io::BufferedSocket {
     return absl::OkStatus();
   }
 
-  const std::string& address() const { return target_.address; }
+  std::string pool_key() const { return target_.PoolKey(); }
   size_t in_flight() const { return pending_.size(); }
   bool Stalled(TimePoint now) const { return WaitingLongerThan(now, kStallAfter); }
   // The oldest request has waited longer than `d`.
@@ -312,7 +312,7 @@ size_t Forwarder::connections() const {
 }
 
 bool Forwarder::CanTake(const ForwardTarget& target) const {
-  auto it = pools_.find(target.address);
+  auto it = pools_.find(target.PoolKey());
   if (it == pools_.end() || static_cast<int>(it->second.size()) < kMaxConnections) return true;
   const TimePoint now = loop_->now();
   for (const auto& u : it->second) {
@@ -322,7 +322,7 @@ bool Forwarder::CanTake(const ForwardTarget& target) const {
 }
 
 Forwarder::Upstream* Forwarder::Pick(const ForwardTarget& target, absl::Status* error) {
-  auto& pool = pools_[target.address];
+  auto& pool = pools_[target.PoolKey()];
   const TimePoint now = loop_->now();
   Upstream* best = nullptr;      // least busy of those not stalled
   Upstream* fallback = nullptr;  // least busy of all
@@ -404,7 +404,7 @@ void Forwarder::Dirty(Upstream* upstream) {
 
 void Forwarder::Remove(Upstream* upstream) {
   dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), upstream), dirty_.end());
-  auto it = pools_.find(upstream->address());
+  auto it = pools_.find(upstream->pool_key());
   if (it == pools_.end()) return;
   auto& pool = it->second;
   for (auto u = pool.begin(); u != pool.end(); ++u) {

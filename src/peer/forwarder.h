@@ -55,6 +55,13 @@ struct ForwardTarget {
   std::chrono::milliseconds deadline{2000};
   // Largest answer accepted (a value is at most --max-value-bytes).
   uint64_t max_response_bytes = 8 << 20;
+  // Connections are pooled per (address, pool). Replica pushes use a pool of their own: the
+  // owner answers them at once, but a forwarded write may wait for a push (its quorum), and two
+  // such writes crossing between two nodes on the same pipelined connections would each wait
+  // behind the other's push until the deadline.
+  std::string pool;
+
+  std::string PoolKey() const { return pool.empty() ? address : address + "#" + pool; }
 };
 
 // True for the failures after which the owner may not have seen the request (connection

@@ -37,7 +37,8 @@ struct RemotePeer::Shared {
   std::string name;
   std::string http_address;
   std::shared_ptr<GrpcPeer> grpc;
-  std::optional<ForwardTarget> target;  // set when the HTTP address is usable
+  std::optional<ForwardTarget> target;          // set when the HTTP address is usable
+  std::optional<ForwardTarget> replica_target;  // the same, pooled apart for replica pushes
   std::chrono::milliseconds http_retry_after{kHttpRetryAfter};
   // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
   std::atomic<int64_t> http_off_until{0};
@@ -53,13 +54,14 @@ struct RemotePeer::Shared {
   }
 
   // The loop's forwarder when this call should go over HTTP, else nullptr.
-  Forwarder* ForwarderForCall() const {
+  Forwarder* ForwarderForCall(const std::optional<ForwardTarget>& to) const {
     if (!HttpOn()) return nullptr;
     Forwarder* f = Forwarder::Current();
     // Every connection busy with a slow request (e.g. loads at the owner): do not queue behind.
-    if (f != nullptr && !f->CanTake(*target)) return nullptr;
+    if (f != nullptr && !f->CanTake(*to)) return nullptr;
     return f;
   }
+  Forwarder* ForwarderForCall() const { return ForwarderForCall(target); }
 
   // Whether a failed forwarded call should be repeated over gRPC (and, for a member that does
   // not serve the routes, stop forwarding to it over HTTP for a while). Any other outcome is an
@@ -94,7 +96,10 @@ RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string h
   if (!http_address.empty()) {
     shared_->target = NumericTarget(std::move(name), http_address, options.deadline,
                                     static_cast<uint64_t>(options.max_receive_message_bytes));
-    if (!shared_->target.has_value()) {
+    if (shared_->target.has_value()) {
+      shared_->replica_target = shared_->target;
+      shared_->replica_target->pool = "replicate";
+    } else {
       spdlog::info("peer: {}: HTTP address '{}' is not ip:port; forwarding over gRPC",
                    shared_->name, http_address);
     }
@@ -151,11 +156,11 @@ void RemotePeer::Delete(std::string_view group, std::string_view key, StatusCall
 
 void RemotePeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
   Forwarder* f = shared_->replicate_over_http.load(std::memory_order_relaxed)
-                     ? shared_->ForwarderForCall()
+                     ? shared_->ForwarderForCall(shared_->replica_target)
                      : nullptr;
   if (f == nullptr) return shared_->grpc->Replicate(group, replica, std::move(done));
   shared_->counter.Started();
-  f->Replicate(*shared_->target, group, replica,
+  f->Replicate(*shared_->replica_target, group, replica,
                [shared = shared_, group = std::string(group), replica,
                 done = std::move(done)](absl::Status s) mutable {
                  shared->counter.Finished(CallCounter::kReplicate, s);

@@ -186,7 +186,7 @@ TEST_F(ReplicatedStoreTest, WithTwoReplicasAWriteReachesTheNextMemberBeforeItsAc
   ReplicatedStore store(Replicated(2, 2), FakePicker::OwnerOfAll({b, c}), &clock_);
   ASSERT_TRUE(WriteSync(store, "k", "v", In(kMinute), false).ok());
   ASSERT_EQ(b->replicas.size(), 1u);
-  EXPECT_TRUE(c->replicas.empty());  // not in the key's replica set
+  EXPECT_TRUE(c->replicas.empty());     // not in the key's replica set
   const Replica copy = b->replicas[0];  // a copy: the vector grows below
   EXPECT_TRUE(copy.ring);
   EXPECT_FALSE(copy.remove);

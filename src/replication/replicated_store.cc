@@ -196,19 +196,12 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
       main_.Erase(key);
       if (hot_.Set(key, value, deadline, {.version = version}) == StoreResult::kStored) {
         registry_[std::string(key)] = {version, deadline, false};
+        // Every member gets the hot copy, and applying it drops the member's plain copy (a
+        // ring copy older than it is refused afterwards), so no ring push is needed.
         hot_push = Replica{.key = std::string(key),
                            .value = std::string(value),
                            .deadline = deadline,
                            .version = version};
-        // The replicas' plain copies must not outlive this write (a later demotion would
-        // otherwise uncover them).
-        if (replicated()) {
-          ring_push = Replica{.key = std::string(key),
-                              .deadline = TombstoneDeadline(deadline, now),
-                              .version = version,
-                              .remove = true,
-                              .ring = true};
-        }
       } else {
         status = TooLarge(key, value, "hot", hot_.capacity());
       }

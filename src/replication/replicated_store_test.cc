@@ -25,6 +25,13 @@ ReplicatedStoreOptions Options() {
   return {.group = "scores", .main_bytes = 1 << 20, .hot_bytes = 256 << 10, .shard_bits = 2};
 }
 
+ReplicatedStoreOptions Replicated(size_t r, size_t w) {
+  ReplicatedStoreOptions o = Options();
+  o.replicas = r;
+  o.write_quorum = w;
+  return o;
+}
+
 absl::Status WriteSync(ReplicatedStore& store, std::string_view key, std::string_view value,
                        UnixMillis deadline, bool hot) {
   absl::Status out = absl::UnknownError("no answer");
@@ -62,6 +69,15 @@ TEST_F(ReplicatedStoreTest, HotWritesGoToEveryOtherMemberWithTheVersionInTheEntr
   EXPECT_FALSE(meta.tombstone);
   EXPECT_EQ(store.main().items(), 0u);
   EXPECT_EQ(store.stats().pushes, 2u);
+
+  // A hot write with R = 2 is only a hot push: every member's copy of it replaces its plain
+  // copy (no separate ring push).
+  auto d = std::make_shared<RecordingPeer>();
+  ReplicatedStore r2(Replicated(2, 2), FakePicker::OwnerOfAll({d}), &clock_);
+  ASSERT_TRUE(WriteSync(r2, "hk", "hv", In(kMinute), true).ok());
+  ASSERT_EQ(d->replicas.size(), 1u);
+  EXPECT_FALSE(d->replicas[0].ring);
+  EXPECT_EQ(r2.stats().ring_pushes, 0u);
 
   // A plain write of a key that is not and never was hot pushes nothing: its replica set is
   // the owner alone, and its entry carries no version bytes.
@@ -172,13 +188,6 @@ TEST_F(ReplicatedStoreTest, AFailedPushIsCountedButTheWriteIsAcknowledged) {
   EXPECT_EQ(store.stats().failures, 1u);
 }
 
-ReplicatedStoreOptions Replicated(size_t r, size_t w) {
-  ReplicatedStoreOptions o = Options();
-  o.replicas = r;
-  o.write_quorum = w;
-  return o;
-}
-
 TEST_F(ReplicatedStoreTest, WithTwoReplicasAWriteReachesTheNextMemberBeforeItsAck) {
   auto b = std::make_shared<RecordingPeer>();
   auto c = std::make_shared<RecordingPeer>();
@@ -276,6 +285,13 @@ TEST_F(ReplicatedStoreTest, TheNewestVersionWinsAcrossTheTwoCaches) {
   CachedValue out;
   ASSERT_TRUE(store.Lookup("k", &out));
   EXPECT_EQ(out.data, "hot");
+  // A key made hot after its plain write: the hot copy replaces the ring copy here.
+  ASSERT_TRUE(store.Apply(
+      {.key = "h", .value = "plain", .deadline = In(kMinute), .version = 50, .ring = true}));
+  ASSERT_TRUE(store.Apply({.key = "h", .value = "hot", .deadline = In(kMinute), .version = 60}));
+  ASSERT_TRUE(store.Lookup("h", &out));
+  EXPECT_EQ(out.data, "hot");
+  EXPECT_FALSE(store.main().Get("h", &out.data));
   // And the other way: a late hot copy older than the ring copy here is ignored.
   ASSERT_TRUE(store.Apply(
       {.key = "j", .value = "plain", .deadline = In(kMinute), .version = 40, .ring = true}));

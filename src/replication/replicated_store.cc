@@ -293,12 +293,17 @@ void ReplicatedStore::Finish(std::optional<Replica> hot_push, std::optional<Repl
   });
 }
 
+std::vector<std::shared_ptr<Peer>> ReplicatedStore::OtherHolders(std::string_view key, size_t n) {
+  std::vector<std::shared_ptr<Peer>> others;
+  for (std::shared_ptr<Peer>& member : peers_->PickReplicas(key, n).members) {
+    if (member != nullptr) others.push_back(std::move(member));
+  }
+  return others;
+}
+
 void ReplicatedStore::Push(Replica replica, StatusCallback done) {
   // Changes pushed are those of keys that are or were hot: their replica set is every member.
-  std::vector<std::shared_ptr<Peer>> targets;
-  for (std::shared_ptr<Peer>& member : peers_->PickReplicas(replica.key, kEveryMember).members) {
-    if (member != nullptr) targets.push_back(std::move(member));
-  }
+  const std::vector<std::shared_ptr<Peer>> targets = OtherHolders(replica.key, kEveryMember);
   if (targets.empty()) return done(absl::OkStatus());
   struct Fanout {
     std::atomic<size_t> pending;
@@ -320,21 +325,16 @@ void ReplicatedStore::Push(Replica replica, StatusCallback done) {
 void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
   // The other members of the key's replica set. (This node may not be among them when the ring
   // changed under the write: its copy still counts, it serves reads until the ring settles.)
-  std::vector<std::shared_ptr<Peer>> targets;
-  for (std::shared_ptr<Peer>& member :
-       peers_->PickReplicas(replica.key, options_.replicas).members) {
-    if (member != nullptr) targets.push_back(std::move(member));
-  }
+  const std::vector<std::shared_ptr<Peer>> targets = OtherHolders(replica.key, options_.replicas);
   auto quorum = std::make_shared<Quorum>(this, replica.key, targets.size(), std::move(done));
   for (const std::shared_ptr<Peer>& peer : targets) {
-    ring_pushes_.fetch_add(1, std::memory_order_relaxed);
     PushOne(peer, replica, [quorum](const absl::Status& s) { quorum->Record(s); });
   }
 }
 
 void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
                               absl::AnyInvocable<void(const absl::Status&)> done) {
-  if (!replica.ring) pushes_.fetch_add(1, std::memory_order_relaxed);
+  (replica.ring ? ring_pushes_ : pushes_).fetch_add(1, std::memory_order_relaxed);
   pushes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
   peer->Replicate(options_.group, replica,
                   [this, key = replica.key, ring = replica.ring,

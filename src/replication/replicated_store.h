@@ -132,6 +132,9 @@ class ReplicatedStore {
   void PruneRegistryLocked(UnixMillis now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   class Quorum;
 
+  // The members of `key`'s replica set of `n` other than this node.
+  std::vector<std::shared_ptr<Peer>> OtherHolders(std::string_view key, size_t n);
+
   // Pushes a change of a key that is or was hot to every other member; `done` once all answered.
   void Push(Replica replica, StatusCallback done);
   // Runs the pushes a write produced (either may be absent) and answers `done` once both

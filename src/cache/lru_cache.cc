@@ -1,6 +1,7 @@
 #include "cache/lru_cache.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -63,7 +64,8 @@ LruCache::LruCache(size_t capacity_bytes, const Clock* clock, RemovalCallback on
   sentinel_.key_size = 0;
   sentinel_.versioned = sentinel_.tombstone = 0;
   sentinel_.value_size = 0;
-  cursor_ = head();
+  cursors_[0] = head();
+  for (int i = 1; i <= kMaxCrawls; ++i) cursors_[i] = nullptr;
 }
 
 LruCache::~LruCache() { Clear(); }
@@ -75,14 +77,19 @@ void LruCache::Clear() {
     e = next;
   }
   head()->prev = head()->next = head();
-  cursor_ = head();
+  // The sweep restarts; open crawls are finished (there is nothing left to visit).
+  for (Entry*& cursor : cursors_) {
+    if (cursor != nullptr) cursor = head();
+  }
   index_.clear();
   entry_bytes_ = 0;
 }
 
 void LruCache::Unlink(Entry* e) {
-  // The cursor walks from the LRU end toward the MRU end (following prev).
-  if (cursor_ == e) cursor_ = e->prev;
+  // Cursors walk from the LRU end toward the MRU end (following prev).
+  for (Entry*& cursor : cursors_) {
+    if (cursor == e) cursor = e->prev;
+  }
   e->prev->next = e->next;
   e->next->prev = e->prev;
 }
@@ -148,10 +155,11 @@ bool LruCache::Get(KeyRef key, std::string* value, UnixMillis* deadline, EntryMe
   return true;
 }
 
-bool LruCache::Peek(KeyRef key, EntryMeta* meta) {
+bool LruCache::Peek(KeyRef key, EntryMeta* meta, UnixMillis* deadline) {
   auto it = index_.find(key);
   if (it == index_.end() || clock_->NowMillis() >= (*it)->deadline) return false;
   *meta = (*it)->meta();
+  if (deadline != nullptr) *deadline = (*it)->deadline;
   return true;
 }
 
@@ -232,9 +240,10 @@ SweepResult LruCache::SweepExpired(size_t max_entries) {
   const UnixMillis now = clock_->NowMillis();
   const size_t limit = std::min(max_entries, index_.size());
   while (result.examined < limit && head()->next != head()) {
-    if (cursor_ == head()) cursor_ = head()->prev;  // wrap around to the LRU end
-    Entry* e = cursor_;
-    cursor_ = e->prev;
+    Entry*& cursor = cursors_[0];
+    if (cursor == head()) cursor = head()->prev;  // wrap around to the LRU end
+    Entry* e = cursor;
+    cursor = e->prev;
     ++result.examined;
     if (now >= e->deadline) {
       ++result.expired;
@@ -242,6 +251,34 @@ SweepResult LruCache::SweepExpired(size_t max_entries) {
     }
   }
   return result;
+}
+
+int LruCache::OpenCrawl() {
+  for (int i = 1; i <= kMaxCrawls; ++i) {
+    if (cursors_[i] == nullptr) {
+      cursors_[i] = head()->prev;  // the LRU end (head() itself when empty: nothing to visit)
+      return i;
+    }
+  }
+  return -1;
+}
+
+bool LruCache::CrawlStep(int crawl, size_t max_entries,
+                         const std::function<void(const EntryView&)>& fn) {
+  assert(crawl >= 1 && crawl <= kMaxCrawls && cursors_[crawl] != nullptr);
+  Entry*& cursor = cursors_[crawl];
+  const UnixMillis now = clock_->NowMillis();
+  for (size_t examined = 0; examined < max_entries && cursor != head(); ++examined) {
+    Entry* e = cursor;
+    cursor = e->prev;
+    if (now >= e->deadline) continue;
+    fn({e->key(), e->value(), e->deadline, e->meta()});
+  }
+  return cursor != head();
+}
+
+void LruCache::CloseCrawl(int crawl) {
+  if (crawl >= 1 && crawl <= kMaxCrawls) cursors_[crawl] = nullptr;
 }
 
 void LruCache::ForEachLive(const std::function<void(const EntryView&)>& fn) {

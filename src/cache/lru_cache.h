@@ -105,8 +105,8 @@ class LruCache {
            EntryMeta* meta = nullptr);
 
   // The metadata of a live entry, tombstones included, without copying the value, counting or
-  // touching the LRU order. False if there is no live entry.
-  bool Peek(KeyRef key, EntryMeta* meta);
+  // touching the LRU order (and its deadline, if asked). False if there is no live entry.
+  bool Peek(KeyRef key, EntryMeta* meta, UnixMillis* deadline = nullptr);
 
   // Inserts or replaces.
   StoreResult Set(KeyRef key, std::string_view value, UnixMillis deadline, EntryMeta meta = {});
@@ -125,6 +125,20 @@ class LruCache {
 
   // Examines at most `max_entries` entries from the sweep cursor and drops the expired ones.
   SweepResult SweepExpired(size_t max_entries);
+
+  // Crawls (memcached's crawler; the expiry sweep above is one that cycles): a walk over every
+  // entry from the LRU end to the MRU end, a bounded step at a time, each with its own cursor.
+  // Removing entries never invalidates a cursor. An entry added, read or rewritten meanwhile
+  // moves to the MRU end and is visited (again) later in the same walk, so a walk sees every
+  // entry that was present when it started and lived until the walk reached it.
+  static constexpr int kMaxCrawls = 3;
+  // A new crawl positioned at the LRU end, or -1 when kMaxCrawls are open.
+  int OpenCrawl();
+  // Examines up to `max_entries` entries from the crawl's cursor on and calls fn for the live
+  // ones (tombstones included); false once the walk has reached the MRU end. fn must not call
+  // back into the cache.
+  bool CrawlStep(int crawl, size_t max_entries, const std::function<void(const EntryView&)>& fn);
+  void CloseCrawl(int crawl);
 
   void Clear();
 
@@ -177,7 +191,7 @@ class LruCache {
 
   void Unlink(Entry* e);
   void PushFront(Entry* e);
-  // Unlinks, unindexes and frees `e`, keeping the sweep cursor valid.
+  // Unlinks, unindexes and frees `e`, keeping the cursors valid.
   void Remove(Entry* e, Index::iterator it);
   void Drop(Entry* e, RemovalReason reason);
   void EvictToFit();
@@ -192,7 +206,9 @@ class LruCache {
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 
-  Entry* cursor_;  // next entry SweepExpired examines (head() = restart at the LRU end)
+  // Next entry each walk examines, following prev: [0] is SweepExpired's (head() = restart at
+  // the LRU end), [1..kMaxCrawls] the open crawls' (head() = walk finished, null = slot free).
+  Entry* cursors_[1 + kMaxCrawls];
   size_t entry_bytes_ = 0;
   uint64_t evictions_ = 0;
   uint64_t expirations_ = 0;

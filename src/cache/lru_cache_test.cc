@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -306,6 +307,68 @@ TEST_F(LruCacheTest, SweepOnEmptyAndFullyExpiredCacheIsSafe) {
   EXPECT_EQ(r.expired, 5u);
   EXPECT_EQ(c.items(), 0u);
   EXPECT_EQ(c.SweepExpired(100).examined, 0u);
+}
+
+TEST_F(LruCacheTest, CrawlVisitsEveryEntryOnceDespiteRemovalsAndReads) {
+  LruCache c(64 << 20, &clock_);
+  for (int i = 0; i < 1000; ++i) c.Set(MakeKeyRef("k" + std::to_string(i)), "v", kNoDeadline);
+  c.Set(MakeKeyRef("expired"), "v", clock_.NowMillis() + 1);
+  c.Set(MakeKeyRef("gone"), "", kNoDeadline, {.version = 7, .tombstone = true});
+  clock_.Advance(1);
+  const int a = c.OpenCrawl();
+  const int b = c.OpenCrawl();
+  ASSERT_GE(a, 1);
+  ASSERT_GE(b, 1);
+  ASSERT_NE(a, b);
+  std::map<std::string, int> seen_a;
+  std::map<std::string, int> seen_b;
+  int steps = 0;
+  bool more_a = true;
+  bool more_b = true;
+  while (more_a || more_b) {
+    ASSERT_LT(++steps, 200) << "crawls do not make progress";
+    if (more_a) {
+      more_a = c.CrawlStep(a, 10, [&](const EntryView& e) { ++seen_a[std::string(e.key)]; });
+    }
+    if (more_b) {
+      more_b = c.CrawlStep(b, 7, [&](const EntryView& e) { ++seen_b[std::string(e.key)]; });
+    }
+    // Meanwhile entries are removed right at and behind the cursors, and read (moved to the
+    // MRU end, where the walks will meet them again) and the sweep runs.
+    c.Erase(MakeKeyRef("k" + std::to_string(steps * 3)));
+    Has(c, "k" + std::to_string(999 - steps));
+    c.SweepExpired(5);
+  }
+  EXPECT_FALSE(c.CrawlStep(a, 10, [](const EntryView&) { FAIL() << "finished crawl visited"; }));
+  c.CloseCrawl(a);
+  c.CloseCrawl(b);
+  for (const auto* seen : {&seen_a, &seen_b}) {
+    EXPECT_FALSE(seen->contains("expired"));
+    EXPECT_EQ(seen->count("gone"), 1u);  // tombstones are visited
+    // Every entry still present was visited; only those read during the walk twice.
+    for (int i = 0; i < 1000; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      if (!Has(c, key)) continue;
+      ASSERT_TRUE(seen->contains(key)) << key;
+      EXPECT_LE(seen->at(key), 2) << key;
+    }
+  }
+}
+
+TEST_F(LruCacheTest, CrawlSlotsAreBoundedAndReusedAndSurviveClear) {
+  LruCache c(1 << 20, &clock_);
+  std::vector<int> ids;
+  for (int i = 0; i < LruCache::kMaxCrawls; ++i) ids.push_back(c.OpenCrawl());
+  EXPECT_EQ(c.OpenCrawl(), -1);
+  c.CloseCrawl(ids[1]);
+  EXPECT_EQ(c.OpenCrawl(), ids[1]);
+  // An empty cache: the walk is over at once.
+  EXPECT_FALSE(c.CrawlStep(ids[0], 10, [](const EntryView&) {}));
+  c.CloseCrawl(ids[0]);
+  c.Set(MakeKeyRef("a"), "v", kNoDeadline);
+  const int id = c.OpenCrawl();
+  c.Clear();
+  EXPECT_FALSE(c.CrawlStep(id, 10, [](const EntryView&) { FAIL() << "cleared entry visited"; }));
 }
 
 }  // namespace

@@ -31,11 +31,11 @@ bool ShardedCache::Get(std::string_view key, std::string* value, UnixMillis* dea
   return s.lru.Get(ref, value, deadline, meta);
 }
 
-bool ShardedCache::Peek(std::string_view key, EntryMeta* meta) {
+bool ShardedCache::Peek(std::string_view key, EntryMeta* meta, UnixMillis* deadline) {
   const KeyRef ref = MakeKeyRef(key);
   Shard& s = *shards_[ShardIndex(ref.hash)];
   absl::MutexLock lock(&s.mu);
-  return s.lru.Peek(ref, meta);
+  return s.lru.Peek(ref, meta, deadline);
 }
 
 StoreResult ShardedCache::Set(std::string_view key, std::string_view value, UnixMillis deadline,
@@ -83,6 +83,32 @@ void ShardedCache::ForEachLive(const std::function<void(const EntryView&)>& fn) 
     absl::MutexLock lock(&shards_[i]->mu);
     shards_[i]->lru.ForEachLive(fn);
   }
+}
+
+ShardedCache::Crawl::~Crawl() {
+  if (id_ < 0) return;
+  Shard& s = *cache_->shards_[shard_];
+  absl::MutexLock lock(&s.mu);
+  s.lru.CloseCrawl(id_);
+}
+
+bool ShardedCache::Crawl::Step(size_t max_entries,
+                               const std::function<void(const EntryView&)>& fn) {
+  while (ok_ && shard_ < cache_->shard_count_) {
+    Shard& s = *cache_->shards_[shard_];
+    absl::MutexLock lock(&s.mu);
+    if (id_ < 0 && (id_ = s.lru.OpenCrawl()) < 0) {
+      ok_ = false;
+      break;
+    }
+    if (s.lru.CrawlStep(id_, max_entries, fn)) return true;
+    // This shard is walked: close its crawl and go on with the next one at the next step.
+    s.lru.CloseCrawl(id_);
+    id_ = -1;
+    ++shard_;
+    return shard_ < cache_->shard_count_;
+  }
+  return false;
 }
 
 void ShardedCache::Clear() {

@@ -44,7 +44,7 @@ class ShardedCache {
   // As LruCache's (entry metadata, tombstones and their semantics are described there).
   bool Get(std::string_view key, std::string* value, UnixMillis* deadline = nullptr,
            EntryMeta* meta = nullptr);
-  bool Peek(std::string_view key, EntryMeta* meta);
+  bool Peek(std::string_view key, EntryMeta* meta, UnixMillis* deadline = nullptr);
   StoreResult Set(std::string_view key, std::string_view value, UnixMillis deadline,
                   EntryMeta meta = {});
   LruCache::AddResult SetIfAbsent(std::string_view key, std::string_view value, UnixMillis deadline,
@@ -61,6 +61,30 @@ class ShardedCache {
   // Calls fn for every live entry, one shard at a time (under that shard's lock: fn must be
   // quick and must not call back into this cache).
   void ForEachLive(const std::function<void(const EntryView&)>& fn);
+
+  // A crawl over every shard, one after another (LruCache's crawls: bounded steps, each under
+  // one shard's lock, a cursor per shard that entry removals never invalidate). For walks that
+  // must not hold a lock for long or copy the whole cache (handoff of ranges to new members).
+  // Not thread-safe itself (one walker); the cache must outlive it.
+  class Crawl {
+   public:
+    explicit Crawl(ShardedCache* cache) : cache_(cache) {}
+    ~Crawl();
+    Crawl(const Crawl&) = delete;
+    Crawl& operator=(const Crawl&) = delete;
+    // Examines up to `max_entries` entries of the current shard and calls fn for the live ones
+    // (tombstones included; under the shard lock: fn must be quick and must not call back into
+    // the cache). False once every shard has been walked, or when a shard had no free crawl
+    // slot (ok() is then false).
+    bool Step(size_t max_entries, const std::function<void(const EntryView&)>& fn);
+    bool ok() const { return ok_; }
+
+   private:
+    ShardedCache* const cache_;
+    size_t shard_ = 0;
+    int id_ = -1;  // the open crawl of shard_, or -1
+    bool ok_ = true;
+  };
 
   CacheStats stats() const;
   size_t bytes() const;

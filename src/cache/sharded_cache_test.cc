@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,38 @@ TEST(ShardedCacheTest, ForEachLiveVisitsLiveEntriesOnly) {
     ++seen;
   });
   EXPECT_EQ(seen, 100);
+}
+
+TEST(ShardedCacheTest, CrawlWalksEveryShardInBoundedSteps) {
+  FakeClock clock;
+  ShardedCache c({.capacity_bytes = 64 << 20, .shard_bits = 3}, &clock);
+  for (int i = 0; i < 5000; ++i) c.Set("k" + std::to_string(i), "v", kNoDeadline);
+  std::set<std::string> seen;
+  size_t steps = 0;
+  {
+    ShardedCache::Crawl crawl(&c);
+    size_t in_step = 0;
+    const auto visit = [&](const EntryView& e) {
+      ++in_step;
+      seen.emplace(e.key);
+    };
+    bool more = true;
+    while (more) {
+      in_step = 0;
+      more = crawl.Step(100, visit);
+      ASSERT_LE(in_step, 100u);
+      ASSERT_LT(++steps, 1000u);
+    }
+    EXPECT_TRUE(crawl.ok());
+  }
+  EXPECT_EQ(seen.size(), 5000u);
+  EXPECT_GE(steps, 50u);
+  // The crawl closed its cursors: a cache can host many crawls one after another.
+  for (int i = 0; i < 10; ++i) {
+    ShardedCache::Crawl crawl(&c);
+    ASSERT_TRUE(crawl.Step(1, [](const EntryView&) {}));
+    ASSERT_TRUE(crawl.ok());
+  }
 }
 
 TEST(ShardedCacheTest, StaysWithinBudgetUnderPressure) {

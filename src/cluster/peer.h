@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cluster/value.h"
+#include "ring/hash_ring.h"
 
 namespace nexus {
 
@@ -55,6 +56,21 @@ class PeerPicker {
     if (n == 0) return {};
     return ReplicaSet{.generation = 0, .members = {PickPeer(key)}};
   }
+  // Whether this node is among the `n` holders of `key` (a member of PickReplicas(key, n)).
+  virtual bool Holds(std::string_view key, size_t n) {
+    for (const std::shared_ptr<Peer>& member : PickReplicas(key, n).members) {
+      if (member == nullptr) return true;
+    }
+    return false;
+  }
+
+  // Placement by name, for walks that compare two memberships (handing copies over when the
+  // membership changes): the ring that PickReplicas reads (null: no ring, which the defaults
+  // describe), this node's name in it, and a member's client (null for this node or a name
+  // that is not a member).
+  virtual std::shared_ptr<const RingSnapshot> Ring() { return nullptr; }
+  virtual std::string_view SelfName() const { return {}; }
+  virtual std::shared_ptr<Peer> PeerNamed(std::string_view /*name*/) { return nullptr; }
 };
 
 // A single-node cluster: this node owns every key.

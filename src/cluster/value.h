@@ -29,6 +29,9 @@ struct Replica {
   uint64_t version = 0;
   bool remove = false;  // drop the copy (deleted, or a hot key set again as not hot)
   bool ring = false;
+  // A ring copy handed over by a member that held it, because the membership changed (the
+  // receiver now holds the key): applied like a ring copy, counted apart.
+  bool handoff = false;
 };
 
 // True for a failure after which the member may not have seen the request or its answer is

@@ -31,10 +31,11 @@ Group::Group(GroupOptions options, std::shared_ptr<Loader> loader,
               .shard_bits = options_.shard_bits,
               .replicas = options_.replicas,
               .write_quorum = options_.write_quorum},
-             peers_, clock) {}
+             peers_, clock),
+      handoff_(options_.handoff, &store_, clock) {}
 
-bool Group::LookupCounted(std::string_view key, CachedValue* out) {
-  const bool hit = store_.Lookup(key, out);
+bool Group::LookupCounted(std::string_view key, CachedValue* out, bool held_only) {
+  const bool hit = store_.Lookup(key, out, held_only);
   (hit ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
   return hit;
 }
@@ -42,14 +43,15 @@ bool Group::LookupCounted(std::string_view key, CachedValue* out) {
 void Group::Get(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   CachedValue hit;
-  if (LookupCounted(key, &hit)) return done(std::move(hit));
+  // A copy this node stopped holding (the membership changed) is not served to a client.
+  if (LookupCounted(key, &hit, /*held_only=*/true)) return done(std::move(hit));
   Load(key, peers_->PickPeer(key), std::move(done));
 }
 
 void Group::GetLocal(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   CachedValue hit;
-  if (LookupCounted(key, &hit)) return done(std::move(hit));
+  if (LookupCounted(key, &hit, /*held_only=*/false)) return done(std::move(hit));
   Load(key, nullptr, std::move(done));
 }
 
@@ -65,7 +67,7 @@ void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallbac
        owner = std::move(owner)](Flight<CachedValue>::Done fd) mutable {
         // A value may have landed while this caller was deciding to load: check again.
         CachedValue hit;
-        if (store_.Lookup(key, &hit)) return fd(std::move(hit));
+        if (store_.Lookup(key, &hit, /*held_only=*/owner != nullptr)) return fd(std::move(hit));
         if (owner == nullptr) return LoadFromLoader(key, std::move(fd));
         FetchFrom(std::move(key), std::move(owner), std::nullopt, std::move(fd));
       },

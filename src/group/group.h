@@ -22,7 +22,9 @@
 // Copies: the group's caches, versions and the replication of hot keys to every member live in
 // its ReplicatedStore (replication/replicated_store.h); the owner-side writes here go through
 // it, so after a write's callback no node serves the value it replaced. Gets of a replicated
-// key are served from the local hot cache, without a peer call.
+// key are served from the local hot cache, without a peer call. When the membership changes
+// its Handoff moves copies to their new holders; meanwhile a client's Get is served from the
+// main cache only if this node holds the key under its current ring.
 //
 // Errors: InvalidArgument for an empty key or ttl <= 0, NotFound for a miss, ResourceExhausted
 // for a value larger than a cache shard, and whatever the loader or peer reported.
@@ -47,6 +49,7 @@
 #include "common/jitter.h"
 #include "flight/flight.h"
 #include "group/loader.h"
+#include "replication/handoff.h"
 #include "replication/replicated_store.h"
 
 namespace nexus {
@@ -65,6 +68,8 @@ struct GroupOptions {
   JitterOptions jitter;
   // Seed of the jitter RNG; unset = random. Tests set it.
   std::optional<uint64_t> jitter_seed;
+  // How copies move on membership changes (the thread starts with handoff().Start()).
+  HandoffOptions handoff;
 };
 
 struct GroupStats {
@@ -111,10 +116,14 @@ class Group {
   // This node's copies and their replication: replica pushes arriving from owners are applied
   // there, and a joining member gets the hot keys from there.
   ReplicatedStore& store() { return store_; }
+  // Moves this node's copies to their new holders when the membership changes, and drains
+  // them on a graceful leave (replication/handoff.h).
+  Handoff& handoff() { return handoff_; }
 
  private:
-  // A local lookup for a caller's request, counted as a hit or a miss.
-  bool LookupCounted(std::string_view key, CachedValue* out);
+  // A local lookup for a caller's request, counted as a hit or a miss (held_only: see
+  // ReplicatedStore::Lookup).
+  bool LookupCounted(std::string_view key, CachedValue* out, bool held_only);
   // Runs the load (peer or loader) for `key` under singleflight.
   void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
   // The holders a request tries after the first one was unreachable: the key's later replica
@@ -140,6 +149,7 @@ class Group {
   Jitter jitter_;
   // Its destructor waits (bounded) for replica pushes in flight; their callbacks use only it.
   ReplicatedStore store_;
+  Handoff handoff_;  // uses store_; destroyed (its thread stopped) before it
   Flight<CachedValue> flight_;
 
   std::atomic<uint64_t> hits_{0};

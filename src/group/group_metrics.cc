@@ -19,19 +19,22 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
       return Registry::Samples{{{"main"}, main}, {{"hot"}, hot}};
     };
   };
-  auto sum_groups = [all](uint64_t GroupStats::*field) {
-    return [all, field] {
+  // Sums one field of one kind of stats (`get` reads them from a group) over every group.
+  auto sum = [all](auto get, auto field) {
+    return [all, get, field] {
       double total = 0;
-      for (Group* g : all->All()) total += static_cast<double>(g->stats().*field);
+      for (Group* g : all->All()) total += static_cast<double>(get(*g).*field);
       return total;
     };
   };
-  auto sum_replication = [all](uint64_t ReplicationStats::*field) {
-    return [all, field] {
-      double total = 0;
-      for (Group* g : all->All()) total += static_cast<double>(g->store().stats().*field);
-      return total;
-    };
+  auto sum_groups = [sum](uint64_t GroupStats::*field) {
+    return sum([](const Group& g) { return g.stats(); }, field);
+  };
+  auto sum_replication = [sum](uint64_t ReplicationStats::*field) {
+    return sum([](Group& g) { return g.store().stats(); }, field);
+  };
+  auto sum_handoff = [sum](uint64_t HandoffStats::*field) {
+    return sum([](Group& g) { return g.handoff().stats(); }, field);
   };
   registry.AddCollector("nexuscache_cache_size_bytes",
                         "Bytes held by each cache (entries, their overhead and the index).",
@@ -89,6 +92,40 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
                         "Requests sent on to a key's next holder because the previous one was "
                         "unreachable.",
                         sum_groups(&GroupStats::fallbacks));
+  registry.AddCounterFn("nexuscache_handoff_keys_sent_total",
+                        "Copies this node handed to a key's new holder after a membership change "
+                        "(joins, graceful leaves, re-replication after a death; one per holder).",
+                        sum_handoff(&HandoffStats::keys_sent));
+  registry.AddCounterFn("nexuscache_handoff_bytes_sent_total",
+                        "Key and value bytes of the copies handed over.",
+                        sum_handoff(&HandoffStats::bytes_sent));
+  registry.AddCounterFn("nexuscache_handoff_send_failures_total",
+                        "Copies a new holder did not take (unreachable or refused).",
+                        sum_handoff(&HandoffStats::send_failures));
+  registry.AddCounterFn("nexuscache_handoff_dropped_total",
+                        "Copies dropped here because this node no longer holds their keys.",
+                        sum_handoff(&HandoffStats::dropped));
+  registry.AddCounterFn("nexuscache_handoff_walks_total",
+                        "Walks of the cache that placed every copy by a new membership.",
+                        sum_handoff(&HandoffStats::walks));
+  registry.AddCounterFn("nexuscache_handoff_keys_received_total",
+                        "Copies handed to this node by members that held them before.",
+                        sum_replication(&ReplicationStats::handoff_received));
+  registry.AddCounterFn("nexuscache_handoff_bytes_received_total",
+                        "Key and value bytes of the copies handed to this node.",
+                        sum_replication(&ReplicationStats::handoff_received_bytes));
+  registry.AddCounterFn("nexuscache_stray_writes_total",
+                        "Keys stored here by a member whose ring named this node while this "
+                        "node's did not (then handed to their holders).",
+                        sum_replication(&ReplicationStats::strays));
+  registry.AddGauge("nexuscache_handoff_backlog",
+                    "Entries the running handoff walk has yet to examine (re-replication and "
+                    "range moves after a membership change; 0 when none runs).",
+                    [all] {
+                      double total = 0;
+                      for (Group* g : all->All()) total += g->handoff().stats().backlog;
+                      return total;
+                    });
   registry.AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
                     [all] {
                       double total = 0;

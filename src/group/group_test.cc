@@ -434,12 +434,19 @@ TEST_F(GroupTest, RemoteKeysGoToTheOwnerAndNeverToTheLocalLoader) {
             (std::vector<std::string>{"get scores remote1", "set scores r2=val ttl=300000 hot",
                                       "delete scores r3"}));
   EXPECT_EQ(g.stats().peer_gets, 1u);
-  // Owner-side calls never forward.
+  // Owner-side calls never forward. What they store for a key this node does not hold (a
+  // member with another ring sent it) is seen by forwarded reads, not served to a client's
+  // read here, which goes to the key's holder.
   absl::Status local = absl::UnknownError("not called");
   g.SetLocal("r9", "mine", kMinute, false, [&](absl::Status s) { local = s; });
   ASSERT_TRUE(local.ok());
-  EXPECT_EQ(GetSync(g, "r9")->data, "mine");
   EXPECT_EQ(peer->calls.size(), 3u);
+  std::optional<absl::StatusOr<CachedValue>> forwarded;
+  g.GetLocal("r9", [&](absl::StatusOr<CachedValue> r) { forwarded = std::move(r); });
+  ASSERT_TRUE(forwarded.has_value() && forwarded->ok());
+  EXPECT_EQ((*forwarded)->data, "mine");
+  EXPECT_EQ(GetSync(g, "r9")->data, "remote:r9");
+  EXPECT_EQ(g.stats().replication.strays, 1u);
 }
 
 TEST_F(GroupTest, PeerErrorsPropagateAndAreCounted) {

@@ -63,8 +63,12 @@ void Api::Install(http::Router& router) {
     r.content_type = "text/html; charset=utf-8";
     respond(std::move(r));
   });
-  router.Handle("GET", "/healthz",
-                [](http::Request&&, http::Responder respond) { respond(Text(200, "ok\n")); });
+  router.Handle("GET", "/healthz", [this](http::Request&&, http::Responder respond) {
+    if (!ready_.load(std::memory_order_acquire)) {
+      return respond(Text(503, "starting: waiting for the cluster membership from etcd\n"));
+    }
+    respond(Text(200, "ok\n"));
+  });
 }
 
 void Api::InstallMetricsOnly(http::Router& router) {

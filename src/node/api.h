@@ -17,6 +17,7 @@
 // Thread-safety: handlers run concurrently on every HTTP thread; Api holds no mutable state.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include "http/router.h"
@@ -36,6 +37,9 @@ class Api {
   void Install(http::Router& router);
   // A router serving only /metrics (for --metrics-port).
   void InstallMetricsOnly(http::Router& router);
+  // Whether /healthz answers 200 (ready) or 503 (a node with --etcd that has not yet read the
+  // membership: it would take every key for its own). Ready from the start.
+  void SetReady(bool ready) { ready_.store(ready, std::memory_order_release); }
 
  private:
   void Get(http::Request&& req, http::Responder respond);
@@ -51,6 +55,7 @@ class Api {
   CacheService* const service_;
   ClusterView* const cluster_;
   metrics::Registry* const metrics_;
+  std::atomic<bool> ready_{true};
 };
 
 }  // namespace nexus

@@ -94,9 +94,31 @@ absl::StatusOr<std::vector<MemberInfo>> ParsePeers(std::string_view text, uint16
   return peers;
 }
 
+absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string_view unit = text.substr(digits);
+  int64_t scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1000;
+  } else if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "m") {
+    scale = 60'000;
+  }
+  int64_t n = 0;
+  if (digits == 0 || digits > 9 || scale == 0 ||
+      std::from_chars(text.data(), text.data() + digits, n).ec != std::errc()) {
+    return absl::InvalidArgumentError("'" + std::string(text) +
+                                      "' is not a duration (e.g. 10s, 500ms, 2m)");
+  }
+  return std::chrono::milliseconds(n * scale);
+}
+
 ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env_ip_address) {
   Config c;
   std::string peers, etcd, cache_bytes = "64M", hot_cache_bytes = "16M";
+  std::string handoff_rate = "64M", drain_timeout = "10s";
   int metrics_port = 0;
   int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
   int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
@@ -131,6 +153,14 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--write-quorum", c.write_quorum,
                  "Copies stored before a write is acknowledged (W, 1..R; default R)")
       ->check(CLI::Range(0, 16));
+  app.add_option("--handoff-rate", handoff_rate,
+                 "Bytes per second of copies handed to their new holders when the membership "
+                 "changes (K/M/G; 0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", drain_timeout,
+                 "On SIGTERM with --etcd, how long to spend handing this node's copies to their "
+                 "next holders before leaving (10s, 500ms; 0 = leave at once)")
+      ->capture_default_str();
   app.add_option("--ttl-jitter", c.ttl_jitter, "Max random extra TTL, as a fraction of the TTL")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
@@ -192,11 +222,15 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   }
   if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
   for (auto [text, target] :
-       {std::pair{&cache_bytes, &c.cache_bytes}, std::pair{&hot_cache_bytes, &c.hot_cache_bytes}}) {
+       {std::pair{&cache_bytes, &c.cache_bytes}, std::pair{&hot_cache_bytes, &c.hot_cache_bytes},
+        std::pair{&handoff_rate, &c.handoff_rate}}) {
     auto size = ParseByteSize(*text);
     if (!size.ok()) return fail(std::string(size.status().message()));
     *target = *size;
   }
+  auto drain = ParseDuration(drain_timeout);
+  if (!drain.ok()) return fail("--drain-timeout " + std::string(drain.status().message()));
+  c.drain_timeout = *drain;
   if (c.cache_bytes < 4096) return fail("--cache-bytes must be at least 4K");
   if (c.hot_cache_bytes < 4096) return fail("--hot-cache-bytes must be at least 4K");
   if (c.demo_data && !c.origin.empty()) return fail("--demo-data and --origin exclude each other");

@@ -41,10 +41,19 @@ struct Config {
   std::chrono::milliseconds peer_timeout{2000};    // --peer-timeout-ms: deadline of peer calls
   std::chrono::milliseconds origin_timeout{2000};  // --origin-timeout-ms
   std::chrono::milliseconds shutdown_grace{5000};  // --shutdown-grace-ms
+  // --handoff-rate: bytes per second of copies handed to new holders on a membership change
+  // (K/M/G accepted; 0 = no limit).
+  size_t handoff_rate = 64 << 20;
+  // --drain-timeout: how long SIGTERM spends handing this node's copies to their next holders
+  // before it leaves the membership (with --etcd; "10s", "500ms", plain numbers are seconds).
+  std::chrono::milliseconds drain_timeout{10000};
 
   // This node's own gRPC address as peers see it.
   std::string SelfGrpcAddress() const;
 };
+
+// Parses a duration: "10s", "500ms", "2m"; a plain number is seconds.
+absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 // Parses a byte size: "1048576", "64K", "64M", "1G" (powers of 1024; "KiB"/"MB" forms too).
 absl::StatusOr<size_t> ParseByteSize(std::string_view text);

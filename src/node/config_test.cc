@@ -90,6 +90,24 @@ TEST(ConfigTest, ReplicasAndWriteQuorum) {
   EXPECT_FALSE(Parse({"--name", "a", "--replicas", "0"}).config.has_value());
 }
 
+TEST(ConfigTest, HandoffRateAndDrainTimeout) {
+  const Config d = *Parse({"--name", "a"}).config;
+  EXPECT_EQ(d.handoff_rate, size_t{64} << 20);
+  EXPECT_EQ(d.drain_timeout, std::chrono::seconds(10));
+  const Config c =
+      *Parse({"--name", "a", "--handoff-rate", "8M", "--drain-timeout", "1500ms"}).config;
+  EXPECT_EQ(c.handoff_rate, size_t{8} << 20);
+  EXPECT_EQ(c.drain_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(Parse({"--name", "a", "--drain-timeout", "30"}).config->drain_timeout,
+            std::chrono::seconds(30));
+  EXPECT_EQ(Parse({"--name", "a", "--handoff-rate", "0"}).config->handoff_rate, 0u);
+  ParseOutcome bad = Parse({"--name", "a", "--drain-timeout", "soon"});
+  EXPECT_FALSE(bad.config.has_value());
+  EXPECT_NE(bad.message.find("--drain-timeout 'soon' is not a duration"), std::string::npos)
+      << bad.message;
+  EXPECT_FALSE(Parse({"--name", "a", "--handoff-rate", "fast"}).config.has_value());
+}
+
 TEST(ConfigTest, EtcdEndpoints) {
   ParseOutcome o =
       Parse({"--name", "a", "--etcd", "127.0.0.1:2379,http://10.0.0.2:2379", "--lease-ttl", "3"});

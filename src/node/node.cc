@@ -55,6 +55,7 @@ Node::Node(Config config) : config_(std::move(config)) {
   group.replicas = static_cast<size_t>(config_.replicas);
   group.write_quorum = static_cast<size_t>(config_.write_quorum);
   group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
+  group.handoff.rate_bytes = static_cast<int64_t>(config_.handoff_rate);
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
   owner_ = std::make_unique<OwnerService>(&groups_, &SystemClock::Get(),
@@ -121,6 +122,8 @@ absl::Status Node::Start() {
   }
   sweeper_ = std::make_unique<ExpirySweeper>(caches);
   sweeper_->Start();
+  // Before membership: the ring as it is now is the one copies are placed by.
+  for (Group* g : groups_.All()) g->handoff().Start();
 
   if (!config_.etcd.empty()) {
     EtcdMembershipOptions m;
@@ -128,20 +131,31 @@ absl::Status Node::Start() {
     m.lease_ttl_seconds = config_.lease_ttl_seconds;
     m.self = {config_.name, config_.SelfGrpcAddress(),
               config_.ip_address + ":" + std::to_string(http_->port())};
+    api_->SetReady(false);
     membership_ = std::make_unique<EtcdMembership>(
         m,
-        [picker = picker_, groups = &groups_, self = config_.name,
+        [picker = picker_, groups = &groups_, api = api_.get(), self = config_.name,
          self_address = config_.SelfGrpcAddress()](const std::map<std::string, MemberInfo>& nodes) {
           std::map<std::string, MemberInfo> members;
           for (const auto& [name, info] : nodes) members[name] = info;
           // This node serves its own keys even while etcd has not (re)listed it.
           members[self] = {.grpc = self_address};
-          // A member that joins gets the hot keys this node owns.
+          // A member that joins gets the hot keys this node owns; copies of other keys move
+          // to their new holders.
           for (const std::shared_ptr<Peer>& joined : picker->SetMembers(members)) {
             for (Group* g : groups->All()) g->store().PushTo(joined);
           }
+          for (Group* g : groups->All()) g->handoff().RingChanged();
+          api->SetReady(true);
         });
     membership_->Start();
+    // Serving before the first read of the membership would take every key for this node's
+    // own; a bounded wait, then (etcd unreachable) serve alone with the ring it has.
+    const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (membership_->members().empty() && std::chrono::steady_clock::now() < ready_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    api_->SetReady(true);
   }
   started_ = true;
 
@@ -163,8 +177,7 @@ void Node::Stop() {
   stopped_ = true;
   spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name,
                config_.shutdown_grace.count());
-  // Leave the cluster first (revokes the lease), so peers stop routing here while we drain.
-  if (membership_) membership_->Stop();
+  if (membership_) Leave();
   if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));
   http_->Stop(config_.shutdown_grace);
   // Requests whose connection was closed after the grace may still wait on a peer or the
@@ -178,6 +191,39 @@ void Node::Stop() {
   sweeper_->Stop();
   origin_.reset();
   spdlog::info("nexuscache {} stopped", config_.name);
+}
+
+void Node::Leave() {
+  const auto start = std::chrono::steady_clock::now();
+  const auto left = [&] {
+    return std::max(std::chrono::milliseconds(0),
+                    config_.drain_timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::steady_clock::now() - start));
+  };
+  const std::shared_ptr<const RingSnapshot> after = picker_->RingWithoutSelf();
+  const bool drain = config_.drain_timeout.count() > 0 && !after->empty();
+  // While still a member (and serving), hand every copy to the members that hold it once this
+  // node is gone; then leave (revokes the lease) so peers route elsewhere.
+  std::vector<DrainResult> first;
+  if (drain) {
+    for (Group* g : groups_.All()) first.push_back(g->handoff().Drain(after, left()));
+  }
+  membership_->Stop();
+  if (!drain) return;
+  // Writes that reached this node during the drain, or from members that had not yet seen it
+  // leave, go out in a second, short pass.
+  std::this_thread::sleep_for(std::min(left(), std::chrono::milliseconds(250)));
+  size_t i = 0;
+  for (Group* g : groups_.All()) {
+    const DrainResult& one = first[i++];
+    const DrainResult two = g->handoff().Drain(after, left(), one.watermark);
+    spdlog::info(
+        "nexuscache {}: handed {} copies of group {} to their next holders before leaving "
+        "({} failed{})",
+        config_.name, one.keys_sent + two.keys_sent, g->name(),
+        one.send_failures + two.send_failures,
+        one.complete && two.complete ? "" : "; --drain-timeout ran out first");
+  }
 }
 
 uint16_t Node::http_port() const { return http_ ? http_->port() : 0; }

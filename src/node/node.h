@@ -3,8 +3,10 @@
 // background expiry sweeper, and owns their lifetimes.
 //
 // Lifecycle: construct, Start() (binds every port; on error nothing keeps running), then
-// Stop() (also run by the destructor): stop accepting HTTP, let in-flight requests finish
-// within config.shutdown_grace, then stop gRPC, the sweeper and the origin client.
+// Stop() (also run by the destructor): with --etcd, hand this node's copies to their next
+// holders (within config.drain_timeout, still serving) and leave the membership; then stop
+// accepting HTTP, let in-flight requests finish within config.shutdown_grace, then stop gRPC,
+// the sweeper and the origin client.
 // Thread-safety: Start and Stop from one thread; everything else runs on the servers' threads.
 #pragma once
 
@@ -40,6 +42,10 @@ class Node {
 
  private:
   struct OriginRuntime;  // io_context + thread for origin fetches (keeps Asio out of headers)
+
+  // A graceful leave (SIGTERM with --etcd): drains this node's copies to their next holders
+  // within --drain-timeout while still serving, then leaves the membership.
+  void Leave();
 
   const Config config_;
   // Counted by both peer fronts, read by metrics_: outlives them all.

@@ -389,6 +389,7 @@ void Forwarder::Replicate(const ForwardTarget& target, std::string_view group,
       .append(std::to_string(replica.version))
       .append(replica.remove ? "&remove=1" : "&remove=0")
       .append(replica.ring ? "&ring=1" : "&ring=0");
+  if (replica.handoff) extra.append("&handoff=1");
   std::string r = RequestHead("POST", peerwire::kReplicatePath, target, group, replica.key, extra);
   r.append("Content-Type: application/octet-stream\r\nContent-Length: ")
       .append(std::to_string(replica.value.size()))

@@ -140,6 +140,7 @@ class GrpcPeer::Impl {
     call->request.set_version(replica.version);
     call->request.set_remove(replica.remove);
     call->request.set_ring(replica.ring);
+    call->request.set_handoff(replica.handoff);
     self->counter_.Started();
     self->stub_->async()->Replicate(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {

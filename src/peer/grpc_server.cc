@@ -115,7 +115,8 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
               .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
               .version = req->version(),
               .remove = req->remove(),
-              .ring = req->ring()};
+              .ring = req->ring(),
+              .handoff = req->handoff()};
     absl::StatusOr<bool> applied = owner_->Replicate(req->group(), r);
     if (applied.ok()) resp->set_applied(*applied);
     return FinishNow(ctx, ToGrpcStatus(applied.status()));

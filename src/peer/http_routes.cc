@@ -71,6 +71,7 @@ class PeerRoutes {
     r.deadline = deadline_ms == 0 ? kNoDeadline : deadline_ms;
     r.remove = Param(req, "remove") == "1";
     r.ring = Param(req, "ring") == "1";
+    r.handoff = Param(req, "handoff") == "1";
     respond(Answer(served_, owner_->Replicate(Param(req, "group"), r).status()));
   }
 

@@ -7,8 +7,9 @@
 //   POST /peer/v1/set?group=G&key=K&ttl_ms=T&hot=0|1  body = the value (application/octet-stream)
 //   POST /peer/v1/delete?group=G&key=K
 //   POST /peer/v1/replicate?group=G&key=K&deadline_ms=D&version=V&remove=0|1&ring=0|1
-//                                                  body = the value (a change pushed by the
-//                                                  key's owner: ReplicateRequest's fields)
+//        [&handoff=1]                              body = the value (a change pushed by the
+//                                                  key's owner, or a copy handed over on a
+//                                                  membership change: ReplicateRequest's fields)
 //
 // Every answer of these routes carries X-Nexus-Status: the absl::StatusCode as a decimal
 // number (0 = OK), and for errors the status message as the body. The HTTP status code

@@ -53,6 +53,31 @@ ReplicaSet RingPeerPicker::PickReplicas(std::string_view key, size_t n) {
   return out;
 }
 
+bool RingPeerPicker::Holds(std::string_view key, size_t n) {
+  const std::shared_ptr<const RingSnapshot> snapshot = ring_.Snapshot();
+  if (n == 1) return snapshot->OwnerView(key) == std::string_view(self_name_);
+  for (std::string_view name : snapshot->Successors(key, n)) {
+    if (name == self_name_) return true;
+  }
+  return false;
+}
+
+std::shared_ptr<Peer> RingPeerPicker::PeerNamed(std::string_view name) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = members_.find(name);
+  return it == members_.end() ? nullptr : it->second.client;
+}
+
+std::shared_ptr<const RingSnapshot> RingPeerPicker::RingWithoutSelf() const {
+  std::vector<std::string> others;
+  for (const std::string& name : ring_.Snapshot()->members()) {
+    if (name != self_name_) others.push_back(name);
+  }
+  HashRing ring(RingOptions{.vnodes = options_.vnodes});
+  ring.Reset(others);
+  return ring.Snapshot();
+}
+
 std::shared_ptr<RemotePeer> RingPeerPicker::NewClient(const std::string& name,
                                                       const MemberInfo& address) const {
   return std::make_shared<RemotePeer>(

@@ -62,6 +62,13 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // The key's ring successors (HashRing's Successors), their clients (null for this node) and
   // the generation of the ring they were read from.
   ReplicaSet PickReplicas(std::string_view key, size_t n) override;
+  bool Holds(std::string_view key, size_t n) override;
+  std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
+  std::string_view SelfName() const override { return self_name_; }
+  std::shared_ptr<Peer> PeerNamed(std::string_view name) override;
+  // The ring as it will be once this node has left (the placement a leaving node hands its
+  // copies over by).
+  std::shared_ptr<const RingSnapshot> RingWithoutSelf() const;
 
   // Replaces the membership with `members` (+ self, always kept with its own address whatever
   // the map says; empty names ignored) as one change: at most one generation bump. Members

@@ -106,8 +106,13 @@ ReplicatedStore::~ReplicatedStore() {
   }
 }
 
-bool ReplicatedStore::Lookup(std::string_view key, CachedValue* out) {
-  return main_.Get(key, &out->data, &out->deadline) || hot_.Get(key, &out->data, &out->deadline);
+bool ReplicatedStore::Lookup(std::string_view key, CachedValue* out, bool held_only) {
+  if (main_.Get(key, &out->data, &out->deadline) &&
+      (!held_only || !verify_holders_.load(std::memory_order_acquire) ||
+       peers_->Holds(key, options_.replicas))) {
+    return true;
+  }
+  return hot_.Get(key, &out->data, &out->deadline);
 }
 
 CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
@@ -117,11 +122,10 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
   if (hot_.Get(key, &newer.data, &newer.deadline)) return newer;
   std::optional<Replica> push;
   {
-    // With copies elsewhere the version and the store happen under the write lock, so a
-    // concurrent write always carries a higher version than a fill it overwrites.
-    std::optional<absl::MutexLock> lock;
-    if (replicated()) lock.emplace(&mu_);
-    const EntryMeta meta{.version = replicated() ? NextVersion() : 0};
+    // The version and the store happen under the write lock, so a concurrent write always
+    // carries a higher version than a fill it overwrites.
+    absl::MutexLock lock(&mu_);
+    const EntryMeta meta{.version = NextVersion()};
     switch (
         main_.SetIfAbsent(key, loaded.data, loaded.deadline, &newer.data, &newer.deadline, meta)) {
       case LruCache::AddResult::kExists:
@@ -145,6 +149,7 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
                      .ring = true};
     }
   }
+  NoteIfStray(key);
   if (push) PushRing(std::move(*push), nullptr);
   return loaded;
 }
@@ -190,7 +195,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
     uint64_t above = tracked ? it->second.version : 0;
     EntryMeta cached;
     if (hot_.Peek(key, &cached)) above = std::max(above, cached.version);
-    if (replicated() && main_.Peek(key, &cached)) above = std::max(above, cached.version);
+    if (main_.Peek(key, &cached)) above = std::max(above, cached.version);
     const uint64_t version = NextVersion(above);
     if (hot) {
       main_.Erase(key);
@@ -205,8 +210,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
       } else {
         status = TooLarge(key, value, "hot", hot_.capacity());
       }
-    } else if (main_.Set(key, value, deadline, {.version = replicated() ? version : 0}) ==
-               StoreResult::kTooLarge) {
+    } else if (main_.Set(key, value, deadline, {.version = version}) == StoreResult::kTooLarge) {
       status = TooLarge(key, value, "main", main_.capacity());
     } else {
       hot_.Erase(key);
@@ -230,6 +234,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
   }
   // Callbacks never run under mu_.
   if (!status.ok()) return done(std::move(status));
+  if (!hot) NoteIfStray(key);
   Finish(std::move(hot_push), std::move(ring_push), std::move(done));
 }
 
@@ -239,22 +244,20 @@ void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
   {
     absl::MutexLock lock(&mu_);
     const UnixMillis now = clock_->NowMillis();
+    // A tombstone, so that an older copy pushed by an earlier primary or handed over on a
+    // membership change cannot bring the key back.
+    EntryMeta cached;
+    UnixMillis copy_deadline = 0;
+    const uint64_t above = main_.Peek(key, &cached, &copy_deadline) ? cached.version : 0;
+    const uint64_t version = NextVersion(above);
+    const UnixMillis until = TombstoneDeadline(copy_deadline, now);
+    main_.Set(key, "", until, {.version = version, .tombstone = true});
     if (replicated()) {
-      // A tombstone here too, so an older copy pushed by an earlier primary cannot bring the
-      // key back.
-      EntryMeta cached;
-      UnixMillis copy_deadline = 0;
-      const uint64_t above = main_.Get(key, nullptr, &copy_deadline, &cached) ? cached.version : 0;
-      const uint64_t version = NextVersion(above);
-      const UnixMillis until = TombstoneDeadline(copy_deadline, now);
-      main_.Set(key, "", until, {.version = version, .tombstone = true});
       ring_push = Replica{.key = std::string(key),
                           .deadline = until,
                           .version = version,
                           .remove = true,
                           .ring = true};
-    } else {
-      main_.Erase(key);
     }
     hot_.Erase(key);
     auto it = registry_.find(absl::string_view(key.data(), key.size()));
@@ -268,6 +271,7 @@ void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
                          .remove = true};
     }
   }
+  NoteIfStray(key);
   Finish(std::move(hot_push), std::move(ring_push), std::move(done));
 }
 
@@ -368,26 +372,83 @@ void ReplicatedStore::WarnPushFailed(bool ring, const std::string& key, const ab
 }
 
 bool ReplicatedStore::Apply(const Replica& r) {
-  absl::MutexLock lock(&mu_);
-  // The newest version in either cache wins: a late ring copy must not shadow a newer hot copy
-  // (reads look in the main cache first), nor a late hot copy replace a newer ring copy.
-  EntryMeta have;
-  ShardedCache& cache = r.ring ? main_ : hot_;
-  if ((main_.Peek(r.key, &have) && have.version >= r.version) ||
-      (hot_.Peek(r.key, &have) && have.version >= r.version)) {
-    stale_.fetch_add(1, std::memory_order_relaxed);
-    return false;
+  {
+    absl::MutexLock lock(&mu_);
+    // The newest version in either cache wins: a late ring copy must not shadow a newer hot
+    // copy (reads look in the main cache first), nor a late hot copy replace a newer ring copy.
+    EntryMeta have;
+    ShardedCache& cache = r.ring ? main_ : hot_;
+    if ((main_.Peek(r.key, &have) && have.version >= r.version) ||
+        (hot_.Peek(r.key, &have) && have.version >= r.version)) {
+      stale_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    RaiseVersionFloor(r.version);
+    // A hot copy replaces a plain one (a key lives in one cache); a ring copy leaves a hot copy
+    // alone: its owner removes hot copies itself.
+    if (!r.ring) main_.Erase(r.key);
+    // A removal keeps a tombstone with its version until the entry's deadline, so an older push
+    // that arrives late cannot bring the value back.
+    cache.Set(r.key, r.remove ? "" : r.value, r.deadline,
+              {.version = r.version, .tombstone = r.remove});
   }
-  RaiseVersionFloor(r.version);
-  // A hot copy replaces a plain one (a key lives in one cache); a ring copy leaves a hot copy
-  // alone: its owner removes hot copies itself.
-  if (!r.ring) main_.Erase(r.key);
-  // A removal keeps a tombstone with its version until the entry's deadline, so an older push
-  // that arrives late cannot bring the value back.
-  cache.Set(r.key, r.remove ? "" : r.value, r.deadline,
-            {.version = r.version, .tombstone = r.remove});
-  (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
+  if (r.handoff) {
+    handoff_received_.fetch_add(1, std::memory_order_relaxed);
+    handoff_received_bytes_.fetch_add(r.key.size() + r.value.size(), std::memory_order_relaxed);
+  } else {
+    (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
+    // A ring copy from a primary whose ring differs from ours (a handed-over copy was sent by
+    // a member that knows the newer membership: it is kept as sent).
+    if (r.ring) NoteIfStray(r.key);
+  }
   return true;
+}
+
+void ReplicatedStore::NoteIfStray(std::string_view key) {
+  if (peers_->Holds(key, options_.replicas)) return;
+  strays_noted_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&strays_mu_);
+  if (strays_.size() < kMaxStrays) {
+    strays_.emplace_back(key);
+  } else {
+    strays_overflowed_ = true;
+  }
+  verify_holders_.store(true, std::memory_order_release);
+}
+
+bool ReplicatedStore::StopVerifyingHolders() {
+  absl::MutexLock lock(&strays_mu_);
+  if (!strays_.empty() || strays_overflowed_) return false;
+  verify_holders_.store(false, std::memory_order_release);
+  return true;
+}
+
+std::vector<std::string> ReplicatedStore::TakeStrays(bool* overflowed) {
+  absl::MutexLock lock(&strays_mu_);
+  *overflowed = strays_overflowed_;
+  strays_overflowed_ = false;
+  return std::exchange(strays_, {});
+}
+
+std::optional<Replica> ReplicatedStore::HandoffCopy(std::string_view key) {
+  Replica r{.key = std::string(key), .ring = true, .handoff = true};
+  EntryMeta meta;
+  if (!main_.Peek(key, &meta, &r.deadline)) return std::nullopt;
+  if (meta.tombstone) {
+    r.remove = true;
+  } else if (!main_.Get(key, &r.value, &r.deadline, &meta)) {
+    return std::nullopt;
+  }
+  r.version = meta.version;
+  if (r.version == 0) return std::nullopt;  // written before entries carried versions
+  return r;
+}
+
+bool ReplicatedStore::EraseIfVersion(std::string_view key, uint64_t version) {
+  absl::MutexLock lock(&mu_);
+  EntryMeta have;
+  if (!main_.Peek(key, &have) || have.version != version) return false;
+  return main_.Erase(key);
 }
 
 void ReplicatedStore::PushTo(const std::shared_ptr<Peer>& joined) {
@@ -423,7 +484,10 @@ ReplicationStats ReplicatedStore::stats() const {
           .ring_failures = ring_failures_.load(std::memory_order_relaxed),
           .ring_applied = ring_applied_.load(std::memory_order_relaxed),
           .under_replicated = under_replicated_.load(std::memory_order_relaxed),
-          .quorum_failures = quorum_failures_.load(std::memory_order_relaxed)};
+          .quorum_failures = quorum_failures_.load(std::memory_order_relaxed),
+          .handoff_received = handoff_received_.load(std::memory_order_relaxed),
+          .handoff_received_bytes = handoff_received_bytes_.load(std::memory_order_relaxed),
+          .strays = strays_noted_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace nexus

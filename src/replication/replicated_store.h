@@ -25,9 +25,17 @@
 // highest version they have seen: an older push (reordered, retried) never replaces a newer
 // one, and a removal leaves a tombstone with its version until the copy's deadline so an older
 // push cannot resurrect the key. Versions and the tombstone flag live in the cache entry header
-// (cache/lru_cache.h), not in the value bytes. Main-cache entries stay unversioned (they have no
-// other copies with R = 1, and the 8 version bytes would be paid by every entry); with R > 1
-// they are versioned like hot copies.
+// (cache/lru_cache.h), not in the value bytes. Every entry is versioned, also with R = 1 (8 bytes
+// each): a copy handed over on a membership change (replication/handoff.h) must lose to a newer
+// write the receiver already took, and a removal leaves a tombstone so a copy handed over late
+// cannot bring a deleted key back.
+//
+// Holders: a node stores what it is asked to store, also for a key it does not hold under its
+// own ring (a write or a copy sent by a member whose ring differs while a membership change
+// spreads: a stray). Strays are noted, for Handoff to deliver to the key's holders and drop;
+// while strays wait or a walk after a membership change runs, client reads (Lookup with
+// held_only) skip main-cache copies of keys this node does not hold, so a copy left behind is
+// never served in place of the holders' newer one.
 //
 // Writes: the owner's Write and Remove store locally, then push the change to the other members
 // of the key's replica set and call `done` once every push answered or failed (each push has
@@ -83,6 +91,9 @@ struct ReplicationStats {
   uint64_t ring_applied = 0;      // ring copies received and applied here
   uint64_t under_replicated = 0;  // writes whose pushes ended with fewer than R copies stored
   uint64_t quorum_failures = 0;   // writes that reached fewer than W members (not acknowledged)
+  uint64_t handoff_received = 0;  // copies handed over to this node on membership changes, applied
+  uint64_t handoff_received_bytes = 0;  // their keys and values
+  uint64_t strays = 0;  // keys stored here that this node did not hold (then handed on)
 };
 
 class ReplicatedStore {
@@ -94,8 +105,10 @@ class ReplicatedStore {
   ReplicatedStore(const ReplicatedStore&) = delete;
   ReplicatedStore& operator=(const ReplicatedStore&) = delete;
 
-  // A live copy of `key` in the main or the hot cache (tombstones are not values).
-  bool Lookup(std::string_view key, CachedValue* out);
+  // A live copy of `key` in the main or the hot cache (tombstones are not values). With
+  // `held_only`, while holders are verified (see VerifyHolders) a main-cache copy of a key this
+  // node does not hold is not returned.
+  bool Lookup(std::string_view key, CachedValue* out, bool held_only = false);
 
   // Stores a value the loader returned, unless a client's write got there first (in either
   // cache); returns the value to answer with. A value too large for a shard is returned but
@@ -116,6 +129,25 @@ class ReplicatedStore {
   // Pushes the live hot keys that this node or `joined` owns to `joined` (a member that just
   // joined), without waiting for the answers.
   void PushTo(const std::shared_ptr<Peer>& joined);
+
+  // Membership changes (what replication/handoff.h uses).
+  // Reads check holders from now on (a membership change: copies are about to move).
+  void VerifyHolders() { verify_holders_.store(true, std::memory_order_release); }
+  // Reads stop checking holders, unless strays wait; whether they stopped.
+  bool StopVerifyingHolders();
+  // The keys noted as strays since the last call. `overflowed`: more than kMaxStrays were noted
+  // and some were not kept (a walk of the whole cache finds them).
+  static constexpr size_t kMaxStrays = 4096;
+  std::vector<std::string> TakeStrays(bool* overflowed);
+  // The main-cache copy of `key` as a copy to hand over (a value or a tombstone), if any.
+  std::optional<Replica> HandoffCopy(std::string_view key);
+  // Erases `key`'s main-cache copy if it still has `version` (a copy handed over and no longer
+  // held here); whether it did.
+  bool EraseIfVersion(std::string_view key, uint64_t version);
+  const ReplicatedStoreOptions& options() const { return options_; }
+  // The highest version handed out or seen here.
+  uint64_t last_version() const { return last_version_.load(std::memory_order_relaxed); }
+  PeerPicker& peers() { return *peers_; }
 
   ReplicationStats stats() const;
   ShardedCache& main() { return main_; }
@@ -149,6 +181,8 @@ class ReplicatedStore {
   // minute, so a push still in flight cannot resurrect the key.
   UnixMillis TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const;
   bool replicated() const { return options_.replicas > 1; }
+  // Notes `key` as a stray if this node does not hold it now. Not under mu_.
+  void NoteIfStray(std::string_view key);
   // Logs a failed push, at most once a second.
   void WarnPushFailed(bool ring, const std::string& key, const absl::Status& status);
   // One push to one member; `done` runs with its outcome when it answered or failed.
@@ -175,6 +209,14 @@ class ReplicatedStore {
   std::atomic<int64_t> pushes_in_flight_{0};
   std::atomic<int64_t> last_warning_ms_{std::numeric_limits<int64_t>::min() / 2};
   std::atomic<uint64_t> unlogged_failures_{0};
+  std::atomic<uint64_t> handoff_received_{0};
+  std::atomic<uint64_t> handoff_received_bytes_{0};
+  std::atomic<uint64_t> strays_noted_{0};
+  std::atomic<bool> verify_holders_{false};
+
+  absl::Mutex strays_mu_;
+  std::vector<std::string> strays_ ABSL_GUARDED_BY(strays_mu_);
+  bool strays_overflowed_ ABSL_GUARDED_BY(strays_mu_) = false;
 
   // Serializes version assignment with the local store on the owner (so the owner's copy is
   // always the highest version it handed out), moves between the two caches, and the

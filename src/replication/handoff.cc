@@ -1,0 +1,326 @@
+#include "replication/handoff.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/time.h"
+
+namespace nexus {
+
+namespace {
+
+bool Contains(const std::vector<std::string_view>& names, std::string_view name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+struct Handoff::Item {
+  Replica copy;
+  std::vector<std::string> targets;
+  bool keep = true;  // this node still holds the key
+};
+
+Handoff::Handoff(HandoffOptions options, ReplicatedStore* store, const Clock* clock)
+    : options_(std::move(options)),
+      store_(store),
+      peers_(store->peers()),
+      clock_(clock),
+      self_(peers_.SelfName()) {}
+
+Handoff::~Handoff() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Handoff::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable()) return;
+  placed_ = peers_.Ring();
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Handoff::RingChanged() {
+  store_->VerifyHolders();
+  absl::MutexLock lock(&mu_);
+  changed_ = true;
+}
+
+void Handoff::Run() {
+  absl::MutexLock lock(&mu_);
+  while (!stop_) {
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Handoff* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(h->mu_) {
+                               return h->stop_ || (h->changed_ && !h->draining_);
+                             },
+                             this),
+                         absl::FromChrono(options_.poll));
+    if (stop_) break;
+    if (draining_) continue;
+    changed_ = false;
+    const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
+    if (current == nullptr || placed_ == nullptr) continue;  // no ring: nothing ever moves
+    if (current->generation() != placed_->generation()) {
+      store_->VerifyHolders();
+      const Walk walk{.before = placed_, .after = current};
+      last_change_ = clock_->NowMillis();
+      walking_ = true;
+      mu_.Unlock();
+      const WalkEnd end = RunWalk(walk, nullptr);
+      mu_.Lock();
+      walking_ = false;
+      if (end == WalkEnd::kDone) {
+        placed_ = current;
+        walks_.fetch_add(1, std::memory_order_relaxed);
+      }
+      changed_ = true;  // look again at once: the ring may have moved on meanwhile
+      continue;
+    }
+    if (clock_->NowMillis() - last_change_ < options_.stray_delay.count()) continue;
+    walking_ = true;
+    mu_.Unlock();
+    DeliverStrays();
+    mu_.Lock();
+    walking_ = false;
+    store_->StopVerifyingHolders();
+  }
+}
+
+void Handoff::Place(const Walk& walk, std::string_view key, std::vector<std::string>* targets,
+                    bool* keep) const {
+  const size_t n = store_->options().replicas;
+  const std::vector<std::string_view> before = walk.before->Successors(key, n);
+  const std::vector<std::string_view> after = walk.after->Successors(key, n);
+  const bool held_before = Contains(before, self_);
+  *keep = walk.leaving || Contains(after, self_);
+  bool sender = walk.leaving || !held_before;
+  if (!sender) {
+    // The first holder under `before` that is still a member sends: each copy travels once.
+    for (std::string_view name : before) {
+      if (walk.after->Contains(name)) {
+        sender = name == self_;
+        break;
+      }
+    }
+  }
+  if (!sender) return;
+  for (std::string_view name : after) {
+    // A stray (not held here before) goes to every holder: which of them has it is unknown.
+    if (name != self_ && (!held_before || !Contains(before, name))) targets->emplace_back(name);
+  }
+}
+
+Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
+  ShardedCache& main = store_->main();
+  ShardedCache::Crawl crawl(&main);
+  examined_.store(0, std::memory_order_relaxed);
+  to_examine_.store(main.items(), std::memory_order_relaxed);
+  in_walk_.store(true, std::memory_order_relaxed);
+  struct Reset {
+    std::atomic<bool>* flag;
+    ~Reset() { flag->store(false, std::memory_order_relaxed); }
+  } reset{&in_walk_};
+
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t bytes = 0;
+  std::vector<Item> batch;
+  size_t batch_bytes = 0;
+  bool more = true;
+  while (more) {
+    more = crawl.Step(options_.entries_per_step, [&](const EntryView& e) {
+      examined_.fetch_add(1, std::memory_order_relaxed);
+      if (e.meta.version == 0 || e.meta.version <= walk.since_version) return;
+      Item item;
+      Place(walk, e.key, &item.targets, &item.keep);
+      if (item.targets.empty() && item.keep) return;
+      item.copy = Replica{.key = std::string(e.key),
+                          .value = std::string(e.value),
+                          .deadline = e.deadline,
+                          .version = e.meta.version,
+                          .remove = e.meta.tombstone,
+                          .ring = true,
+                          .handoff = true};
+      batch_bytes += (e.key.size() + e.value.size()) * item.targets.size();
+      batch.push_back(std::move(item));
+    });
+    if (!crawl.ok()) {
+      spdlog::warn("group {}: handoff walk found no free crawl slot; it will run again",
+                   store_->options().group);
+      return WalkEnd::kInterrupted;
+    }
+    if (batch.size() >= options_.batch_entries || batch_bytes >= options_.batch_bytes ||
+        (!more && !batch.empty())) {
+      Send(batch, result);
+      bytes += batch_bytes;
+      batch.clear();
+      batch_bytes = 0;
+      if (!Pace(start, bytes)) return WalkEnd::kInterrupted;
+    }
+    if (walk.deadline != kNoDeadline && clock_->NowMillis() >= walk.deadline) {
+      if (!batch.empty()) Send(batch, result);
+      return WalkEnd::kOutOfTime;
+    }
+    if (Interrupted(walk)) {
+      if (!batch.empty()) Send(batch, result);
+      return WalkEnd::kInterrupted;
+    }
+  }
+  return WalkEnd::kDone;
+}
+
+bool Handoff::Interrupted(const Walk& walk) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return true;
+  }
+  if (walk.leaving) return false;
+  const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
+  return current != nullptr && current->generation() != walk.after->generation();
+}
+
+void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
+  struct Pending {
+    absl::Mutex mu;
+    size_t left ABSL_GUARDED_BY(mu) = 0;
+    std::vector<bool> failed ABSL_GUARDED_BY(mu);
+  };
+  auto pending = std::make_shared<Pending>();
+  {
+    absl::MutexLock lock(&pending->mu);
+    pending->failed.assign(batch.size(), false);
+    for (const Item& item : batch) pending->left += item.targets.size();
+  }
+  const std::string& group = store_->options().group;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    for (const std::string& target : batch[i].targets) {
+      const auto answered = [pending, i](absl::Status s) {
+        absl::MutexLock lock(&pending->mu);
+        if (!s.ok()) pending->failed[i] = true;
+        --pending->left;
+      };
+      std::shared_ptr<Peer> peer = peers_.PeerNamed(target);
+      if (peer == nullptr) {
+        answered(absl::UnavailableError("no longer a member"));
+        continue;
+      }
+      peer->Replicate(group, batch[i].copy, answered);
+    }
+  }
+  std::vector<bool> failed;
+  {
+    absl::MutexLock lock(&pending->mu);
+    pending->mu.Await(absl::Condition(
+        +[](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->left == 0; },
+        pending.get()));
+    failed = pending->failed;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Item& item = batch[i];
+    const uint64_t n = item.targets.size();
+    if (failed[i]) {
+      send_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (result != nullptr) ++result->send_failures;
+    } else {
+      keys_sent_.fetch_add(n, std::memory_order_relaxed);
+      bytes_sent_.fetch_add(n * (item.copy.key.size() + item.copy.value.size()),
+                            std::memory_order_relaxed);
+      if (result != nullptr) result->keys_sent += n;
+    }
+    // Dropped also when a holder did not take it: a copy this node no longer holds must not
+    // be served later, when reads stop checking holders.
+    if (!item.keep && store_->EraseIfVersion(item.copy.key, item.copy.version)) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void Handoff::DeliverStrays() {
+  bool overflowed = false;
+  const std::vector<std::string> keys = store_->TakeStrays(&overflowed);
+  const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
+  if (current == nullptr) return;
+  if (overflowed) {
+    // Too many to list: a walk against the ring itself finds every copy not held here.
+    RunWalk({.before = current, .after = current}, nullptr);
+    return;
+  }
+  const size_t n = store_->options().replicas;
+  std::vector<Item> batch;
+  for (const std::string& key : keys) {
+    if (peers_.Holds(key, n)) continue;  // the ring moved to us since
+    std::optional<Replica> copy = store_->HandoffCopy(key);
+    if (!copy) continue;
+    Item item{.copy = std::move(*copy), .keep = false};
+    for (std::string_view name : current->Successors(key, n)) {
+      if (name != self_) item.targets.emplace_back(name);
+    }
+    batch.push_back(std::move(item));
+    if (batch.size() >= options_.batch_entries) {
+      Send(batch, nullptr);
+      batch.clear();
+    }
+  }
+  if (!batch.empty()) Send(batch, nullptr);
+}
+
+bool Handoff::Pace(std::chrono::steady_clock::time_point start, uint64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  if (options_.rate_bytes > 0) {
+    const auto due = start + std::chrono::microseconds(static_cast<int64_t>(
+                                 static_cast<double>(bytes) * 1e6 / options_.rate_bytes));
+    const auto now = std::chrono::steady_clock::now();
+    if (due > now) {
+      mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Handoff* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(h->mu_) { return h->stop_; }, this),
+          absl::FromChrono(due - now));
+    }
+  }
+  return !stop_;
+}
+
+DrainResult Handoff::Drain(const std::shared_ptr<const RingSnapshot>& after,
+                           std::chrono::milliseconds budget, uint64_t since_version) {
+  DrainResult result;
+  std::shared_ptr<const RingSnapshot> before = peers_.Ring();
+  if (before == nullptr || after == nullptr) return result;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    mu_.Await(absl::Condition(
+        +[](Handoff* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(h->mu_) { return !h->walking_; }, this));
+  }
+  result.watermark = store_->last_version();
+  const WalkEnd end = RunWalk({.before = std::move(before),
+                               .after = after,
+                               .leaving = true,
+                               .since_version = since_version,
+                               .deadline = clock_->NowMillis() + budget.count()},
+                              &result);
+  result.complete = end == WalkEnd::kDone;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = false;
+  }
+  return result;
+}
+
+HandoffStats Handoff::stats() const {
+  const uint64_t examined = examined_.load(std::memory_order_relaxed);
+  const uint64_t total = to_examine_.load(std::memory_order_relaxed);
+  return {.keys_sent = keys_sent_.load(std::memory_order_relaxed),
+          .bytes_sent = bytes_sent_.load(std::memory_order_relaxed),
+          .send_failures = send_failures_.load(std::memory_order_relaxed),
+          .dropped = dropped_.load(std::memory_order_relaxed),
+          .walks = walks_.load(std::memory_order_relaxed),
+          .backlog = in_walk_.load(std::memory_order_relaxed) && total > examined
+                         ? total - examined
+                         : 0};
+}
+
+}  // namespace nexus

@@ -1,0 +1,361 @@
+#include "replication/handoff.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "support/fake_peers.h"
+#include "support/wait.h"
+
+namespace nexus {
+namespace {
+
+using testing::UnusedPeer;
+using testing::WaitFor;
+
+constexpr int64_t kHour = 3'600'000;
+
+class Member;
+
+// A member as another member reaches it: pushes and handed-over copies go straight into its
+// store (Apply), or fail as a refused connection does while it is down.
+class LocalPeer final : public UnusedPeer {
+ public:
+  explicit LocalPeer(Member* member) : member_(member) {}
+  void Replicate(std::string_view group, const Replica& r, StatusCallback done) override;
+  std::atomic<bool> down{false};
+
+ private:
+  Member* const member_;
+};
+
+// One member's view of the cluster: a ring of its own (views change one member at a time, as
+// etcd's watch delivers them) over the shared directory of members.
+class ViewPicker final : public PeerPicker {
+ public:
+  ViewPicker(std::string self, std::map<std::string, std::shared_ptr<LocalPeer>>* directory)
+      : self_(std::move(self)), directory_(directory) {
+    ring_.Add(self_);
+  }
+  void SetView(const std::vector<std::string>& names) { ring_.Reset(names); }
+
+  std::shared_ptr<Peer> PickPeer(std::string_view key) override {
+    const std::optional<std::string> owner = ring_.Owner(key);
+    return !owner || *owner == self_ ? nullptr : PeerNamed(*owner);
+  }
+  ReplicaSet PickReplicas(std::string_view key, size_t n) override {
+    ReplicaSet out;
+    const std::shared_ptr<const RingSnapshot> ring = ring_.Snapshot();
+    out.generation = ring->generation();
+    for (std::string_view name : ring->Successors(key, n)) {
+      out.members.push_back(name == self_ ? nullptr : PeerNamed(name));
+    }
+    return out;
+  }
+  std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
+  std::string_view SelfName() const override { return self_; }
+  std::shared_ptr<Peer> PeerNamed(std::string_view name) override {
+    if (name == self_) return nullptr;
+    auto it = directory_->find(std::string(name));
+    return it == directory_->end() ? nullptr : it->second;
+  }
+
+ private:
+  const std::string self_;
+  std::map<std::string, std::shared_ptr<LocalPeer>>* const directory_;
+  HashRing ring_;
+};
+
+class Member {
+ public:
+  Member(std::string name, size_t replicas, HandoffOptions handoff, const Clock* clock,
+         std::map<std::string, std::shared_ptr<LocalPeer>>* directory)
+      : name(std::move(name)),
+        picker(std::make_shared<ViewPicker>(this->name, directory)),
+        store({.group = "scores",
+               .main_bytes = 16 << 20,
+               .hot_bytes = 1 << 20,
+               .shard_bits = 2,
+               .replicas = replicas,
+               .write_quorum = 1},
+              picker, clock),
+        handoff(handoff, &store, clock) {}
+
+  std::string Value(const std::string& key) {
+    CachedValue v;
+    return store.main().Get(key, &v.data, &v.deadline) ? v.data : "";
+  }
+
+  const std::string name;
+  std::shared_ptr<ViewPicker> picker;
+  ReplicatedStore store;
+  Handoff handoff;
+};
+
+void LocalPeer::Replicate(std::string_view, const Replica& r, StatusCallback done) {
+  if (down) return done(absl::UnavailableError("connection refused"));
+  member_->store.Apply(r);
+  done(absl::OkStatus());
+}
+
+class HandoffTest : public ::testing::Test {
+ protected:
+  Member& Add(const std::string& name) {
+    members_.push_back(
+        std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_));
+    directory_[name] = std::make_shared<LocalPeer>(members_.back().get());
+    return *members_.back();
+  }
+  // A restart: the member comes back empty, with a ring of its own only.
+  Member& Restart(const std::string& name) {
+    for (auto& m : members_) {
+      if (m->name == name) {
+        m = std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_);
+        directory_[name] = std::make_shared<LocalPeer>(m.get());
+        return *m;
+      }
+    }
+    throw std::out_of_range(name);
+  }
+  Member& Get(const std::string& name) {
+    for (auto& m : members_) {
+      if (m->name == name) return *m;
+    }
+    throw std::out_of_range(name);
+  }
+  // Every listed member adopts `names` as the membership (and is told).
+  void View(const std::vector<std::string>& names, const std::vector<std::string>& told) {
+    for (const std::string& n : told) {
+      Get(n).picker->SetView(names);
+      Get(n).handoff.RingChanged();
+    }
+  }
+  std::map<std::string, uint64_t> Walks(const std::vector<std::string>& names) {
+    std::map<std::string, uint64_t> out;
+    for (const std::string& n : names) out[n] = Get(n).handoff.stats().walks;
+    return out;
+  }
+  // Each member finished a walk since `before`, and none has a walk running or strays waiting.
+  void WaitWalked(const std::map<std::string, uint64_t>& before) {
+    ASSERT_TRUE(WaitFor([&] {
+      for (const auto& [n, walks] : before) {
+        Member& m = Get(n);
+        if (m.handoff.stats().walks <= walks || m.handoff.stats().backlog != 0 ||
+            !m.store.StopVerifyingHolders()) {
+          return false;
+        }
+      }
+      return true;
+    })) << "handoff did not settle";
+  }
+  // Starts `names`, gives them the membership `names` and waits for their first walks.
+  void Form(const std::vector<std::string>& names) {
+    for (const auto& n : names) Add(n).handoff.Start();
+    const auto before = Walks(names);
+    View(names, names);
+    WaitWalked(before);
+  }
+  // Writes `count` keys through their primaries under `names`' common view.
+  void WriteAll(int count, const std::string& prefix = "k") {
+    for (int i = 0; i < count; ++i) {
+      const std::string key = prefix + std::to_string(i);
+      const std::string owner(*members_.front()->picker->Ring()->OwnerView(key));
+      absl::Status status = absl::UnknownError("no answer");
+      Get(owner).store.Write(key, "v" + std::to_string(i), clock_.NowMillis() + kHour, false,
+                             [&](absl::Status s) { status = s; });
+      ASSERT_TRUE(status.ok()) << status;
+    }
+  }
+  // How many members hold a live value for `key`.
+  int Copies(const std::string& key) {
+    int n = 0;
+    for (auto& m : members_) n += !m->Value(key).empty();
+    return n;
+  }
+
+  FakeClock clock_{1'700'000'000'000};
+  size_t replicas_ = 1;
+  HandoffOptions options_{.rate_bytes = 0, .stray_delay = std::chrono::milliseconds(0),
+                          .poll = std::chrono::milliseconds(5)};
+  std::map<std::string, std::shared_ptr<LocalPeer>> directory_;
+  std::vector<std::unique_ptr<Member>> members_;
+};
+
+TEST_F(HandoffTest, AJoinMovesTheNewcomersRangeToItAndTheOldHoldersDropIt) {
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  WriteAll(3000);
+  Member& d = Add("d");
+  d.handoff.Start();
+  const std::vector<std::string> abcd = {"a", "b", "c", "d"};
+  const auto before = Walks(abcd);
+  View(abcd, abcd);
+  WaitWalked(before);
+  size_t moved = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const std::string owner(*d.picker->Ring()->OwnerView(key));
+    ASSERT_EQ(Get(owner).Value(key), "v" + std::to_string(i)) << key << " on " << owner;
+    ASSERT_EQ(Copies(key), 1) << key;  // the old owner dropped its copy
+    moved += owner == "d";
+  }
+  // About a quarter of the keys moved, all of them to d, each sent once.
+  EXPECT_GT(moved, 500u);
+  EXPECT_EQ(d.store.stats().handoff_received, moved);
+  uint64_t sent = 0;
+  uint64_t dropped = 0;
+  for (const auto& n : abc) {
+    sent += Get(n).handoff.stats().keys_sent;
+    dropped += Get(n).handoff.stats().dropped;
+  }
+  EXPECT_EQ(sent, moved);
+  EXPECT_EQ(dropped, moved);
+}
+
+TEST_F(HandoffTest, SurvivorsOfADeathRestoreRCopiesAndARestartGetsItsRangeBack) {
+  replicas_ = 2;
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  WriteAll(2000);
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Copies("k" + std::to_string(i)), 2);
+
+  // c dies (kill -9): its copies are gone; the survivors learn it from the membership.
+  directory_["c"]->down = true;
+  auto before = Walks({"a", "b"});
+  View({"a", "b"}, {"a", "b"});
+  WaitWalked(before);
+  for (int i = 0; i < 2000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(Get("a").Value(key), "v" + std::to_string(i)) << key;
+    ASSERT_EQ(Get("b").Value(key), "v" + std::to_string(i)) << key;
+  }
+
+  // c comes back empty and joins: it gets its ranges, and whoever stopped holding them drops
+  // them, so every key again has exactly R copies, on its holders.
+  Restart("c").handoff.Start();
+  before = Walks(abc);
+  View(abc, abc);
+  WaitWalked(before);
+  const std::shared_ptr<const RingSnapshot> ring = Get("a").picker->Ring();
+  for (int i = 0; i < 2000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(Copies(key), 2) << key;
+    for (std::string_view holder : ring->Successors(key, 2)) {
+      ASSERT_EQ(Get(std::string(holder)).Value(key), "v" + std::to_string(i)) << key;
+    }
+  }
+}
+
+TEST_F(HandoffTest, ANewerVersionAtTheReceiverWinsAndTombstonesTravel) {
+  const std::vector<std::string> ab = {"a", "b"};
+  Form(ab);
+  WriteAll(500);
+  Member& c = Add("c");
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  // c knows the new membership first and takes writes and deletes of its keys before the
+  // others hand them over.
+  c.picker->SetView(abc);
+  std::vector<std::string> rewritten;
+  std::vector<std::string> deleted;
+  for (int i = 0; i < 500; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    if (*c.picker->Ring()->OwnerView(key) != "c") continue;
+    clock_.Advance(1);
+    if (rewritten.size() <= deleted.size()) {
+      c.store.Write(key, "new", clock_.NowMillis() + kHour, false, [](absl::Status) {});
+      rewritten.push_back(key);
+    } else {
+      c.store.Remove(key, [](absl::Status) {});
+      deleted.push_back(key);
+    }
+  }
+  ASSERT_FALSE(rewritten.empty());
+  ASSERT_FALSE(deleted.empty());
+  const auto before = Walks(ab);
+  View(abc, ab);
+  WaitWalked(before);
+  for (const std::string& key : rewritten) EXPECT_EQ(c.Value(key), "new") << key;
+  for (const std::string& key : deleted) {
+    EXPECT_EQ(Copies(key), 0) << key;  // the old copy did not bring it back
+  }
+  EXPECT_GT(c.store.stats().stale, 0u);
+}
+
+TEST_F(HandoffTest, ALeavingMemberDrainsToTheNewHoldersThenSendsOnlyWhatChangedSince) {
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  WriteAll(3000);
+  Member& a = Get("a");
+  HashRing without;
+  without.Reset({"b", "c"});
+  const std::shared_ptr<const RingSnapshot> after = without.Snapshot();
+  const size_t owned = a.store.main().items();
+  ASSERT_GT(owned, 500u);
+  const DrainResult first = a.handoff.Drain(after, std::chrono::seconds(30));
+  EXPECT_TRUE(first.complete);
+  EXPECT_EQ(first.send_failures, 0u);
+  EXPECT_EQ(first.keys_sent, owned);
+  // a keeps serving meanwhile: its copies stay until it exits.
+  EXPECT_EQ(a.store.main().items(), owned);
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const std::string holder(*after->OwnerView(key));
+    ASSERT_EQ(Get(holder).Value(key), "v" + std::to_string(i)) << key;
+  }
+  // A write that reached a after the first pass goes out with the second, alone.
+  std::string late;
+  for (int i = 0; i < 3000 && late.empty(); ++i) {
+    if (*a.picker->Ring()->OwnerView("k" + std::to_string(i)) == "a") late = "k" + std::to_string(i);
+  }
+  clock_.Advance(1);
+  a.store.Write(late, "late", clock_.NowMillis() + kHour, false, [](absl::Status) {});
+  const DrainResult second = a.handoff.Drain(after, std::chrono::seconds(30), first.watermark);
+  EXPECT_TRUE(second.complete);
+  EXPECT_EQ(second.keys_sent, 1u);
+  EXPECT_EQ(Get(std::string(*after->OwnerView(late))).Value(late), "late");
+}
+
+TEST_F(HandoffTest, AStrayIsDeliveredToItsHolderAndNotServedMeanwhile) {
+  const std::vector<std::string> ab = {"a", "b"};
+  for (const auto& n : ab) Add(n);
+  View(ab, ab);
+  Member& a = Get("a");
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    if (*a.picker->Ring()->OwnerView("s" + std::to_string(i)) == "b") key = "s" + std::to_string(i);
+  }
+  // A member with an older view sends a a write for a key b holds.
+  a.store.Write(key, "stray", clock_.NowMillis() + kHour, false, [](absl::Status) {});
+  EXPECT_EQ(a.store.stats().strays, 1u);
+  CachedValue v;
+  EXPECT_FALSE(a.store.Lookup(key, &v, /*held_only=*/true));  // not served to a client here
+  EXPECT_TRUE(a.store.Lookup(key, &v, /*held_only=*/false));  // a forwarded read still sees it
+  a.handoff.Start();
+  ASSERT_TRUE(WaitFor([&] { return Get("b").Value(key) == "stray" && a.Value(key).empty(); }));
+  ASSERT_TRUE(WaitFor([&] { return a.store.StopVerifyingHolders(); }));
+}
+
+TEST_F(HandoffTest, CopiesThatCannotBeDeliveredAreStillDroppedAndCounted) {
+  const std::vector<std::string> ab = {"a", "b"};
+  for (const auto& n : ab) Add(n);
+  View({"a"}, ab);
+  WriteAll(200);  // all on a
+  Add("c");
+  directory_["c"]->down = true;
+  Get("a").handoff.Start();
+  const auto before = Walks({"a"});
+  View({"a", "c"}, {"a"});
+  WaitWalked(before);
+  const HandoffStats s = Get("a").handoff.stats();
+  EXPECT_GT(s.send_failures, 0u);
+  EXPECT_EQ(s.keys_sent, 0u);
+  EXPECT_EQ(s.dropped, s.send_failures);
+  EXPECT_EQ(Get("a").store.main().items(), 200u - s.dropped);
+}
+
+}  // namespace
+}  // namespace nexus

@@ -1,11 +1,16 @@
 #include "support/cluster.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace nexus::testing {
 
-std::string NexusBinary() { return NEXUSCACHE_BIN; }
+std::string NexusBinary() {
+  // An A/B run can point the tests at another build's binary.
+  const char* other = std::getenv("NEXUSCACHE_BIN_UNDER_TEST");
+  return other != nullptr && *other != '\0' ? other : NEXUSCACHE_BIN;
+}
 
 Cluster::Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers)
     : extra_args_(std::move(extra_args)), static_peers_(static_peers) {
@@ -65,14 +70,26 @@ int Cluster::AddNode(std::string* failure) {
   return static_cast<int>(nodes_.size() - 1);
 }
 
-// Healthy, and really this node (not another test's process that got the port).
+// Really this node (not another test's process that got the port), and ready (/healthz 200: with
+// --etcd, once it has read the membership).
 bool Cluster::Ready(NodeHandle& n) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  bool ours = false;
   while (std::chrono::steady_clock::now() < give_up) {
     if (!n.process->Running()) return false;
-    const HttpResult r = Http(n.http_port, "GET", "/api/ring", "", std::chrono::milliseconds(500));
-    if (r.status == 200) return r.body.find("\"self\":\"" + n.name + "\"") != std::string::npos;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!ours) {
+      const HttpResult r =
+          Http(n.http_port, "GET", "/api/ring", "", std::chrono::milliseconds(500));
+      if (r.status == 200 && r.body.find("\"self\":\"" + n.name + "\"") == std::string::npos) {
+        return false;
+      }
+      ours = r.status == 200;
+    }
+    if (ours && Http(n.http_port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status ==
+                    200) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
 }

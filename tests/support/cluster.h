@@ -44,7 +44,8 @@ class Cluster {
   std::vector<NodeHandle> nodes_;
 };
 
-// Path of the nexuscache binary under test.
+// Path of the nexuscache binary under test: this build's, or $NEXUSCACHE_BIN_UNDER_TEST (to
+// measure another build with the same tests).
 std::string NexusBinary();
 
 }  // namespace nexus::testing

@@ -195,7 +195,10 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
     uint64_t above = tracked ? it->second.version : 0;
     EntryMeta cached;
     if (hot_.Peek(key, &cached)) above = std::max(above, cached.version);
-    if (main_.Peek(key, &cached)) above = std::max(above, cached.version);
+    // (Every version stored here went through NextVersion or RaiseVersionFloor, so this is a
+    // belt for copies pushed by other primaries; with R = 1 there are none but handed-over
+    // ones, which raised the floor too.)
+    if (replicated() && main_.Peek(key, &cached)) above = std::max(above, cached.version);
     const uint64_t version = NextVersion(above);
     if (hot) {
       main_.Erase(key);

@@ -80,7 +80,8 @@ class HandoffCluster : public ::testing::Test {
           double total = 0;
           for (size_t i : nodes) {
             const uint16_t port = cluster_->node(i).http_port;
-            if (MetricSum(port, "nexuscache_handoff_backlog") != 0) return false;
+            // (-1: a build without handoff, measured with NEXUSCACHE_BIN_UNDER_TEST)
+            if (MetricSum(port, "nexuscache_handoff_backlog") > 0) return false;
             total += MetricSum(port, metric);
           }
           return total == want;
@@ -161,7 +162,7 @@ TEST_F(HandoffCluster, ARollingRestartKeepsTheHitRateWithOneReplica) {
     ASSERT_TRUE(cluster_->Restart(i, &error)) << error;
     ASSERT_TRUE(AllSee(3));
     skip_ = -1;
-    ASSERT_TRUE(Settles(R"(nexuscache_cache_items)", kKeys, {0, 1, 2}))
+    EXPECT_TRUE(Settles(R"(nexuscache_cache_items)", kKeys, {0, 1, 2}))
         << "copies did not settle at one per key";
   }
   const double seconds_taken =

@@ -126,6 +126,18 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
                       for (Group* g : all->All()) total += g->handoff().stats().backlog;
                       return total;
                     });
+  registry.AddGauge("nexuscache_handoff_hints",
+                    "Copies kept here for holders that were unreachable (a substitute's writes "
+                    "and handed-over copies), sent again every second until taken.",
+                    [all] {
+                      double total = 0;
+                      for (Group* g : all->All()) total += g->handoff().stats().hints;
+                      return total;
+                    });
+  registry.AddCounterFn("nexuscache_replica_substitutes_total",
+                        "Ring pushes sent to the next member beyond a key's holders because a "
+                        "holder was unreachable (sloppy quorum).",
+                        sum_replication(&ReplicationStats::substitutes));
   registry.AddGauge("nexuscache_hot_replicas", "Entries held in the hot caches of this node.",
                     [all] {
                       double total = 0;

@@ -87,7 +87,8 @@ void Handoff::Run() {
     DeliverStrays();
     mu_.Lock();
     walking_ = false;
-    store_->StopVerifyingHolders();
+    // Reads stop checking holders once no copy here waits for a holder.
+    if (hints_pending_.load(std::memory_order_relaxed) == 0) store_->StopVerifyingHolders();
   }
 }
 
@@ -188,11 +189,13 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
     absl::Mutex mu;
     size_t left ABSL_GUARDED_BY(mu) = 0;
     std::vector<bool> failed ABSL_GUARDED_BY(mu);
+    std::vector<bool> unreachable ABSL_GUARDED_BY(mu);  // a holder may take it later
   };
   auto pending = std::make_shared<Pending>();
   {
     absl::MutexLock lock(&pending->mu);
     pending->failed.assign(batch.size(), false);
+    pending->unreachable.assign(batch.size(), false);
     for (const Item& item : batch) pending->left += item.targets.size();
   }
   const std::string& group = store_->options().group;
@@ -201,6 +204,7 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
       const auto answered = [pending, i](absl::Status s) {
         absl::MutexLock lock(&pending->mu);
         if (!s.ok()) pending->failed[i] = true;
+        if (IsUnreachable(s)) pending->unreachable[i] = true;
         --pending->left;
       };
       std::shared_ptr<Peer> peer = peers_.PeerNamed(target);
@@ -212,16 +216,19 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
     }
   }
   std::vector<bool> failed;
+  std::vector<bool> unreachable;
   {
     absl::MutexLock lock(&pending->mu);
     pending->mu.Await(absl::Condition(
         +[](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->left == 0; },
         pending.get()));
     failed = pending->failed;
+    unreachable = pending->unreachable;
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     const Item& item = batch[i];
     const uint64_t n = item.targets.size();
+    if (!failed[i]) ForgetHint(item.copy.key);
     if (failed[i]) {
       send_failures_.fetch_add(1, std::memory_order_relaxed);
       if (result != nullptr) ++result->send_failures;
@@ -231,17 +238,53 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
                             std::memory_order_relaxed);
       if (result != nullptr) result->keys_sent += n;
     }
-    // Dropped also when a holder did not take it: a copy this node no longer holds must not
-    // be served later, when reads stop checking holders.
-    if (!item.keep && store_->EraseIfVersion(item.copy.key, item.copy.version)) {
+    if (item.keep) continue;
+    // A copy this node does not hold, for a holder that was unreachable: kept as a hint and
+    // sent again until the holder takes it, it leaves the ring or kHintLifetime passes (reads
+    // here keep checking holders meanwhile, so it is never served).
+    if (unreachable[i] && KeepHint(item.copy.key)) continue;
+    // Else dropped, also when a holder refused it: a copy this node no longer holds must not be
+    // served later, when reads stop checking holders.
+    if (store_->EraseIfVersion(item.copy.key, item.copy.version)) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }
 
+bool Handoff::KeepHint(const std::string& key) {
+  const UnixMillis now = clock_->NowMillis();
+  absl::MutexLock lock(&hints_mu_);
+  auto [it, added] = hints_.try_emplace(key, now);
+  if (added && hints_.size() > ReplicatedStore::kMaxStrays) {
+    hints_.erase(it);
+    return false;
+  }
+  if (now - it->second >= options_.hint_lifetime.count()) {
+    hints_.erase(it);
+    hints_pending_.store(hints_.size(), std::memory_order_relaxed);
+    return false;
+  }
+  hints_pending_.store(hints_.size(), std::memory_order_relaxed);
+  return true;
+}
+
+void Handoff::ForgetHint(const std::string& key) {
+  absl::MutexLock lock(&hints_mu_);
+  if (hints_.erase(key) > 0) hints_pending_.store(hints_.size(), std::memory_order_relaxed);
+}
+
 void Handoff::DeliverStrays() {
   bool overflowed = false;
-  const std::vector<std::string> keys = store_->TakeStrays(&overflowed);
+  std::vector<std::string> keys = store_->TakeStrays(&overflowed);
+  {
+    // Hints are sent again at most once per stray_delay.
+    absl::MutexLock lock(&hints_mu_);
+    const UnixMillis now = clock_->NowMillis();
+    if (!hints_.empty() && now - last_hint_round_ >= options_.stray_delay.count()) {
+      last_hint_round_ = now;
+      for (const auto& [key, since] : hints_) keys.push_back(key);
+    }
+  }
   const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
   if (current == nullptr) return;
   if (overflowed) {
@@ -252,9 +295,12 @@ void Handoff::DeliverStrays() {
   const size_t n = store_->options().replicas;
   std::vector<Item> batch;
   for (const std::string& key : keys) {
-    if (peers_.Holds(key, n)) continue;  // the ring moved to us since
-    std::optional<Replica> copy = store_->HandoffCopy(key);
-    if (!copy) continue;
+    std::optional<Replica> copy;
+    // Held here now (the ring moved to us), or gone (expired, evicted, dropped): no hint left.
+    if (peers_.Holds(key, n) || !(copy = store_->HandoffCopy(key))) {
+      ForgetHint(key);
+      continue;
+    }
     Item item{.copy = std::move(*copy), .keep = false};
     for (std::string_view name : current->Successors(key, n)) {
       if (name != self_) item.targets.emplace_back(name);
@@ -318,9 +364,9 @@ HandoffStats Handoff::stats() const {
           .send_failures = send_failures_.load(std::memory_order_relaxed),
           .dropped = dropped_.load(std::memory_order_relaxed),
           .walks = walks_.load(std::memory_order_relaxed),
-          .backlog = in_walk_.load(std::memory_order_relaxed) && total > examined
-                         ? total - examined
-                         : 0};
+          .hints = hints_pending_.load(std::memory_order_relaxed),
+          .backlog =
+              in_walk_.load(std::memory_order_relaxed) && total > examined ? total - examined : 0};
 }
 
 }  // namespace nexus

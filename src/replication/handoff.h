@@ -20,7 +20,11 @@
 //
 // Strays (ReplicatedStore::TakeStrays: stored here while this node did not hold them) are
 // delivered the same way a key at a time, once the ring has been stable for stray_delay (a
-// membership change takes a moment to reach every node).
+// membership change takes a moment to reach every node). A stray is also how a substitute
+// keeps a write for an unreachable holder (the sloppy quorum of ReplicatedStore): a copy whose
+// holder was unreachable is kept as a hint and sent again every stray_delay until the holder
+// takes it, the ring no longer names it (the next walk places the copy), or hint_lifetime
+// passes.
 //
 // Reads: from a membership change until the walk finished and no stray waits, the store's
 // client reads check that this node holds a key before serving its main-cache copy
@@ -36,6 +40,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -62,6 +67,8 @@ struct HandoffOptions {
   std::chrono::milliseconds stray_delay{1000};
   // How often the thread looks for work it was not told about (a ring changed by /setpeer).
   std::chrono::milliseconds poll{200};
+  // How long a copy for an unreachable holder is kept and sent again (a hint).
+  std::chrono::milliseconds hint_lifetime{10 * 60 * 1000};
 };
 
 struct HandoffStats {
@@ -70,6 +77,7 @@ struct HandoffStats {
   uint64_t send_failures = 0;  // copies a holder did not take (unreachable, refused)
   uint64_t dropped = 0;        // copies dropped here because this node no longer holds them
   uint64_t walks = 0;          // walks finished
+  uint64_t hints = 0;          // copies kept here for holders that were unreachable
   uint64_t backlog = 0;        // entries the running walk has yet to examine (0: none runs)
 };
 
@@ -108,7 +116,7 @@ class Handoff {
   struct Walk {
     std::shared_ptr<const RingSnapshot> before;
     std::shared_ptr<const RingSnapshot> after;
-    bool leaving = false;       // this node is leaving: it sends every copy it has
+    bool leaving = false;  // this node is leaving: it sends every copy it has
     uint64_t since_version = 0;
     UnixMillis deadline = kNoDeadline;
   };
@@ -121,6 +129,10 @@ class Handoff {
   // Sends a batch and waits for every answer; drops the copies no longer held.
   void Send(std::vector<Item>& batch, DrainResult* result);
   void DeliverStrays();
+  // Keeps `key`'s copy as a hint for an unreachable holder; false when it should be dropped
+  // instead (too many hints, or kept for hint_lifetime already).
+  bool KeepHint(const std::string& key);
+  void ForgetHint(const std::string& key);
   // Waits so that `bytes` sent since `start` stay within the rate; false if stopped meanwhile.
   bool Pace(std::chrono::steady_clock::time_point start, uint64_t bytes);
   bool Interrupted(const Walk& walk);
@@ -148,6 +160,12 @@ class Handoff {
   std::atomic<uint64_t> examined_{0};  // by the running walk
   std::atomic<uint64_t> to_examine_{0};
   std::atomic<bool> in_walk_{false};
+
+  absl::Mutex hints_mu_;
+  // Key -> when its first delivery failed.
+  std::map<std::string, UnixMillis> hints_ ABSL_GUARDED_BY(hints_mu_);
+  UnixMillis last_hint_round_ ABSL_GUARDED_BY(hints_mu_) = 0;
+  std::atomic<uint64_t> hints_pending_{0};
 
   std::thread thread_;
 };

@@ -27,7 +27,8 @@ class LocalPeer final : public UnusedPeer {
  public:
   explicit LocalPeer(Member* member) : member_(member) {}
   void Replicate(std::string_view group, const Replica& r, StatusCallback done) override;
-  std::atomic<bool> down{false};
+  std::atomic<bool> down{false};    // answers as a refused connection
+  std::atomic<bool> refuse{false};  // answers, but takes nothing
 
  private:
   Member* const member_;
@@ -98,6 +99,7 @@ class Member {
 
 void LocalPeer::Replicate(std::string_view, const Replica& r, StatusCallback done) {
   if (down) return done(absl::UnavailableError("connection refused"));
+  if (refuse) return done(absl::InvalidArgumentError("refused"));
   member_->store.Apply(r);
   done(absl::OkStatus());
 }
@@ -105,8 +107,7 @@ void LocalPeer::Replicate(std::string_view, const Replica& r, StatusCallback don
 class HandoffTest : public ::testing::Test {
  protected:
   Member& Add(const std::string& name) {
-    members_.push_back(
-        std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_));
+    members_.push_back(std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_));
     directory_[name] = std::make_shared<LocalPeer>(members_.back().get());
     return *members_.back();
   }
@@ -145,7 +146,7 @@ class HandoffTest : public ::testing::Test {
       for (const auto& [n, walks] : before) {
         Member& m = Get(n);
         if (m.handoff.stats().walks <= walks || m.handoff.stats().backlog != 0 ||
-            !m.store.StopVerifyingHolders()) {
+            m.store.verifying_holders()) {
           return false;
         }
       }
@@ -179,7 +180,8 @@ class HandoffTest : public ::testing::Test {
 
   FakeClock clock_{1'700'000'000'000};
   size_t replicas_ = 1;
-  HandoffOptions options_{.rate_bytes = 0, .stray_delay = std::chrono::milliseconds(0),
+  HandoffOptions options_{.rate_bytes = 0,
+                          .stray_delay = std::chrono::milliseconds(0),
                           .poll = std::chrono::milliseconds(5)};
   std::map<std::string, std::shared_ptr<LocalPeer>> directory_;
   std::vector<std::unique_ptr<Member>> members_;
@@ -309,7 +311,8 @@ TEST_F(HandoffTest, ALeavingMemberDrainsToTheNewHoldersThenSendsOnlyWhatChangedS
   // A write that reached a after the first pass goes out with the second, alone.
   std::string late;
   for (int i = 0; i < 3000 && late.empty(); ++i) {
-    if (*a.picker->Ring()->OwnerView("k" + std::to_string(i)) == "a") late = "k" + std::to_string(i);
+    if (*a.picker->Ring()->OwnerView("k" + std::to_string(i)) == "a")
+      late = "k" + std::to_string(i);
   }
   clock_.Advance(1);
   a.store.Write(late, "late", clock_.NowMillis() + kHour, false, [](absl::Status) {});
@@ -336,25 +339,76 @@ TEST_F(HandoffTest, AStrayIsDeliveredToItsHolderAndNotServedMeanwhile) {
   EXPECT_TRUE(a.store.Lookup(key, &v, /*held_only=*/false));  // a forwarded read still sees it
   a.handoff.Start();
   ASSERT_TRUE(WaitFor([&] { return Get("b").Value(key) == "stray" && a.Value(key).empty(); }));
-  ASSERT_TRUE(WaitFor([&] { return a.store.StopVerifyingHolders(); }));
+  ASSERT_TRUE(WaitFor([&] { return !a.store.verifying_holders(); }));
 }
 
-TEST_F(HandoffTest, CopiesThatCannotBeDeliveredAreStillDroppedAndCounted) {
-  const std::vector<std::string> ab = {"a", "b"};
-  for (const auto& n : ab) Add(n);
-  View({"a"}, ab);
-  WriteAll(200);  // all on a
+TEST_F(HandoffTest, CopiesForAnUnreachableHolderWaitAsHintsAndRefusedOnesAreDropped) {
+  Member& a = Add("a");
+  View({"a"}, {"a"});
+  WriteAll(300);  // all on a
   Add("c");
   directory_["c"]->down = true;
-  Get("a").handoff.Start();
-  const auto before = Walks({"a"});
+  a.handoff.Start();
   View({"a", "c"}, {"a"});
+  // c's share cannot be delivered: a keeps it, as hints, and does not serve it meanwhile.
+  ASSERT_TRUE(WaitFor([&] { return a.handoff.stats().walks == 1 && a.handoff.stats().hints > 0; }));
+  const uint64_t moved = a.handoff.stats().hints;
+  EXPECT_EQ(a.store.main().items(), 300u);
+  EXPECT_TRUE(a.store.verifying_holders());
+  EXPECT_GT(a.handoff.stats().send_failures, 0u);
+  // c answers again: every hint reaches it and a drops its copies.
+  directory_["c"]->down = false;
+  ASSERT_TRUE(
+      WaitFor([&] { return a.handoff.stats().hints == 0 && !a.store.verifying_holders(); }));
+  EXPECT_EQ(Get("c").store.main().items(), moved);
+  EXPECT_EQ(a.store.main().items(), 300u - moved);
+  EXPECT_EQ(a.handoff.stats().dropped, moved);
+
+  // A member that answers but refuses copies (not a transport failure): dropped at once,
+  // counted, never served here again.
+  Add("d");
+  directory_["d"]->refuse = true;
+  const auto before = Walks({"a"});
+  View({"a", "c", "d"}, {"a"});
   WaitWalked(before);
-  const HandoffStats s = Get("a").handoff.stats();
-  EXPECT_GT(s.send_failures, 0u);
-  EXPECT_EQ(s.keys_sent, 0u);
-  EXPECT_EQ(s.dropped, s.send_failures);
-  EXPECT_EQ(Get("a").store.main().items(), 200u - s.dropped);
+  const HandoffStats s = a.handoff.stats();
+  EXPECT_EQ(s.hints, 0u);
+  EXPECT_GT(s.dropped, moved);
+  EXPECT_EQ(Get("d").store.main().items(), 0u);
+}
+
+TEST_F(HandoffTest, ASubstituteKeepsAWriteForAnUnreachableHolderAndHandsItOverLater) {
+  replicas_ = 2;
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  // A key whose holders are a (primary) and b; b is unreachable but still in every ring.
+  Member& a = Get("a");
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "h" + std::to_string(i);
+    const auto holders = a.picker->Ring()->Successors(k, 2);
+    if (holders[0] == "a" && holders[1] == "b") key = k;
+  }
+  directory_["b"]->down = true;
+  absl::Status status = absl::UnknownError("no answer");
+  // W = 2 (the store's quorum here is 1; the sloppy quorum is what replicated_store_test
+  // checks): c stands in for b.
+  a.store.Write(key, "hinted", clock_.NowMillis() + kHour, false,
+                [&](absl::Status s) { status = s; });
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(a.store.stats().substitutes, 1u);
+  Member& c = Get("c");
+  EXPECT_EQ(c.Value(key), "hinted");
+  // c keeps it while b cannot take it, and does not serve it to its own clients.
+  ASSERT_TRUE(WaitFor([&] { return c.handoff.stats().hints == 1; }));
+  CachedValue v;
+  EXPECT_FALSE(c.store.Lookup(key, &v, /*held_only=*/true));
+  EXPECT_EQ(c.Value(key), "hinted");
+  // b answers again: the hint reaches it, and c drops its copy.
+  directory_["b"]->down = false;
+  ASSERT_TRUE(WaitFor([&] { return Get("b").Value(key) == "hinted" && c.Value(key).empty(); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return c.handoff.stats().hints == 0 && !c.store.verifying_holders(); }));
 }
 
 }  // namespace

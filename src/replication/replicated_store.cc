@@ -35,7 +35,9 @@ absl::Status TooLarge(std::string_view key, std::string_view value, const char* 
 
 // The answer of one write's ring pushes: OK as soon as `required` members (this one included)
 // stored it, Unavailable once every push answered and fewer did. Counts under-replicated
-// writes (fewer than R copies in the end) and quorum failures.
+// writes (fewer than R copies in the end) and quorum failures. Hands out the substitutes for
+// holders that were unreachable (the sloppy quorum): each member beyond the key's holders at
+// most once per write.
 class ReplicatedStore::Quorum {
  public:
   Quorum(ReplicatedStore* store, std::string key, size_t pushes, StatusCallback done)
@@ -46,6 +48,22 @@ class ReplicatedStore::Quorum {
         done_(std::move(done)) {
     if (required_ == 1) Answer(absl::OkStatus());
     if (pushes == 0) Settle();
+  }
+
+  // The next member on the ring beyond the key's holders not yet used by this write, or null.
+  std::shared_ptr<Peer> NextSpare(const absl::Status& failed) {
+    absl::MutexLock lock(&mu_);
+    if (!spares_) {
+      spares_.emplace();
+      std::vector<std::shared_ptr<Peer>> ring =
+          store_->peers_->PickReplicas(key_, kEveryMember).members;
+      for (size_t i = store_->options_.replicas; i < ring.size(); ++i) {
+        if (ring[i] != nullptr) spares_->push_back(std::move(ring[i]));
+      }
+    }
+    if (next_spare_ >= spares_->size()) return nullptr;
+    errors_.append(errors_.empty() ? "" : "; ").append(std::string(failed.message()));
+    return (*spares_)[next_spare_++];
   }
 
   void Record(const absl::Status& s) {
@@ -89,6 +107,8 @@ class ReplicatedStore::Quorum {
   std::atomic<bool> answered_{false};
   absl::Mutex mu_;
   std::string errors_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::vector<std::shared_ptr<Peer>>> spares_ ABSL_GUARDED_BY(mu_);
+  size_t next_spare_ ABSL_GUARDED_BY(mu_) = 0;
   StatusCallback done_;
 };
 
@@ -334,9 +354,25 @@ void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
   // changed under the write: its copy still counts, it serves reads until the ring settles.)
   const std::vector<std::shared_ptr<Peer>> targets = OtherHolders(replica.key, options_.replicas);
   auto quorum = std::make_shared<Quorum>(this, replica.key, targets.size(), std::move(done));
-  for (const std::shared_ptr<Peer>& peer : targets) {
-    PushOne(peer, replica, [quorum](const absl::Status& s) { quorum->Record(s); });
-  }
+  auto shared = std::make_shared<const Replica>(std::move(replica));
+  for (const std::shared_ptr<Peer>& peer : targets) PushCounted(quorum, peer, shared);
+}
+
+void ReplicatedStore::PushCounted(const std::shared_ptr<Quorum>& quorum,
+                                  const std::shared_ptr<Peer>& peer,
+                                  const std::shared_ptr<const Replica>& replica) {
+  PushOne(peer, *replica, [this, quorum, replica](const absl::Status& s) {
+    // An unreachable holder is replaced for this write by the next member beyond the holders
+    // (a sloppy quorum): it keeps the copy as a stray, a hint, and hands it to the holders
+    // when they answer again (replication/handoff.h).
+    if (IsUnreachable(s)) {
+      if (std::shared_ptr<Peer> spare = quorum->NextSpare(s)) {
+        substitutes_.fetch_add(1, std::memory_order_relaxed);
+        return PushCounted(quorum, spare, replica);
+      }
+    }
+    quorum->Record(s);
+  });
 }
 
 void ReplicatedStore::PushOne(const std::shared_ptr<Peer>& peer, const Replica& replica,
@@ -490,7 +526,8 @@ ReplicationStats ReplicatedStore::stats() const {
           .quorum_failures = quorum_failures_.load(std::memory_order_relaxed),
           .handoff_received = handoff_received_.load(std::memory_order_relaxed),
           .handoff_received_bytes = handoff_received_bytes_.load(std::memory_order_relaxed),
-          .strays = strays_noted_.load(std::memory_order_relaxed)};
+          .strays = strays_noted_.load(std::memory_order_relaxed),
+          .substitutes = substitutes_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace nexus

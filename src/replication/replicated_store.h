@@ -18,6 +18,10 @@
 // (under_replicated). Fewer than W: Unavailable, naming how many stored it (the members that
 // did keep it: a failed write may be partly applied, as in any quorum system). A value the
 // loader returned is stored on the members the same way, without waiting for them.
+// A holder that is unreachable (IsUnreachable: refused, broken, timed out) is replaced for
+// that write by the next member on the ring beyond the holders (Dynamo's sloppy quorum): the
+// substitute stores the copy, which is a stray there (a hint), and its Handoff hands it to the
+// holders once they answer; the substitute's copy counts toward W.
 //
 // Versions: the owner gives every change a version, monotonic on this node and close to
 // comparable across owners: max(previous + 1, now_ms << 20, any version seen from another
@@ -93,7 +97,8 @@ struct ReplicationStats {
   uint64_t quorum_failures = 0;   // writes that reached fewer than W members (not acknowledged)
   uint64_t handoff_received = 0;  // copies handed over to this node on membership changes, applied
   uint64_t handoff_received_bytes = 0;  // their keys and values
-  uint64_t strays = 0;  // keys stored here that this node did not hold (then handed on)
+  uint64_t strays = 0;       // keys stored here that this node did not hold (then handed on)
+  uint64_t substitutes = 0;  // ring pushes sent to a substitute for an unreachable holder
 };
 
 class ReplicatedStore {
@@ -135,6 +140,7 @@ class ReplicatedStore {
   void VerifyHolders() { verify_holders_.store(true, std::memory_order_release); }
   // Reads stop checking holders, unless strays wait; whether they stopped.
   bool StopVerifyingHolders();
+  bool verifying_holders() const { return verify_holders_.load(std::memory_order_acquire); }
   // The keys noted as strays since the last call. `overflowed`: more than kMaxStrays were noted
   // and some were not kept (a walk of the whole cache finds them).
   static constexpr size_t kMaxStrays = 4096;
@@ -177,6 +183,10 @@ class ReplicatedStore {
   // copies); `done` once W members (this one included) stored it, or with Unavailable when that
   // can no longer happen. Null `done`: nobody waits (a loaded value).
   void PushRing(Replica replica, StatusCallback done);
+  // One ring push counted in `quorum`; an unreachable member is replaced by the quorum's next
+  // spare.
+  void PushCounted(const std::shared_ptr<Quorum>& quorum, const std::shared_ptr<Peer>& peer,
+                   const std::shared_ptr<const Replica>& replica);
   // A tombstone deadline for a key removed here: as long as the copy it removes, and at least a
   // minute, so a push still in flight cannot resurrect the key.
   UnixMillis TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const;
@@ -212,6 +222,7 @@ class ReplicatedStore {
   std::atomic<uint64_t> handoff_received_{0};
   std::atomic<uint64_t> handoff_received_bytes_{0};
   std::atomic<uint64_t> strays_noted_{0};
+  std::atomic<uint64_t> substitutes_{0};
   std::atomic<bool> verify_holders_{false};
 
   absl::Mutex strays_mu_;

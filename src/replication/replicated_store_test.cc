@@ -247,6 +247,39 @@ TEST_F(ReplicatedStoreTest, AWriteThatReachesFewerThanWMembersFailsClearly) {
             std::string_view::npos);
 }
 
+TEST_F(ReplicatedStoreTest, AnUnreachableHolderIsReplacedByTheNextMemberForThatWrite) {
+  // Ring order: this node, the dead holder, then two spares (the first one down as well).
+  auto dead = std::make_shared<testing::UnreachablePeer>();
+  auto spare_down = std::make_shared<testing::UnreachablePeer>();
+  auto spare = std::make_shared<RecordingPeer>();
+  ReplicatedStore store(Replicated(2, 2), FakePicker::OwnerOfAll({dead, spare_down, spare}),
+                        &clock_);
+  ASSERT_TRUE(WriteSync(store, "k", "v", In(kMinute), false).ok());
+  // The substitute got the ring copy (it keeps it as a hint for the holder) and its copy
+  // counted toward W = 2.
+  ASSERT_EQ(spare->replicas.size(), 1u);
+  EXPECT_TRUE(spare->replicas[0].ring);
+  EXPECT_EQ(spare->replicas[0].value, "v");
+  EXPECT_EQ(dead->calls(), 1);
+  EXPECT_EQ(spare_down->calls(), 1);
+  EXPECT_EQ(store.stats().substitutes, 2u);
+  EXPECT_EQ(store.stats().quorum_failures, 0u);
+  EXPECT_EQ(store.stats().under_replicated, 0u);
+  // Deletes go the same way.
+  ASSERT_TRUE(RemoveSync(store, "k").ok());
+  ASSERT_EQ(spare->replicas.size(), 2u);
+  EXPECT_TRUE(spare->replicas[1].remove);
+
+  // Every member beyond the holders down as well: the write fails, naming each failure.
+  ReplicatedStore none(Replicated(2, 2), FakePicker::OwnerOfAll({dead, spare_down}), &clock_);
+  const absl::Status s = WriteSync(none, "k", "v", In(kMinute), false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("stored on 1 of 2 required members: peer down: connection refused; "
+                             "peer down: connection refused"),
+            std::string_view::npos)
+      << s;
+}
+
 TEST_F(ReplicatedStoreTest, RingCopiesKeepTheNewestVersionInTheMainCache) {
   ReplicatedStore store(Replicated(2, 2), std::make_shared<NoPeers>(), &clock_);
   const auto copy = [&](std::string value, uint64_t version, bool remove = false) {

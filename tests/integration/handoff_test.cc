@@ -31,10 +31,10 @@ std::string Value(int i) { return "value-" + std::to_string(i); }
 
 // What readers saw.
 struct Reads {
-  std::atomic<int64_t> hits{0};      // 200 with the value written
-  std::atomic<int64_t> misses{0};    // 404: the key's holder did not have it
-  std::atomic<int64_t> errors{0};    // anything else answered (5xx, wrong value)
-  std::atomic<int64_t> refused{0};   // no answer from the node asked (then another is asked)
+  std::atomic<int64_t> hits{0};     // 200 with the value written
+  std::atomic<int64_t> misses{0};   // 404: the key's holder did not have it
+  std::atomic<int64_t> errors{0};   // anything else answered (5xx, wrong value)
+  std::atomic<int64_t> refused{0};  // no answer from the node asked (then another is asked)
   double HitRate() const {
     const double answered = static_cast<double>(hits + misses + errors);
     return answered == 0 ? 0 : static_cast<double>(hits) / answered;
@@ -165,15 +165,15 @@ TEST_F(HandoffCluster, ARollingRestartKeepsTheHitRateWithOneReplica) {
     EXPECT_TRUE(Settles(R"(nexuscache_cache_items)", kKeys, {0, 1, 2}))
         << "copies did not settle at one per key";
   }
-  const double seconds_taken =
-      std::chrono::duration<double>(SteadyClock::now() - start).count();
+  const double seconds_taken = std::chrono::duration<double>(SteadyClock::now() - start).count();
   StopReaders();
   std::printf(
       "rolling restart, R=1, %d keys: %.1f s; hit rate before %.4f (%lld reads), during %.4f "
       "(%lld hits, %lld misses, %lld errors, %lld refused)\n",
-      kKeys, seconds_taken, before_.HitRate(), static_cast<long long>(before_.hits + before_.misses),
-      during_.HitRate(), static_cast<long long>(during_.hits.load()),
-      static_cast<long long>(during_.misses.load()), static_cast<long long>(during_.errors.load()),
+      kKeys, seconds_taken, before_.HitRate(),
+      static_cast<long long>(before_.hits + before_.misses), during_.HitRate(),
+      static_cast<long long>(during_.hits.load()), static_cast<long long>(during_.misses.load()),
+      static_cast<long long>(during_.errors.load()),
       static_cast<long long>(during_.refused.load()));
   EXPECT_EQ(before_.HitRate(), 1.0);
   EXPECT_GE(during_.HitRate(), 0.95 * before_.HitRate());

@@ -85,8 +85,8 @@ bool Cluster::Ready(NodeHandle& n) {
       }
       ours = r.status == 200;
     }
-    if (ours && Http(n.http_port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status ==
-                    200) {
+    if (ours &&
+        Http(n.http_port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status == 200) {
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

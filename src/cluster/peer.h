@@ -71,6 +71,10 @@ class PeerPicker {
   virtual std::shared_ptr<const RingSnapshot> Ring() { return nullptr; }
   virtual std::string_view SelfName() const { return {}; }
   virtual std::shared_ptr<Peer> PeerNamed(std::string_view /*name*/) { return nullptr; }
+  // The ring without member `name` (as it was before `name` joined, or will be once it left).
+  virtual std::shared_ptr<const RingSnapshot> RingWithout(std::string_view /*name*/) {
+    return nullptr;
+  }
 };
 
 // A single-node cluster: this node owns every key.

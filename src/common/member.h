@@ -2,6 +2,9 @@
 // the host:port peers dial for gRPC; `http` the host:port of its HTTP API, where peers forward
 // requests (empty: unknown, so peers reach it over gRPC only). The same value comes from the
 // --peer flag, from an etcd registration, and is what the ring picker keeps per member.
+// `incarnation` tells one run of a member from the next (set by the node at start, registered
+// in etcd; empty for static members): a member that comes back under the same name and
+// addresses before its old lease expired is seen as restarted, and gets its copies again.
 //
 // Thread-safety: a plain value.
 #pragma once
@@ -14,6 +17,7 @@ struct MemberInfo {
   std::string name;
   std::string grpc;
   std::string http;
+  std::string incarnation;
 
   friend bool operator==(const MemberInfo&, const MemberInfo&) = default;
 };

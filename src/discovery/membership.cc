@@ -7,15 +7,18 @@
 namespace nexus {
 
 std::string MemberInfoToJson(const MemberInfo& info) {
-  return nlohmann::json{{"name", info.name}, {"grpc", info.grpc}, {"http", info.http}}.dump();
+  nlohmann::json j{{"name", info.name}, {"grpc", info.grpc}, {"http", info.http}};
+  if (!info.incarnation.empty()) j["incarnation"] = info.incarnation;
+  return j.dump();
 }
 
 absl::StatusOr<MemberInfo> MemberInfoFromJson(std::string_view json) {
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::InvalidArgumentError("node value is not a JSON object");
   MemberInfo info;
-  for (auto [field, target] : {std::pair{"name", &info.name}, std::pair{"grpc", &info.grpc},
-                               std::pair{"http", &info.http}}) {
+  for (auto [field, target] :
+       {std::pair{"name", &info.name}, std::pair{"grpc", &info.grpc}, std::pair{"http", &info.http},
+        std::pair{"incarnation", &info.incarnation}}) {
     auto it = j.find(field);
     if (it == j.end()) continue;
     if (!it->is_string()) {

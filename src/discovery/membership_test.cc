@@ -26,6 +26,10 @@ TEST(MemberInfoTest, RoundTripsAndRejectsGarbage) {
   auto back = MemberInfoFromJson(MemberInfoToJson(info));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, info);
+  EXPECT_EQ(MemberInfoToJson(info).find("incarnation"), std::string::npos);
+  const MemberInfo run{"svc1", "10.0.0.1:8888", "10.0.0.1:9999", "1700000000000-00ff"};
+  EXPECT_EQ(*MemberInfoFromJson(MemberInfoToJson(run)), run);
+  EXPECT_NE(run, info);  // a restart under the same name and addresses is a change
   EXPECT_FALSE(MemberInfoFromJson("not json").ok());
   EXPECT_FALSE(MemberInfoFromJson("{\"name\":\"a\"}").ok());
   EXPECT_FALSE(MemberInfoFromJson("{\"name\":1,\"grpc\":\"x\"}").ok());

@@ -4,7 +4,9 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstdio>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "common/clock.h"
@@ -14,6 +16,20 @@
 #include "peer/http_routes.h"
 
 namespace nexus {
+
+namespace {
+
+// This run of the node, as the other members tell it from the previous one: start time and a
+// random suffix.
+std::string Incarnation() {
+  char suffix[17];
+  std::snprintf(
+      suffix, sizeof(suffix), "%016llx",
+      static_cast<unsigned long long>(std::random_device{}()) << 32 | std::random_device{}());
+  return std::to_string(SystemClock::Get().NowMillis()) + "-" + suffix;
+}
+
+}  // namespace
 
 struct Node::OriginRuntime {
   boost::asio::io_context ioc;
@@ -129,8 +145,10 @@ absl::Status Node::Start() {
     EtcdMembershipOptions m;
     m.endpoints = config_.etcd;
     m.lease_ttl_seconds = config_.lease_ttl_seconds;
-    m.self = {config_.name, config_.SelfGrpcAddress(),
-              config_.ip_address + ":" + std::to_string(http_->port())};
+    m.self = {.name = config_.name,
+              .grpc = config_.SelfGrpcAddress(),
+              .http = config_.ip_address + ":" + std::to_string(http_->port()),
+              .incarnation = Incarnation()};
     api_->SetReady(false);
     membership_ = std::make_unique<EtcdMembership>(
         m,
@@ -142,8 +160,13 @@ absl::Status Node::Start() {
           members[self] = {.grpc = self_address};
           // A member that joins gets the hot keys this node owns; copies of other keys move
           // to their new holders.
-          for (const std::shared_ptr<Peer>& joined : picker->SetMembers(members)) {
-            for (Group* g : groups->All()) g->store().PushTo(joined);
+          for (const RingPeerPicker::Joined& joined : picker->SetMembers(members)) {
+            for (Group* g : groups->All()) {
+              g->store().PushTo(joined.client);
+              // Back under the same name before its lease expired: the ring is unchanged, but
+              // the member lost what it held.
+              if (joined.restarted) g->handoff().Resync(joined.name);
+            }
           }
           for (Group* g : groups->All()) g->handoff().RingChanged();
           api->SetReady(true);
@@ -200,7 +223,7 @@ void Node::Leave() {
                     config_.drain_timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 std::chrono::steady_clock::now() - start));
   };
-  const std::shared_ptr<const RingSnapshot> after = picker_->RingWithoutSelf();
+  const std::shared_ptr<const RingSnapshot> after = picker_->RingWithout(config_.name);
   const bool drain = config_.drain_timeout.count() > 0 && !after->empty();
   // While still a member (and serving), hand every copy to the members that hold it once this
   // node is gone; then leave (revokes the lease) so peers route elsewhere.

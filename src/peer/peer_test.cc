@@ -860,6 +860,30 @@ TEST(RingPeerPickerTest, SetMembersReplacesMembershipInOneGeneration) {
   EXPECT_EQ(picker.generation(), gen + 2);
 }
 
+TEST(RingPeerPickerTest, AMemberBackWithANewIncarnationIsReportedAsRestarted) {
+  RingPeerPicker picker("a", "127.0.0.1:1");
+  using Members = std::map<std::string, MemberInfo>;
+  std::vector<RingPeerPicker::Joined> joined =
+      picker.SetMembers(Members{{"b", {.grpc = "127.0.0.1:2", .incarnation = "1"}}});
+  ASSERT_EQ(joined.size(), 1u);
+  EXPECT_EQ(joined[0].name, "b");
+  EXPECT_FALSE(joined[0].restarted);
+  const uint64_t gen = picker.generation();
+  EXPECT_TRUE(picker.SetMembers(Members{{"b", {.grpc = "127.0.0.1:2", .incarnation = "1"}}})
+                  .empty());  // nothing new
+  joined = picker.SetMembers(Members{{"b", {.grpc = "127.0.0.1:2", .incarnation = "2"}}});
+  ASSERT_EQ(joined.size(), 1u);
+  EXPECT_TRUE(joined[0].restarted);
+  EXPECT_NE(joined[0].client, nullptr);
+  EXPECT_EQ(picker.generation(), gen);  // the ring is the same
+  // A new address is a move, not a restart.
+  joined = picker.SetMembers(Members{{"b", {.grpc = "127.0.0.1:3", .incarnation = "2"}}});
+  ASSERT_EQ(joined.size(), 1u);
+  EXPECT_FALSE(joined[0].restarted);
+  // /setpeer does not know incarnations: the same address keeps the one known.
+  EXPECT_FALSE(picker.AddMember("b", "127.0.0.1:3"));
+}
+
 TEST(RingPeerPickerTest, ConcurrentPicksDuringMembershipChanges) {
   const spdlog::level::level_enum level = spdlog::get_level();
   spdlog::set_level(spdlog::level::warn);  // membership changes log at info

@@ -68,10 +68,10 @@ std::shared_ptr<Peer> RingPeerPicker::PeerNamed(std::string_view name) {
   return it == members_.end() ? nullptr : it->second.client;
 }
 
-std::shared_ptr<const RingSnapshot> RingPeerPicker::RingWithoutSelf() const {
+std::shared_ptr<const RingSnapshot> RingPeerPicker::RingWithout(std::string_view name) {
   std::vector<std::string> others;
-  for (const std::string& name : ring_.Snapshot()->members()) {
-    if (name != self_name_) others.push_back(name);
+  for (const std::string& member : ring_.Snapshot()->members()) {
+    if (member != name) others.push_back(member);
   }
   HashRing ring(RingOptions{.vnodes = options_.vnodes});
   ring.Reset(others);
@@ -92,16 +92,16 @@ void RingPeerPicker::RetireLocked(Member& member) {
   member.client.reset();
 }
 
-std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
+std::vector<RingPeerPicker::Joined> RingPeerPicker::SetMembers(
     const std::map<std::string, std::string>& name_to_grpc_address) {
   std::map<std::string, MemberInfo> members;
   for (const auto& [name, grpc] : name_to_grpc_address) members[name] = {.grpc = grpc};
   return SetMembers(members);
 }
 
-std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
+std::vector<RingPeerPicker::Joined> RingPeerPicker::SetMembers(
     const std::map<std::string, MemberInfo>& members) {
-  std::vector<std::shared_ptr<Peer>> joined;
+  std::vector<Joined> joined;
   absl::MutexLock lock(&mu_);
   // Order: clients of new members first, then the ring, then the clients of members that left,
   // so that a PickPeer that read the ring without the lock finds a client (or re-checks).
@@ -118,16 +118,23 @@ std::vector<std::shared_ptr<Peer>> RingPeerPicker::SetMembers(
     auto it = members_.find(name);
     if (it == members_.end()) {
       auto client = NewClient(name, address);
-      joined.push_back(client);
+      joined.push_back({.name = name, .client = client});
       members_.emplace(name, Member{.address = address, .client = std::move(client)});
       spdlog::info("peer: member {} joined at {}{}", name, address.grpc,
                    address.http.empty() ? "" : " (http " + address.http + ")");
     } else if (it->second.address != address) {
-      spdlog::info("peer: member {} moved from {} to {}{}", name, it->second.address.grpc,
-                   address.grpc, address.http.empty() ? "" : " (http " + address.http + ")");
+      const MemberInfo& was = it->second.address;
+      const bool restarted = was.grpc == address.grpc && was.http == address.http;
+      if (restarted) {
+        spdlog::info("peer: member {} restarted (incarnation {} -> {})", name, was.incarnation,
+                     address.incarnation);
+      } else {
+        spdlog::info("peer: member {} moved from {} to {}{}", name, was.grpc, address.grpc,
+                     address.http.empty() ? "" : " (http " + address.http + ")");
+      }
       RetireLocked(it->second);
       it->second = Member{.address = address, .client = NewClient(name, address)};
-      joined.push_back(it->second.client);
+      joined.push_back({.name = name, .client = it->second.client, .restarted = restarted});
     }
   }
   const bool changed = ring_.Reset(names);
@@ -154,6 +161,7 @@ bool RingPeerPicker::AddMember(std::string name, std::string grpc_address,
   if (it != members_.end()) {
     // No HTTP address given (e.g. /setpeer): keep the one known for the same gRPC address.
     if (address.http.empty() && address.grpc == it->second.address.grpc) return false;
+    address.incarnation = it->second.address.incarnation;  // /setpeer does not know it
     if (it->second.address == address) return false;
     spdlog::info("peer: member {} moved from {} to {}", name, it->second.address.grpc,
                  address.grpc);

@@ -66,18 +66,22 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
   std::string_view SelfName() const override { return self_name_; }
   std::shared_ptr<Peer> PeerNamed(std::string_view name) override;
-  // The ring as it will be once this node has left (the placement a leaving node hands its
-  // copies over by).
-  std::shared_ptr<const RingSnapshot> RingWithoutSelf() const;
+  std::shared_ptr<const RingSnapshot> RingWithout(std::string_view name) override;
 
   // Replaces the membership with `members` (+ self, always kept with its own address whatever
   // the map says; empty names ignored) as one change: at most one generation bump. Members
   // whose addresses are unchanged keep their client.
-  // Returns the clients of members that joined with this call (for pushing state to them).
-  std::vector<std::shared_ptr<Peer>> SetMembers(const std::map<std::string, MemberInfo>& members);
+  // Returns the members that joined with this call (for pushing state to them): new ones, ones
+  // at new addresses, and ones that restarted (same name and addresses, a new incarnation:
+  // the ring does not change, but the member lost what it held).
+  struct Joined {
+    std::string name;
+    std::shared_ptr<Peer> client;
+    bool restarted = false;
+  };
+  std::vector<Joined> SetMembers(const std::map<std::string, MemberInfo>& members);
   // The same with gRPC addresses only.
-  std::vector<std::shared_ptr<Peer>> SetMembers(
-      const std::map<std::string, std::string>& name_to_grpc_address);
+  std::vector<Joined> SetMembers(const std::map<std::string, std::string>& name_to_grpc_address);
 
   // Idempotent. True if something changed (new member, or new addresses for a known member,
   // whose client is then replaced). An empty `http_address` for a known member with the same

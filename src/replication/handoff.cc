@@ -51,6 +51,12 @@ void Handoff::RingChanged() {
   changed_ = true;
 }
 
+void Handoff::Resync(std::string name) {
+  absl::MutexLock lock(&mu_);
+  resync_.push_back(std::move(name));
+  changed_ = true;
+}
+
 void Handoff::Run() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
@@ -79,6 +85,25 @@ void Handoff::Run() {
         walks_.fetch_add(1, std::memory_order_relaxed);
       }
       changed_ = true;  // look again at once: the ring may have moved on meanwhile
+      continue;
+    }
+    if (!resync_.empty()) {
+      const std::string name = resync_.back();
+      resync_.pop_back();
+      std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(name);
+      if (without == nullptr || !current->Contains(name)) continue;
+      // As if `name` had just joined: it gets every copy it holds under the current ring.
+      walking_ = true;
+      mu_.Unlock();
+      const WalkEnd end = RunWalk({.before = std::move(without), .after = current}, nullptr);
+      mu_.Lock();
+      walking_ = false;
+      if (end == WalkEnd::kDone) {
+        walks_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        resync_.push_back(name);  // the ring moved on: after the walk it needs
+      }
+      changed_ = true;
       continue;
     }
     if (clock_->NowMillis() - last_change_ < options_.stray_delay.count()) continue;

@@ -102,6 +102,9 @@ class Handoff {
   void Start();
   // The picker's ring changed: reads check holders at once, a walk starts soon.
   void RingChanged();
+  // Member `name` restarted under the same name (its copies are gone, the ring is the same): a
+  // walk hands it every copy it holds, as if it had just joined.
+  void Resync(std::string name);
   // Hands every main-cache copy with a version above `since_version` to its holders under
   // `after` (the ring without this node), within `budget`; the background walk pauses
   // meanwhile. Blocks.
@@ -148,6 +151,7 @@ class Handoff {
   bool changed_ ABSL_GUARDED_BY(mu_) = false;   // RingChanged since the thread last looked
   bool draining_ ABSL_GUARDED_BY(mu_) = false;  // a Drain runs: the thread stays idle
   bool walking_ ABSL_GUARDED_BY(mu_) = false;   // the thread is in a walk
+  std::vector<std::string> resync_ ABSL_GUARDED_BY(mu_);  // members to walk for
   UnixMillis last_change_ ABSL_GUARDED_BY(mu_) = 0;
   // The ring the last finished walk placed copies by.
   std::shared_ptr<const RingSnapshot> placed_ ABSL_GUARDED_BY(mu_);

@@ -59,6 +59,15 @@ class ViewPicker final : public PeerPicker {
   }
   std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
   std::string_view SelfName() const override { return self_; }
+  std::shared_ptr<const RingSnapshot> RingWithout(std::string_view name) override {
+    std::vector<std::string> others;
+    for (const std::string& m : ring_.Snapshot()->members()) {
+      if (m != name) others.push_back(m);
+    }
+    HashRing ring;
+    ring.Reset(others);
+    return ring.Snapshot();
+  }
   std::shared_ptr<Peer> PeerNamed(std::string_view name) override {
     if (name == self_) return nullptr;
     auto it = directory_->find(std::string(name));
@@ -409,6 +418,31 @@ TEST_F(HandoffTest, ASubstituteKeepsAWriteForAnUnreachableHolderAndHandsItOverLa
   ASSERT_TRUE(WaitFor([&] { return Get("b").Value(key) == "hinted" && c.Value(key).empty(); }));
   ASSERT_TRUE(
       WaitFor([&] { return c.handoff.stats().hints == 0 && !c.store.verifying_holders(); }));
+}
+
+TEST_F(HandoffTest, AMemberThatRestartedWithinItsLeaseGetsItsCopiesAgain) {
+  replicas_ = 2;
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  WriteAll(1500);
+  // c is killed and back under the same name before anyone saw it leave: same ring, empty c.
+  Member& c = Restart("c");
+  c.handoff.Start();
+  c.picker->SetView(abc);
+  const auto before = Walks({"a", "b"});
+  for (const char* n : {"a", "b"}) Get(n).handoff.Resync("c");
+  WaitWalked(before);
+  const std::shared_ptr<const RingSnapshot> ring = Get("a").picker->Ring();
+  size_t held_by_c = 0;
+  for (int i = 0; i < 1500; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(Copies(key), 2) << key;
+    for (std::string_view holder : ring->Successors(key, 2)) {
+      ASSERT_EQ(Get(std::string(holder)).Value(key), "v" + std::to_string(i)) << key;
+      held_by_c += holder == "c";
+    }
+  }
+  EXPECT_EQ(c.store.stats().handoff_received, held_by_c);
 }
 
 }  // namespace

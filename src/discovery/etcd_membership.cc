@@ -83,6 +83,30 @@ void EtcdMembership::Publish(const std::map<std::string, MemberInfo>& members) {
   on_change_(members);
 }
 
+namespace {
+
+// A keepalive's TTL counts from when etcd handled it, a little before its answer arrived.
+constexpr auto kLeaseMargin = std::chrono::milliseconds(500);
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void EtcdMembership::ExtendLease(int64_t ttl_seconds) {
+  const auto valid = std::chrono::seconds(ttl_seconds) - kLeaseMargin;
+  lease_valid_until_.store(
+      SteadyNanos() + std::chrono::duration_cast<std::chrono::nanoseconds>(valid).count(),
+      std::memory_order_release);
+}
+
+bool EtcdMembership::HoldsLease() const {
+  return SteadyNanos() < lease_valid_until_.load(std::memory_order_acquire);
+}
+
 void EtcdMembership::RegisterLoop() {
   const std::string key = options_.prefix + options_.self.name;
   const std::string value = MemberInfoToJson(options_.self);
@@ -115,6 +139,7 @@ void EtcdMembership::RegisterLoop() {
     spdlog::info("discovery: registered {} (lease {:x}, ttl {} s)", key, lease->id,
                  lease->ttl_seconds);
     registered_ = true;
+    ExtendLease(lease->ttl_seconds);
     reported_outage = false;
 
     absl::Notification lost;
@@ -126,8 +151,12 @@ void EtcdMembership::RegisterLoop() {
     auto stream = client_.KeepAlive(
         lease->id, interval,
         [&](int64_t ttl) {
-          if (ttl > 0) kept_alive = true;
+          if (ttl > 0) {
+            kept_alive = true;
+            ExtendLease(ttl);
+          }
           if (ttl <= 0) {
+            lease_valid_until_.store(0, std::memory_order_release);
             spdlog::warn("discovery: etcd says lease {:x} is gone", lease->id);
             mark_lost();
           }
@@ -151,7 +180,8 @@ void EtcdMembership::RegisterLoop() {
       stopping = stopping_;
     }
     if (stopping) {
-      // Leave every ring now rather than after the TTL.
+      // Leave every ring now rather than after the TTL (and stop acting on the lease first).
+      lease_valid_until_.store(0, std::memory_order_release);
       if (absl::Status s = client_.Revoke(lease->id); s.ok()) {
         spdlog::info("discovery: revoked lease {:x}; {} left the cluster", lease->id, key);
       } else {
@@ -163,7 +193,9 @@ void EtcdMembership::RegisterLoop() {
     // Best effort: the old lease may still be alive (the stream broke, not the lease); it must
     // not keep a stale registration around, and a stop during the sleep below must not leave
     // one behind either.
-    client_.Revoke(lease->id).IgnoreError();
+    // (While etcd is unreachable the revoke fails and the lease lives until its TTL ran out
+    // since the last keepalive; HoldsLease says so.)
+    if (client_.Revoke(lease->id).ok()) lease_valid_until_.store(0, std::memory_order_release);
     // Back off harder when the stream never carried a keepalive, so a stream that breaks at
     // once does not turn into a grant/put loop.
     backoff = kept_alive ? kInitialBackoff : NextBackoff(backoff, options_.max_backoff);

@@ -56,6 +56,10 @@ class EtcdMembership {
   void Stop();
 
   bool registered() const { return registered_.load(); }
+  // Whether this node's lease is alive as far as it can tell: granted or kept alive less than
+  // its TTL ago (minus a margin for the round trip), and not revoked or reported gone. A node
+  // whose lease may have expired has been, or is about to be, dropped from the others' rings.
+  bool HoldsLease() const;
   // Members as last read from etcd (empty until the first successful read).
   std::map<std::string, MemberInfo> members() const;
 
@@ -76,6 +80,9 @@ class EtcdMembership {
   std::map<std::string, MemberInfo> members_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> registered_{false};
+  // Steady-clock nanoseconds until which the lease is alive (0: none).
+  std::atomic<int64_t> lease_valid_until_{0};
+  void ExtendLease(int64_t ttl_seconds);
   std::thread register_thread_;
   std::thread watch_thread_;
 };

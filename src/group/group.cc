@@ -141,17 +141,31 @@ void Group::Set(std::string_view key, std::string_view value, int64_t ttl_ms, bo
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
-  if (owner == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
   if (options_.replicas <= 1) {
+    if (owner == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
     return owner->Set(options_.name, key, value, ttl_ms, hot, std::move(done));
   }
   SetAt(std::string(key), std::string(value), ttl_ms, hot, std::move(owner), std::nullopt,
         std::move(done));
 }
 
+bool Group::RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next) {
+  if (!options_.primary_check) return false;
+  const absl::Status refused = options_.primary_check();
+  return !refused.ok() && NextHolder(refused, key, rest, next);
+}
+
 void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
                   std::shared_ptr<Peer> holder, Holders rest, StatusCallback done) {
-  if (holder == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
+  if (holder == nullptr) {
+    // This node may not act as primary now (its lease): the next holder does, as for an
+    // unreachable one.
+    if (RefusedHere(key, rest, &holder)) {
+      return SetAt(std::move(key), std::move(value), ttl_ms, hot, std::move(holder),
+                   std::move(rest), std::move(done));
+    }
+    return SetLocal(key, value, ttl_ms, hot, std::move(done));
+  }
   holder->Set(options_.name, key, value, ttl_ms, hot,
               [this, key, value, ttl_ms, hot, rest = std::move(rest),
                done = std::move(done)](absl::Status s) mutable {
@@ -164,30 +178,42 @@ void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
               });
 }
 
+absl::Status Group::MayWriteAsPrimary(std::string_view key) const {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  return options_.primary_check ? options_.primary_check() : absl::OkStatus();
+}
+
 void Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
                      StatusCallback done) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (absl::Status s = MayWriteAsPrimary(key); !s.ok()) return done(s);
   if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
   store_.Write(key, value, jitter_.Deadline(clock_->NowMillis(), ttl_ms), hot, std::move(done));
 }
 
 void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
                        StatusCallback done) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (absl::Status s = MayWriteAsPrimary(key); !s.ok()) return done(s);
   store_.Write(key, value, deadline, hot, std::move(done));
 }
 
 void Group::Delete(std::string_view key, StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
-  if (owner == nullptr) return DeleteLocal(key, std::move(done));
-  if (options_.replicas <= 1) return owner->Delete(options_.name, key, std::move(done));
+  if (options_.replicas <= 1) {
+    if (owner == nullptr) return DeleteLocal(key, std::move(done));
+    return owner->Delete(options_.name, key, std::move(done));
+  }
   DeleteAt(std::string(key), std::move(owner), std::nullopt, std::move(done));
 }
 
 void Group::DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest,
                      StatusCallback done) {
-  if (holder == nullptr) return DeleteLocal(key, std::move(done));
+  if (holder == nullptr) {
+    if (RefusedHere(key, rest, &holder)) {
+      return DeleteAt(std::move(key), std::move(holder), std::move(rest), std::move(done));
+    }
+    return DeleteLocal(key, std::move(done));
+  }
   holder->Delete(
       options_.name, key,
       [this, key, rest = std::move(rest), done = std::move(done)](absl::Status s) mutable {
@@ -200,7 +226,7 @@ void Group::DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest
 }
 
 void Group::DeleteLocal(std::string_view key, StatusCallback done) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (absl::Status s = MayWriteAsPrimary(key); !s.ok()) return done(s);
   store_.Remove(key, std::move(done));
 }
 

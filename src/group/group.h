@@ -36,6 +36,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,10 @@ struct GroupOptions {
   std::optional<uint64_t> jitter_seed;
   // How copies move on membership changes (the thread starts with handoff().Start()).
   HandoffOptions handoff;
+  // Asked before this node takes a write as a key's primary (SetLocal, StoreLocal,
+  // DeleteLocal): a non-OK answer refuses it with that status. The node refuses while it may
+  // have lost its etcd lease (the others may already route the key elsewhere). Unset: always.
+  std::function<absl::Status()> primary_check;
 };
 
 struct GroupStats {
@@ -103,7 +108,8 @@ class Group {
   void Delete(std::string_view key, StatusCallback done);
 
   // Owner-side operations: what a peer's forwarded request runs here. They never forward, but
-  // changes of hot keys are pushed to the replicas before `done` runs.
+  // changes of hot keys are pushed to the replicas before `done` runs. Writes are refused
+  // when options.primary_check says so.
   void GetLocal(std::string_view key, ValueCallback done);
   void SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
                 StatusCallback done);
@@ -132,6 +138,11 @@ class Group {
   // After `status` from a holder: the next holder to ask, or false (answer with `status`).
   bool NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
                   std::shared_ptr<Peer>* next);
+  // True (and the next holder in *next) when options.primary_check refuses writes here and
+  // another holder is left to take the write.
+  bool RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next);
+  // A valid key, and options.primary_check allows writes as its primary.
+  absl::Status MayWriteAsPrimary(std::string_view key) const;
   // A forwarded Get's failure (NotFound excluded) counted in peer_errors.
   void CountPeerError(const absl::Status& status);
   // Each asks `holder` (null: this node), then the rest on IsUnreachable.

@@ -239,6 +239,33 @@ TEST_F(GroupTest, WhenThisNodeIsTheNextHolderItActsAsThePrimary) {
   EXPECT_EQ(single.stats().fallbacks, 0u);
 }
 
+TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {
+  // (The node's check: it may have lost its etcd lease.)
+  const auto lost = [] { return absl::UnavailableError("no lease"); };
+  GroupOptions o = Options();
+  o.primary_check = lost;
+  int calls = 0;
+  Group single(o, MapLoader({{"Tom", "630"}}, &calls), nullptr, &clock_);
+  EXPECT_EQ(SetSync(single, "k", "v", kMinute, false).message(), "no lease");
+  EXPECT_EQ(DeleteSync(single, "k").message(), "no lease");
+  absl::Status forwarded = absl::UnknownError("no answer");
+  single.SetLocal("k", "v", kMinute, false, [&](absl::Status s) { forwarded = s; });
+  EXPECT_EQ(forwarded.message(), "no lease");
+  EXPECT_EQ(GetSync(single, "Tom")->data, "630");  // reads (and loads) go on
+  EXPECT_EQ(single.store().main().items(), 1u);    // only the loaded value
+
+  // With R = 2 this node's writes as primary go to the next holder instead.
+  auto b = std::make_shared<RecordingPeer>();
+  o.replicas = 2;
+  o.write_quorum = 2;
+  Group pair(o, nullptr, FakePicker::OwnerOfAll({b}), &clock_);
+  ASSERT_TRUE(SetSync(pair, "k", "v", kMinute, false).ok());
+  ASSERT_TRUE(DeleteSync(pair, "k").ok());
+  EXPECT_EQ(b->calls, (std::vector<std::string>{"set scores k=v ttl=60000", "delete scores k"}));
+  EXPECT_EQ(pair.stats().fallbacks, 2u);
+  EXPECT_EQ(pair.store().main().items(), 0u);
+}
+
 TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
   auto others = std::make_shared<RecordingPeer>();
   Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);

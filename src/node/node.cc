@@ -72,6 +72,20 @@ Node::Node(Config config) : config_(std::move(config)) {
   group.write_quorum = static_cast<size_t>(config_.write_quorum);
   group.jitter = {.fraction = config_.ttl_jitter, .cap_ms = config_.ttl_jitter_cap_ms};
   group.handoff.rate_bytes = static_cast<int64_t>(config_.handoff_rate);
+  if (!config_.etcd.empty()) {
+    // A node that may have lost its lease has been (or is about to be) dropped from the
+    // others' rings: they route its keys elsewhere, so a write it took as primary could be
+    // lost or shadowed. It refuses them (503; with --replicas > 1 the client's node goes on to
+    // the next holder) until it registers again. Reads go on.
+    group.primary_check = [this] {
+      const EtcdMembership* m = membership_ready_.load(std::memory_order_acquire);
+      if (m != nullptr && m->HoldsLease()) return absl::OkStatus();
+      return absl::UnavailableError(
+          "node " + config_.name +
+          " does not hold its etcd lease (etcd unreachable, or not registered yet): it takes "
+          "no writes as a key's primary until it registers again");
+    };
+  }
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
   owner_ = std::make_unique<OwnerService>(&groups_, &SystemClock::Get(),
@@ -171,6 +185,7 @@ absl::Status Node::Start() {
           for (Group* g : groups->All()) g->handoff().RingChanged();
           api->SetReady(true);
         });
+    membership_ready_.store(membership_.get(), std::memory_order_release);
     membership_->Start();
     // Serving before the first read of the membership would take every key for this node's
     // own; a bounded wait, then (etcd unreachable) serve alone with the ring it has.

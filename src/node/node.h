@@ -10,6 +10,7 @@
 // Thread-safety: Start and Stop from one thread; everything else runs on the servers' threads.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -62,6 +63,8 @@ class Node {
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;
   std::unique_ptr<EtcdMembership> membership_;  // when --etcd is given
+  // membership_ once created, for the groups' primary check (which may run before).
+  std::atomic<const EtcdMembership*> membership_ready_{nullptr};
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -147,6 +147,12 @@ TEST_F(EtcdCluster, NodesKeepServingThroughAnEtcdOutageAndReRegister) {
     std::this_thread::sleep_for(milliseconds(200));
   }
   EXPECT_TRUE(AllSee({"svc1", "svc2", "svc3"}, milliseconds(100)));  // the last known ring
+  // 10 s is past every lease: no node may be sure the others still route its keys to it, so
+  // none takes writes as a primary (reads went on above).
+  const HttpResult refused =
+      Http(cluster_->node(0).http_port, "POST", "/api/set", "key=Tom&value=1&expire=60");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("does not hold its etcd lease"), std::string::npos) << refused.body;
   std::string error;
   ASSERT_TRUE(etcd_->Resume(seconds(20), &error)) << error;
   // etcd restores the old leases on restart, but their keepalive streams died with the
@@ -163,6 +169,13 @@ TEST_F(EtcdCluster, NodesKeepServingThroughAnEtcdOutageAndReRegister) {
   EXPECT_TRUE(registered()) << "nodes are not registered 2x the lease TTL after etcd returned";
   EXPECT_TRUE(AllSee({"svc1", "svc2", "svc3"}, seconds(5)));
   EXPECT_GT(requests, 0);
+  // Registered again: writes are taken again.
+  for (size_t n = 0; n < cluster_->size(); ++n) {
+    EXPECT_EQ(Http(cluster_->node(n).http_port, "POST", "/api/set",
+                   "key=k" + std::to_string(n) + "&value=1&expire=60")
+                  .status,
+              200);
+  }
 }
 
 TEST_F(EtcdCluster, GracefulStopLeavesEveryRingAtOnce) {

@@ -121,19 +121,11 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
   registry.AddGauge("nexuscache_handoff_backlog",
                     "Entries the running handoff walk has yet to examine (re-replication and "
                     "range moves after a membership change; 0 when none runs).",
-                    [all] {
-                      double total = 0;
-                      for (Group* g : all->All()) total += g->handoff().stats().backlog;
-                      return total;
-                    });
+                    sum_handoff(&HandoffStats::backlog));
   registry.AddGauge("nexuscache_handoff_hints",
                     "Copies kept here for holders that were unreachable (a substitute's writes "
                     "and handed-over copies), sent again every second until taken.",
-                    [all] {
-                      double total = 0;
-                      for (Group* g : all->All()) total += g->handoff().stats().hints;
-                      return total;
-                    });
+                    sum_handoff(&HandoffStats::hints));
   registry.AddCounterFn("nexuscache_replica_substitutes_total",
                         "Ring pushes sent to the next member beyond a key's holders because a "
                         "holder was unreachable (sloppy quorum).",

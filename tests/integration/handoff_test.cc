@@ -96,6 +96,16 @@ class HandoffCluster : public ::testing::Test {
       ASSERT_EQ(r.status, 200) << Key(i) << ": " << r.body;
     }
   }
+  // Every `step`th key reads its value through each of `nodes`.
+  void ExpectEveryKeyReads(const std::vector<size_t>& nodes, int step) {
+    for (int i = 0; i < kKeys; i += step) {
+      for (size_t n : nodes) {
+        EXPECT_EQ(Http(cluster_->node(n).http_port, "GET", "/api/get?key=" + Key(i)).body,
+                  "value=" + Value(i) + "\n")
+            << "through node " << n;
+      }
+    }
+  }
   // Readers ask the nodes in turn for random keys, skipping node `skip_` (one being
   // restarted: its clients moved away, as a Kubernetes Service's endpoints do).
   void StartReaders(int threads) {
@@ -180,10 +190,7 @@ TEST_F(HandoffCluster, ARollingRestartKeepsTheHitRateWithOneReplica) {
   EXPECT_GE(during_.HitRate(), 0.95 * before_.HitRate());
   EXPECT_EQ(during_.errors, 0);
   // Every key survived all three restarts.
-  for (int i = 0; i < kKeys; i += 7) {
-    EXPECT_EQ(Http(cluster_->node(i % 3).http_port, "GET", "/api/get?key=" + Key(i)).body,
-              "value=" + Value(i) + "\n");
-  }
+  ExpectEveryKeyReads({0, 1, 2}, 7);
 }
 
 TEST_F(HandoffCluster, AKilledNodeIsReReplicatedAndARestartEndsWithRCopies) {
@@ -212,12 +219,7 @@ TEST_F(HandoffCluster, AKilledNodeIsReReplicatedAndARestartEndsWithRCopies) {
   EXPECT_GT(received, kKeys / 3);
   // Each node holds at most one copy of a key: 2 x keys copies in all, and every key readable
   // from every node.
-  for (int i = 0; i < kKeys; i += 5) {
-    for (size_t n = 0; n < 3; ++n) {
-      EXPECT_EQ(Http(cluster_->node(n).http_port, "GET", "/api/get?key=" + Key(i)).body,
-                "value=" + Value(i) + "\n");
-    }
-  }
+  ExpectEveryKeyReads({0, 1, 2}, 5);
 }
 
 TEST_F(HandoffCluster, ANodeBackWithinItsLeaseTtlGetsItsCopiesAgain) {
@@ -242,10 +244,7 @@ TEST_F(HandoffCluster, ANodeBackWithinItsLeaseTtlGetsItsCopiesAgain) {
       "the kill; the restarted node received %.0f copies\n",
       kKeys, healed, received);
   EXPECT_GT(received, kKeys / 3);
-  for (int i = 0; i < kKeys; i += 5) {
-    EXPECT_EQ(Http(cluster_->node(2).http_port, "GET", "/api/get?key=" + Key(i)).body,
-              "value=" + Value(i) + "\n");
-  }
+  ExpectEveryKeyReads({2}, 5);
 }
 
 }  // namespace

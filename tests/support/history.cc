@@ -1,0 +1,134 @@
+#include "support/history.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <map>
+
+namespace nexus::testing {
+
+namespace {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+constexpr size_t kExamples = 5;
+
+// What the checker keeps of one write or delete.
+struct Write {
+  TimePoint start;
+  TimePoint end;
+  TimePoint effect_end;  // by when it surely took effect (max(): maybe never, maybe later)
+  bool ok;
+  bool remove;
+};
+
+std::string Describe(const Operation& read, const std::string& why) {
+  return "read of '" + read.key + "' -> " + (read.value ? "'" + *read.value + "'" : "not found") +
+         ": " + why;
+}
+
+}  // namespace
+
+std::string UniqueValue(const std::string& key, int writer, uint64_t sequence) {
+  return key + "#" + std::to_string(writer) + "." + std::to_string(sequence);
+}
+
+void History::Record(Operation op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ops_.push_back(std::move(op));
+}
+
+size_t History::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ops_.size();
+}
+
+std::string HistoryReport::Summary() const {
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "%llu operations (%llu reads, %llu acknowledged writes), %llu failed, %llu stale "
+                "reads, %llu acknowledged writes lost, %llu unknown values",
+                static_cast<unsigned long long>(operations), static_cast<unsigned long long>(reads),
+                static_cast<unsigned long long>(acknowledged_writes),
+                static_cast<unsigned long long>(failed),
+                static_cast<unsigned long long>(stale_reads),
+                static_cast<unsigned long long>(lost_writes),
+                static_cast<unsigned long long>(unknown_values));
+  return line;
+}
+
+HistoryReport History::Check() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  HistoryReport report;
+  report.operations = ops_.size();
+  // Per key: its writes, the value each set wrote, its reads.
+  struct Key {
+    std::vector<Write> writes;
+    std::map<std::string, size_t> by_value;  // value -> index in writes
+    std::vector<const Operation*> reads;
+  };
+  std::map<std::string, Key> keys;
+  for (const Operation& op : ops_) {
+    if (!op.ok) ++report.failed;
+    Key& k = keys[op.key];
+    if (op.kind == Operation::Kind::kRead) {
+      ++report.reads;
+      if (op.ok) k.reads.push_back(&op);
+      continue;
+    }
+    if (op.ok) ++report.acknowledged_writes;
+    k.writes.push_back({.start = op.start,
+                        .end = op.end,
+                        .effect_end = op.ok ? op.end : TimePoint::max(),
+                        .ok = op.ok,
+                        .remove = op.kind == Operation::Kind::kDelete});
+    if (op.kind == Operation::Kind::kWrite && op.value) {
+      k.by_value[*op.value] = k.writes.size() - 1;
+    }
+  }
+  const auto note = [&](std::string what) {
+    if (report.examples.size() < kExamples) report.examples.push_back(std::move(what));
+  };
+  for (auto& [name, k] : keys) {
+    // Acknowledged writes by end time, with the latest start among those that ended so far:
+    // a read that started after a write's end must not see anything surely older than it.
+    std::vector<std::pair<TimePoint, TimePoint>> acked;  // (end, max start up to here)
+    for (const Write& w : k.writes) {
+      if (w.ok) acked.emplace_back(w.end, w.start);
+    }
+    std::sort(acked.begin(), acked.end());
+    for (size_t i = 1; i < acked.size(); ++i) {
+      acked[i].second = std::max(acked[i].second, acked[i - 1].second);
+    }
+    // The latest a delete (or the key's initial absence) may have taken effect.
+    TimePoint absent_until = TimePoint::min();
+    for (const Write& w : k.writes) {
+      if (w.remove) absent_until = std::max(absent_until, w.effect_end);
+    }
+    for (const Operation* read : k.reads) {
+      auto it = std::lower_bound(
+          acked.begin(), acked.end(), std::make_pair(read->start, TimePoint::min()));
+      const bool constrained = it != acked.begin();
+      const TimePoint latest = constrained ? std::prev(it)->second : TimePoint::min();
+      if (read->value) {
+        auto w = k.by_value.find(*read->value);
+        if (w == k.by_value.end()) {
+          ++report.unknown_values;
+          note(Describe(*read, "no write wrote this value"));
+          continue;
+        }
+        if (constrained && k.writes[w->second].effect_end < latest) {
+          ++report.stale_reads;
+          note(Describe(*read, "older than a write acknowledged before the read started"));
+        }
+        continue;
+      }
+      if (constrained && absent_until < latest) {
+        ++report.lost_writes;
+        note(Describe(*read, "a set was acknowledged before the read started"));
+      }
+    }
+  }
+  return report;
+}
+
+}  // namespace nexus::testing

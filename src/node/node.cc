@@ -216,6 +216,8 @@ void Node::Stop() {
   spdlog::info("nexuscache {} stopping (grace {} ms)", config_.name,
                config_.shutdown_grace.count());
   if (membership_) Leave();
+  // No more walks: their sends need the servers stopped below.
+  for (Group* g : groups_.All()) g->handoff().Stop();
   if (metrics_http_) metrics_http_->Stop(std::chrono::milliseconds(0));
   http_->Stop(config_.shutdown_grace);
   // Requests whose connection was closed after the grace may still wait on a peer or the

@@ -30,7 +30,9 @@ Handoff::Handoff(HandoffOptions options, ReplicatedStore* store, const Clock* cl
       clock_(clock),
       self_(peers_.SelfName()) {}
 
-Handoff::~Handoff() {
+Handoff::~Handoff() { Stop(); }
+
+void Handoff::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;

@@ -100,6 +100,9 @@ class Handoff {
   // Starts the background thread, taking the picker's current ring as the one copies are
   // placed by now.
   void Start();
+  // Stops the thread (a walk stops after its current batch, whose sends complete within the
+  // peers' deadline). Idempotent; the destructor calls it. No walk runs afterwards.
+  void Stop();
   // The picker's ring changed: reads check holders at once, a walk starts soon.
   void RingChanged();
   // Member `name` restarted under the same name (its copies are gone, the ring is the same): a

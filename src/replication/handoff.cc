@@ -187,7 +187,7 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
       bytes += batch_bytes;
       batch.clear();
       batch_bytes = 0;
-      if (!Pace(start, bytes)) return WalkEnd::kInterrupted;
+      if (!Pace(start, bytes, walk.leaving)) return WalkEnd::kInterrupted;
     }
     if (walk.deadline != kNoDeadline && clock_->NowMillis() >= walk.deadline) {
       if (!batch.empty()) Send(batch, result);
@@ -204,7 +204,8 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
 bool Handoff::Interrupted(const Walk& walk) {
   {
     absl::MutexLock lock(&mu_);
-    if (stop_) return true;
+    // A drain waits for the background walk: it gives way (and runs again afterwards).
+    if (stop_ || (draining_ && !walk.leaving)) return true;
   }
   if (walk.leaving) return false;
   const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
@@ -341,17 +342,24 @@ void Handoff::DeliverStrays() {
   if (!batch.empty()) Send(batch, nullptr);
 }
 
-bool Handoff::Pace(std::chrono::steady_clock::time_point start, uint64_t bytes) {
+bool Handoff::Pace(std::chrono::steady_clock::time_point start, uint64_t bytes, bool leaving) {
   absl::MutexLock lock(&mu_);
   if (options_.rate_bytes > 0) {
     const auto due = start + std::chrono::microseconds(static_cast<int64_t>(
                                  static_cast<double>(bytes) * 1e6 / options_.rate_bytes));
     const auto now = std::chrono::steady_clock::now();
     if (due > now) {
-      mu_.AwaitWithTimeout(
-          absl::Condition(
-              +[](Handoff* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(h->mu_) { return h->stop_; }, this),
-          absl::FromChrono(due - now));
+      // A background walk also wakes for a drain (it gives way to it).
+      struct Wake {
+        Handoff* h;
+        bool leaving;
+      } wake{this, leaving};
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](Wake* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                 return w->h->stop_ || (w->h->draining_ && !w->leaving);
+                               },
+                               &wake),
+                           absl::FromChrono(due - now));
     }
   }
   return !stop_;

@@ -139,8 +139,9 @@ class Handoff {
   // instead (too many hints, or kept for hint_lifetime already).
   bool KeepHint(const std::string& key);
   void ForgetHint(const std::string& key);
-  // Waits so that `bytes` sent since `start` stay within the rate; false if stopped meanwhile.
-  bool Pace(std::chrono::steady_clock::time_point start, uint64_t bytes);
+  // Waits so that `bytes` sent since `start` stay within the rate (a background walk wakes early
+  // when a drain starts); false if stopped meanwhile.
+  bool Pace(std::chrono::steady_clock::time_point start, uint64_t bytes, bool leaving);
   bool Interrupted(const Walk& walk);
 
   const HandoffOptions options_;

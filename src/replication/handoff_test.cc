@@ -445,5 +445,25 @@ TEST_F(HandoffTest, AMemberThatRestartedWithinItsLeaseGetsItsCopiesAgain) {
   EXPECT_EQ(c.store.stats().handoff_received, held_by_c);
 }
 
+TEST_F(HandoffTest, ADrainDoesNotWaitForASlowBackgroundWalk) {
+  options_.rate_bytes = 2000;  // bytes per second: the join's walk below takes a while
+  options_.batch_entries = 8;
+  Member& a = Add("a");
+  View({"a"}, {"a"});
+  WriteAll(400);
+  Add("c");
+  a.handoff.Start();
+  View({"a", "c"}, {"a"});
+  ASSERT_TRUE(WaitFor([&] { return a.handoff.stats().keys_sent > 0; }));
+  // SIGTERM now: the drain runs at once (the walk gives way), within its budget.
+  HashRing without;
+  without.Reset({"c"});
+  const DrainResult drained = a.handoff.Drain(without.Snapshot(), std::chrono::milliseconds(300));
+  EXPECT_EQ(a.handoff.stats().walks, 0u) << "the drain waited for the background walk";
+  EXPECT_GT(drained.keys_sent, 0u);
+  // The background walk then starts again and finishes.
+  ASSERT_TRUE(WaitFor([&] { return a.handoff.stats().walks == 1; }, std::chrono::seconds(60)));
+}
+
 }  // namespace
 }  // namespace nexus

@@ -44,15 +44,14 @@ size_t History::size() const {
 
 std::string HistoryReport::Summary() const {
   char line[256];
-  std::snprintf(line, sizeof(line),
-                "%llu operations (%llu reads, %llu acknowledged writes), %llu failed, %llu stale "
-                "reads, %llu acknowledged writes lost, %llu unknown values",
-                static_cast<unsigned long long>(operations), static_cast<unsigned long long>(reads),
-                static_cast<unsigned long long>(acknowledged_writes),
-                static_cast<unsigned long long>(failed),
-                static_cast<unsigned long long>(stale_reads),
-                static_cast<unsigned long long>(lost_writes),
-                static_cast<unsigned long long>(unknown_values));
+  std::snprintf(
+      line, sizeof(line),
+      "%llu operations (%llu reads, %llu acknowledged writes), %llu failed, %llu stale "
+      "reads, %llu acknowledged writes lost, %llu unknown values",
+      static_cast<unsigned long long>(operations), static_cast<unsigned long long>(reads),
+      static_cast<unsigned long long>(acknowledged_writes), static_cast<unsigned long long>(failed),
+      static_cast<unsigned long long>(stale_reads), static_cast<unsigned long long>(lost_writes),
+      static_cast<unsigned long long>(unknown_values));
   return line;
 }
 
@@ -105,8 +104,8 @@ HistoryReport History::Check() const {
       if (w.remove) absent_until = std::max(absent_until, w.effect_end);
     }
     for (const Operation* read : k.reads) {
-      auto it = std::lower_bound(
-          acked.begin(), acked.end(), std::make_pair(read->start, TimePoint::min()));
+      auto it = std::lower_bound(acked.begin(), acked.end(),
+                                 std::make_pair(read->start, TimePoint::min()));
       const bool constrained = it != acked.begin();
       const TimePoint latest = constrained ? std::prev(it)->second : TimePoint::min();
       if (read->value) {

@@ -51,7 +51,7 @@ TEST_F(HistoryTest, AReadOfAnOlderValueAfterAnAcknowledgedWriteIsStale) {
 TEST_F(HistoryTest, DeletesCountAndAMissingAcknowledgedSetIsALostWrite) {
   Op(Kind::kWrite, "a", 0, 10);
   Op(Kind::kDelete, std::nullopt, 20, 30);
-  Op(Kind::kRead, "a", 40, 41);          // stale: the delete was acknowledged
+  Op(Kind::kRead, "a", 40, 41);           // stale: the delete was acknowledged
   Op(Kind::kRead, std::nullopt, 42, 43);  // fine
   Op(Kind::kWrite, "b", 50, 60);
   Op(Kind::kRead, std::nullopt, 70, 71);  // b lost

@@ -50,15 +50,23 @@ class ReplicatedStore::Quorum {
     if (pushes == 0) Settle();
   }
 
-  // The next member on the ring beyond the key's holders not yet used by this write, or null.
+  // The members this write was pushed to first (its other holders).
+  void Targets(const std::vector<std::shared_ptr<Peer>>& targets) {
+    absl::MutexLock lock(&mu_);
+    tried_ = targets;
+  }
+
+  // The next member in ring order from the key's position that this write has not been pushed
+  // to (beyond its holders; also a member that became a holder if the ring changed meanwhile),
+  // or null.
   std::shared_ptr<Peer> NextSpare(const absl::Status& failed) {
     absl::MutexLock lock(&mu_);
     if (!spares_) {
       spares_.emplace();
-      std::vector<std::shared_ptr<Peer>> ring =
-          store_->peers_->PickReplicas(key_, kEveryMember).members;
-      for (size_t i = store_->options_.replicas; i < ring.size(); ++i) {
-        if (ring[i] != nullptr) spares_->push_back(std::move(ring[i]));
+      for (std::shared_ptr<Peer>& m : store_->peers_->PickReplicas(key_, kEveryMember).members) {
+        if (m != nullptr && std::find(tried_.begin(), tried_.end(), m) == tried_.end()) {
+          spares_->push_back(std::move(m));
+        }
       }
     }
     if (next_spare_ >= spares_->size()) return nullptr;
@@ -107,6 +115,7 @@ class ReplicatedStore::Quorum {
   std::atomic<bool> answered_{false};
   absl::Mutex mu_;
   std::string errors_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Peer>> tried_ ABSL_GUARDED_BY(mu_);
   std::optional<std::vector<std::shared_ptr<Peer>>> spares_ ABSL_GUARDED_BY(mu_);
   size_t next_spare_ ABSL_GUARDED_BY(mu_) = 0;
   StatusCallback done_;
@@ -354,6 +363,7 @@ void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
   // changed under the write: its copy still counts, it serves reads until the ring settles.)
   const std::vector<std::shared_ptr<Peer>> targets = OtherHolders(replica.key, options_.replicas);
   auto quorum = std::make_shared<Quorum>(this, replica.key, targets.size(), std::move(done));
+  quorum->Targets(targets);
   auto shared = std::make_shared<const Replica>(std::move(replica));
   for (const std::shared_ptr<Peer>& peer : targets) PushCounted(quorum, peer, shared);
 }

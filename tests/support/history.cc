@@ -67,7 +67,14 @@ HistoryReport History::Check() const {
   };
   std::map<std::string, Key> keys;
   for (const Operation& op : ops_) {
-    if (!op.ok) ++report.failed;
+    if (!op.ok) {
+      ++report.failed;
+      if (report.failures.size() < kExamples) {
+        static constexpr const char* kKinds[] = {"read", "write", "delete"};
+        report.failures.push_back(std::string(kKinds[static_cast<int>(op.kind)]) + " of '" +
+                                  op.key + "': " + op.error);
+      }
+    }
     Key& k = keys[op.key];
     if (op.kind == Operation::Kind::kRead) {
       ++report.reads;

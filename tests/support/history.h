@@ -43,6 +43,7 @@ struct Operation {
   // The cache answered: a write or delete acknowledged, a read with a value or "not found".
   // False: an error or no answer (the operation's effect is unknown).
   bool ok = false;
+  std::string error;  // what the cache answered instead, for the report
 };
 
 struct HistoryReport {
@@ -54,6 +55,7 @@ struct HistoryReport {
   uint64_t lost_writes = 0;           // "not found" although a set was acknowledged before
   uint64_t unknown_values = 0;        // a value no write wrote
   std::vector<std::string> examples;  // the first few violations, described
+  std::vector<std::string> failures;  // the first few failed operations, described
 
   // One line of figures, for the test's output.
   std::string Summary() const;

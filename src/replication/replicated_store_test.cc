@@ -280,6 +280,47 @@ TEST_F(ReplicatedStoreTest, AnUnreachableHolderIsReplacedByTheNextMemberForThatW
       << s;
 }
 
+TEST_F(ReplicatedStoreTest, AMemberThatBecameAHolderMeanwhileStandsInForTheDeadOne) {
+  // The ring drops the dead holder while the write's push to it fails: the member that took its
+  // place is now one of the key's two holders, not beyond them, and gets the write.
+  struct Members {
+    std::shared_ptr<Peer> dead, next;
+    bool dropped = false;
+  };
+  class Picker final : public PeerPicker {
+   public:
+    explicit Picker(Members* ring) : ring_(ring) {}
+    std::shared_ptr<Peer> PickPeer(std::string_view) override { return nullptr; }
+    ReplicaSet PickReplicas(std::string_view, size_t) override {
+      return {.generation = ring_->dropped ? 2u : 1u,
+              .members = {nullptr, ring_->dropped ? ring_->next : ring_->dead}};
+    }
+
+   private:
+    Members* const ring_;
+  };
+  class Dying final : public testing::UnusedPeer {
+   public:
+    explicit Dying(Members* ring) : ring_(ring) {}
+    void Replicate(std::string_view, const Replica&, StatusCallback done) override {
+      ring_->dropped = true;
+      done(absl::UnavailableError("connection refused"));
+    }
+
+   private:
+    Members* const ring_;
+  };
+  Members ring;
+  ring.dead = std::make_shared<Dying>(&ring);
+  auto next = std::make_shared<RecordingPeer>();
+  ring.next = next;
+  ReplicatedStore store(Replicated(2, 2), std::make_shared<Picker>(&ring), &clock_);
+  ASSERT_TRUE(WriteSync(store, "k", "v", In(kMinute), false).ok());
+  ASSERT_EQ(next->replicas.size(), 1u);
+  EXPECT_EQ(next->replicas[0].value, "v");
+  EXPECT_EQ(store.stats().substitutes, 1u);
+}
+
 TEST_F(ReplicatedStoreTest, RingCopiesKeepTheNewestVersionInTheMainCache) {
   ReplicatedStore store(Replicated(2, 2), std::make_shared<NoPeers>(), &clock_);
   const auto copy = [&](std::string value, uint64_t version, bool remove = false) {

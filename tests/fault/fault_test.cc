@@ -89,9 +89,8 @@ class Load {
       } else if (dice < 95) {
         op.kind = Kind::kWrite;
         op.value = UniqueValue(key, c, ++sequence);
-        const HttpResult r = Http(
-            port, "POST", "/api/set", "key=" + key + "&value=" + *op.value + "&expire=10",
-            seconds(5));
+        const HttpResult r = Http(port, "POST", "/api/set",
+                                  "key=" + key + "&value=" + *op.value + "&expire=10", seconds(5));
         op.ok = r.status == 200;
         if (!op.ok) op.error = Describe(node, r);
       } else {

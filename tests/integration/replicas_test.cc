@@ -72,6 +72,19 @@ KillResult KillOneOfThree(std::vector<std::string> args) {
     return out;
   }
   out.writes_failed = WriteAll(cluster, {0, 1, 2}, "a");
+  // With W = 1 a write is acknowledged before its push to the second holder answered; a kill
+  // right then loses it (as documented). Kill once every push was applied.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        double pushed = 0, applied = 0;
+        for (size_t i = 0; i < cluster.size(); ++i) {
+          pushed += MetricSum(cluster.node(i).http_port, "nexuscache_replica_copies_total");
+          applied +=
+              MetricSum(cluster.node(i).http_port, "nexuscache_replica_copies_applied_total");
+        }
+        return applied == pushed;
+      },
+      seconds(10)));
   cluster.node(2).process->Signal(SIGKILL);
   EXPECT_TRUE(cluster.node(2).process->WaitExit(seconds(5), nullptr));
   out.reads_failed_after_kill = ReadAll(cluster, {0, 1}, "a", &out.first_failure);

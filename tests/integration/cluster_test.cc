@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "support/process.h"
+#include "support/wait.h"
 
 namespace nexus::testing {
 namespace {
@@ -358,8 +359,10 @@ TEST(ProcessTest, MetricsPortServesOnlyMetrics) {
   Cluster one(1, {"--metrics-port", std::to_string(metrics_port)});
   std::string failure;
   ASSERT_TRUE(one.Start(&failure)) << failure;
-  const HttpResult m = Http(metrics_port, "GET", "/metrics");
-  EXPECT_EQ(m.status, 200);
+  // The metrics listener starts just after the API's, which is what Start waited for.
+  HttpResult m;
+  EXPECT_TRUE(WaitFor([&] { return (m = Http(metrics_port, "GET", "/metrics")).status == 200; },
+                      std::chrono::seconds(5), std::chrono::milliseconds(10)));
   EXPECT_NE(m.body.find("# TYPE nexuscache_requests_total counter"), std::string::npos);
   EXPECT_EQ(Http(metrics_port, "GET", "/api/get?key=a").status, 404);
   EXPECT_EQ(Http(metrics_port, "GET", "/api/get?key=a").body, "404 page not found\n");

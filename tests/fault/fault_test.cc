@@ -131,17 +131,16 @@ class FaultCluster : public ::testing::Test {
     cluster_.reset();
     etcd_.reset();
   }
-  bool AllSee(double n, const std::vector<size_t>& nodes) {
-    return WaitFor(
-        [&] {
-          for (size_t i : nodes) {
-            if (MetricSum(cluster_->node(i).http_port, "nexuscache_ring_members") != n) {
-              return false;
-            }
-          }
-          return true;
-        },
-        seconds(15), milliseconds(20));
+  bool AllSee(double n, const std::vector<size_t>& nodes) { return cluster_->RingsHave(n, nodes); }
+  // Scenario 1's fault: 2 s of load, then node 2's clients move to the survivors and it is
+  // killed (at *killed); whether the survivors' rings dropped it.
+  bool KillNodeTwoUnderLoad(SteadyClock::time_point* killed) {
+    load_->Start(4);
+    LoadFor(seconds(2));
+    load_->MarkDown(2);
+    cluster_->node(2).process->Signal(SIGKILL);
+    *killed = SteadyClock::now();
+    return AllSee(2, {0, 1});
   }
   // Runs the load for `d` (a bounded duration, whatever happens meanwhile).
   void LoadFor(milliseconds d) { std::this_thread::sleep_for(d); }
@@ -174,13 +173,8 @@ class FaultCluster : public ::testing::Test {
 
 TEST_F(FaultCluster, KillMinusNineOfOneNodeWithTwoReplicas) {
   ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}));
-  load_->Start(4);
-  LoadFor(seconds(2));
-  // The node's clients move to the survivors, then it dies.
-  load_->MarkDown(2);
-  cluster_->node(2).process->Signal(SIGKILL);
-  const auto killed = SteadyClock::now();
-  ASSERT_TRUE(AllSee(2, {0, 1}));
+  SteadyClock::time_point killed;
+  ASSERT_TRUE(KillNodeTwoUnderLoad(&killed));
   // Healed: the ring dropped it and the survivors hold two copies again (no walk running).
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -204,12 +198,8 @@ TEST_F(FaultCluster, KillMinusNineOfOneNodeWithOneReplica) {
   // The seed's behaviour, under the same load: the dead node's keys are lost with it, and
   // requests for them fail until its lease expires. The checker must see both.
   ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "1"}));
-  load_->Start(4);
-  LoadFor(seconds(2));
-  load_->MarkDown(2);
-  cluster_->node(2).process->Signal(SIGKILL);
-  const auto killed = SteadyClock::now();
-  ASSERT_TRUE(AllSee(2, {0, 1}));
+  SteadyClock::time_point killed;
+  ASSERT_TRUE(KillNodeTwoUnderLoad(&killed));
   const double healed = std::chrono::duration<double>(SteadyClock::now() - killed).count();
   // Stopped at once: more writes would overwrite the lost keys before they are read.
   load_->Stop();

@@ -61,18 +61,8 @@ class HandoffCluster : public ::testing::Test {
     etcd_.reset();
   }
 
-  // Every running node's ring has `n` members.
   bool AllSee(double n, const std::vector<size_t>& nodes = {0, 1, 2}) {
-    return WaitFor(
-        [&] {
-          for (size_t i : nodes) {
-            if (MetricSum(cluster_->node(i).http_port, "nexuscache_ring_members") != n) {
-              return false;
-            }
-          }
-          return true;
-        },
-        seconds(15), milliseconds(20));
+    return cluster_->RingsHave(n, nodes);
   }
   // No node has a handoff walk running, and `metric` summed over `nodes` equals `want`.
   bool Settles(const std::string& metric, double want, const std::vector<size_t>& nodes) {

@@ -121,6 +121,19 @@ bool Cluster::Start(std::string* failure) {
   return false;
 }
 
+bool Cluster::RingsHave(double members, const std::vector<size_t>& nodes) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < give_up) {
+    bool all = true;
+    for (size_t i : nodes) {
+      all = all && MetricSum(nodes_[i].http_port, "nexuscache_ring_members") == members;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 bool Cluster::Restart(size_t i, std::string* failure) {
   NodeHandle& n = nodes_[i];
   n.process.reset();

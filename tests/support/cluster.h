@@ -33,6 +33,9 @@ class Cluster {
   bool Restart(size_t i, std::string* failure);
   // Starts one more node (dynamic-membership clusters only); returns its index, or -1.
   int AddNode(std::string* failure);
+  // Whether every node in `nodes` reports `members` ring members (nexuscache_ring_members)
+  // within 15 s.
+  bool RingsHave(double members, const std::vector<size_t>& nodes);
 
  private:
   void AssignPorts();

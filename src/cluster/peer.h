@@ -25,6 +25,9 @@ class Peer {
   virtual ~Peer() = default;
   // The owner looks in its caches and, on a miss, runs its loader.
   virtual void Get(std::string_view group, std::string_view key, ValueCallback done) = 0;
+  // The member's copy, from its caches only: NotFound when it has none, never a load (what a
+  // key's primary asks the other holders when its own copy is missing, e.g. just restarted).
+  virtual void Peek(std::string_view group, std::string_view key, ValueCallback done) = 0;
   // The owner stores the value with deadline now + ttl + jitter drawn on the owner.
   virtual void Set(std::string_view group, std::string_view key, std::string_view value,
                    int64_t ttl_ms, bool hot, StatusCallback done) = 0;

@@ -115,6 +115,7 @@ void EtcdMembership::RegisterLoop() {
       std::chrono::milliseconds(std::max<int64_t>(300, options_.lease_ttl_seconds * 1000 / 3));
   auto backoff = kInitialBackoff;
   bool reported_outage = false;
+  bool first = true;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -141,6 +142,8 @@ void EtcdMembership::RegisterLoop() {
     registered_ = true;
     ExtendLease(lease->ttl_seconds);
     reported_outage = false;
+    if (!first && options_.on_reregistered) options_.on_reregistered();
+    first = false;
 
     absl::Notification lost;
     std::atomic<bool> lost_flag{false};

@@ -39,6 +39,9 @@ struct EtcdMembershipOptions {
   // Retry cap while etcd is unreachable (never more than a quarter of the lease TTL).
   std::chrono::milliseconds max_backoff{2000};
   std::string prefix = std::string(kNodesPrefix);
+  // Called (on the registering thread) each time this node registered again after its lease
+  // was lost: it may have been out of the others' rings meanwhile, missing their writes.
+  std::function<void()> on_reregistered;
 };
 
 class EtcdMembership {

@@ -45,7 +45,9 @@ void Group::Get(std::string_view key, ValueCallback done) {
   CachedValue hit;
   // A copy this node stopped holding (the membership changed) is not served to a client.
   if (LookupCounted(key, &hit, /*held_only=*/true)) return done(std::move(hit));
-  Load(key, peers_->PickPeer(key), std::move(done));
+  // While the membership changes, the read goes where every write went (ReplicatedStore).
+  Load(key, store_.verifying_holders() ? store_.ReadTarget(key) : peers_->PickPeer(key),
+       std::move(done));
 }
 
 void Group::GetLocal(std::string_view key, ValueCallback done) {
@@ -53,6 +55,14 @@ void Group::GetLocal(std::string_view key, ValueCallback done) {
   CachedValue hit;
   if (LookupCounted(key, &hit, /*held_only=*/false)) return done(std::move(hit));
   Load(key, nullptr, std::move(done));
+}
+
+absl::StatusOr<CachedValue> Group::Peek(std::string_view key) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  CachedValue copy;
+  // Not a copy that may have fallen behind (one this node is not to serve now).
+  if (store_.Lookup(key, &copy, /*held_only=*/true)) return copy;
+  return absl::NotFoundError("no copy here");
 }
 
 void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done) {
@@ -68,7 +78,15 @@ void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallbac
         // A value may have landed while this caller was deciding to load: check again.
         CachedValue hit;
         if (store_.Lookup(key, &hit, /*held_only=*/owner != nullptr)) return fd(std::move(hit));
-        if (owner == nullptr) return LoadFromLoader(key, std::move(fd));
+        if (owner == nullptr) {
+          std::vector<std::shared_ptr<Peer>> others;
+          // (A tombstone here is the answer: the key was deleted, not lost.)
+          if (options_.replicas > 1 && !store_.Deleted(key)) {
+            others = peers_->PickReplicas(key, options_.replicas).members;
+            std::erase(others, nullptr);
+          }
+          return LoadAsPrimary(std::move(key), std::move(others), std::move(fd));
+        }
         FetchFrom(std::move(key), std::move(owner), std::nullopt, std::move(fd));
       },
       [this, done = std::move(done)](const absl::StatusOr<CachedValue>& r, bool shared) mutable {
@@ -99,7 +117,13 @@ bool Group::NextHolder(const absl::Status& status, std::string_view key, Holders
 
 void Group::FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders rest,
                       Flight<CachedValue>::Done fd) {
-  if (holder == nullptr) return LoadFromLoader(key, std::move(fd));
+  if (holder == nullptr) {
+    // The holders before this one were unreachable: this node answers as the primary.
+    CachedValue hit;
+    if (store_.Lookup(key, &hit, /*held_only=*/false)) return fd(std::move(hit));
+    if (!rest || store_.Deleted(key)) return LoadFromLoader(key, std::move(fd));
+    return LoadAsPrimary(std::move(key), std::move(*rest), std::move(fd));
+  }
   peer_gets_.fetch_add(1, std::memory_order_relaxed);
   if (options_.replicas <= 1) {
     // No other holder to try: the callback needs neither the key nor the rest (a forwarded
@@ -120,6 +144,21 @@ void Group::FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders res
                 }
                 fd(std::move(r));
               });
+}
+
+void Group::LoadAsPrimary(std::string key, std::vector<std::shared_ptr<Peer>> others,
+                          Flight<CachedValue>::Done fd) {
+  if (others.empty()) return LoadFromLoader(key, std::move(fd));
+  std::shared_ptr<Peer> holder = std::move(others.front());
+  others.erase(others.begin());
+  holder->Peek(options_.name, key,
+               [this, key, others = std::move(others),
+                fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
+                 if (!r.ok())
+                   return LoadAsPrimary(std::move(key), std::move(others), std::move(fd));
+                 holder_reads_.fetch_add(1, std::memory_order_relaxed);
+                 fd(std::move(r));
+               });
 }
 
 void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd) {
@@ -242,6 +281,7 @@ GroupStats Group::stats() const {
   s.peer_gets = peer_gets_.load(std::memory_order_relaxed);
   s.peer_errors = peer_errors_.load(std::memory_order_relaxed);
   s.fallbacks = fallbacks_.load(std::memory_order_relaxed);
+  s.holder_reads = holder_reads_.load(std::memory_order_relaxed);
   s.replication = store_.stats();
   return s;
 }

@@ -17,7 +17,10 @@
 // With R > 1 (options.replicas) a key's holders are its R ring successors, the owner first: a
 // Get, Set or Delete whose holder is unreachable (IsUnreachable: refused, broken, timed out)
 // goes to the next holder at once, and runs here when this node is that holder (it then acts
-// as the primary: a Get misses into the loader, a write is versioned and pushed from here).
+// as the primary: a write is versioned and pushed from here). A Get that misses on the primary
+// first asks the key's other holders for their copy (Peer::Peek, in ring order), and only
+// when none has one runs the loader: a primary that just restarted or joined, whose copies are
+// still on their way, answers with the holders' value instead of a miss or a reload.
 //
 // Copies: the group's caches, versions and the replication of hot keys to every member live in
 // its ReplicatedStore (replication/replicated_store.h); the owner-side writes here go through
@@ -88,6 +91,7 @@ struct GroupStats {
   uint64_t peer_gets = 0;     // Gets forwarded to the owner
   uint64_t peer_errors = 0;   // forwarded Gets that failed (NotFound excluded)
   uint64_t fallbacks = 0;     // requests sent on to the next holder (the previous unreachable)
+  uint64_t holder_reads = 0;  // primary misses answered with another holder's copy
   ReplicationStats replication;
 };
 
@@ -111,6 +115,9 @@ class Group {
   // changes of hot keys are pushed to the replicas before `done` runs. Writes are refused
   // when options.primary_check says so.
   void GetLocal(std::string_view key, ValueCallback done);
+  // This node's copy as it would serve it to a client (main or hot cache; not a copy it is not
+  // to serve while the membership changes), without loading or counting: NotFound without one.
+  absl::StatusOr<CachedValue> Peek(std::string_view key);
   void SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
                 StatusCallback done);
   // As SetLocal with a deadline already fixed (a seed client's absolute `expire`).
@@ -151,6 +158,10 @@ class Group {
   void SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
              std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
   void DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
+  // As the key's primary, after a local miss: the first of `others` (the other holders) that
+  // has a copy answers, else the loader.
+  void LoadAsPrimary(std::string key, std::vector<std::shared_ptr<Peer>> others,
+                     Flight<CachedValue>::Done fd);
   void LoadFromLoader(const std::string& key, Flight<CachedValue>::Done done);
 
   const GroupOptions options_;
@@ -171,6 +182,7 @@ class Group {
   std::atomic<uint64_t> peer_gets_{0};
   std::atomic<uint64_t> peer_errors_{0};
   std::atomic<uint64_t> fallbacks_{0};
+  std::atomic<uint64_t> holder_reads_{0};
 };
 
 }  // namespace nexus

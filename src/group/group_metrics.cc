@@ -92,6 +92,11 @@ void ExportGroupMetrics(GroupRegistry& groups, metrics::Registry& registry) {
                         "Requests sent on to a key's next holder because the previous one was "
                         "unreachable.",
                         sum_groups(&GroupStats::fallbacks));
+  registry.AddCounterFn("nexuscache_holder_reads_total",
+                        "Gets that missed on the key's primary and were answered with another "
+                        "holder's copy (a primary that restarted or joined, before its copies "
+                        "arrived).",
+                        sum_groups(&GroupStats::holder_reads));
   registry.AddCounterFn("nexuscache_handoff_keys_sent_total",
                         "Copies this node handed to a key's new holder after a membership change "
                         "(joins, graceful leaves, re-replication after a death; one per holder).",

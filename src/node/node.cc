@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/clock.h"
 #include "group/group_metrics.h"
@@ -163,11 +164,15 @@ absl::Status Node::Start() {
               .grpc = config_.SelfGrpcAddress(),
               .http = config_.ip_address + ":" + std::to_string(http_->port()),
               .incarnation = Incarnation()};
+    // Back after the lease expired: the others dropped this node and wrote its keys elsewhere.
+    m.on_reregistered = [groups = &groups_] {
+      for (Group* g : groups->All()) g->handoff().Rejoined();
+    };
     api_->SetReady(false);
     membership_ = std::make_unique<EtcdMembership>(
-        m,
-        [picker = picker_, groups = &groups_, api = api_.get(), self = config_.name,
-         self_address = config_.SelfGrpcAddress()](const std::map<std::string, MemberInfo>& nodes) {
+        m, [picker = picker_, groups = &groups_, api = api_.get(), self = config_.name,
+            self_address = config_.SelfGrpcAddress(),
+            first = std::make_shared<bool>(true)](const std::map<std::string, MemberInfo>& nodes) {
           std::map<std::string, MemberInfo> members;
           for (const auto& [name, info] : nodes) members[name] = info;
           // This node serves its own keys even while etcd has not (re)listed it.
@@ -183,6 +188,10 @@ absl::Status Node::Start() {
             }
           }
           for (Group* g : groups->All()) g->handoff().RingChanged();
+          // Just started: the copies this node holds are with the others until handed over.
+          if (std::exchange(*first, false)) {
+            for (Group* g : groups->All()) g->handoff().Rejoined();
+          }
           api->SetReady(true);
         });
     membership_ready_.store(membership_.get(), std::memory_order_release);

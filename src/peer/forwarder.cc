@@ -357,8 +357,8 @@ Forwarder::Pending Forwarder::NewPending(const ForwardTarget& target,
 }
 
 void Forwarder::Get(const ForwardTarget& target, std::string_view group, std::string_view key,
-                    ValueCallback done) {
-  std::string r = RequestHead("GET", peerwire::kGetPath, target, group, key, {});
+                    ValueCallback done, bool peek) {
+  std::string r = RequestHead("GET", peerwire::kGetPath, target, group, key, peek ? "&peek=1" : "");
   r.append("\r\n");
   Send(target, std::move(r), NewPending(target, std::move(done)));
 }

@@ -86,8 +86,9 @@ class Forwarder final : public io::LoopService {
   static Forwarder* Current();
 
   // The operations of http_wire.h. `target` is copied where needed; `done` runs exactly once.
+  // `peek`: the member's copy only (Peer::Peek).
   void Get(const ForwardTarget& target, std::string_view group, std::string_view key,
-           ValueCallback done);
+           ValueCallback done, bool peek = false);
   void Set(const ForwardTarget& target, std::string_view group, std::string_view key,
            std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done);
   void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,

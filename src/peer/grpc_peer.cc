@@ -59,11 +59,12 @@ class GrpcPeer::Impl {
   }
 
   static void Get(const std::shared_ptr<Impl>& self, std::string_view group, std::string_view key,
-                  ValueCallback done) {
+                  bool peek, ValueCallback done) {
     using GetCall = Call<nexuscachepb::Request, nexuscachepb::Response, ValueCallback>;
     auto* call = new GetCall(self, std::move(done));
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
+    call->request.set_peek(peek);
     self->counter_.Started();
     self->stub_->async()->Get(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
@@ -188,7 +189,11 @@ GrpcPeer::GrpcPeer(std::string name, std::string address, GrpcPeerOptions option
 GrpcPeer::~GrpcPeer() = default;
 
 void GrpcPeer::Get(std::string_view group, std::string_view key, ValueCallback done) {
-  Impl::Get(impl_, group, key, std::move(done));
+  Impl::Get(impl_, group, key, /*peek=*/false, std::move(done));
+}
+
+void GrpcPeer::Peek(std::string_view group, std::string_view key, ValueCallback done) {
+  Impl::Get(impl_, group, key, /*peek=*/true, std::move(done));
 }
 
 void GrpcPeer::Set(std::string_view group, std::string_view key, std::string_view value,

@@ -52,6 +52,7 @@ class GrpcPeer final : public Peer {
   GrpcPeer& operator=(const GrpcPeer&) = delete;
 
   void Get(std::string_view group, std::string_view key, ValueCallback done) override;
+  void Peek(std::string_view group, std::string_view key, ValueCallback done) override;
   void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
            bool hot, StatusCallback done) override;
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override;

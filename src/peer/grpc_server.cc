@@ -68,7 +68,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
     auto* reactor = new GetReactor(served_);
-    owner_->Get(req->group(), req->key(),
+    owner_->Get(req->group(), req->key(), req->peek(),
                 [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
                   // The loser of the race with OnCancel must not touch `reactor` or `resp`:
                   // they may be gone.

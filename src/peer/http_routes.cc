@@ -33,7 +33,7 @@ class PeerRoutes {
 
   void Get(http::Request&& req, http::Responder respond) const {
     owner_->Get(
-        Param(req, "group"), Param(req, "key"),
+        Param(req, "group"), Param(req, "key"), Param(req, "peek") == "1",
         [served = served_, respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
           if (!r.ok()) return respond(Answer(served, r.status()));
           http::Response resp = Answer(served, absl::OkStatus(), std::move(r->data));

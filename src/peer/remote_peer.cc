@@ -109,18 +109,33 @@ RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string h
 RemotePeer::~RemotePeer() = default;
 
 void RemotePeer::Get(std::string_view group, std::string_view key, ValueCallback done) {
+  GetOrPeek(group, key, /*peek=*/false, std::move(done));
+}
+
+void RemotePeer::Peek(std::string_view group, std::string_view key, ValueCallback done) {
+  GetOrPeek(group, key, /*peek=*/true, std::move(done));
+}
+
+void RemotePeer::GetOrPeek(std::string_view group, std::string_view key, bool peek,
+                           ValueCallback done) {
+  const auto over_grpc = [](const std::shared_ptr<GrpcPeer>& grpc, std::string_view group,
+                            std::string_view key, bool peek, ValueCallback done) {
+    peek ? grpc->Peek(group, key, std::move(done)) : grpc->Get(group, key, std::move(done));
+  };
   Forwarder* f = shared_->ForwarderForCall();
-  if (f == nullptr) return shared_->grpc->Get(group, key, std::move(done));
+  if (f == nullptr) return over_grpc(shared_->grpc, group, key, peek, std::move(done));
   shared_->counter.Started();
-  f->Get(*shared_->target, group, key,
-         [shared = shared_, group = std::string(group), key = std::string(key),
-          done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
-           shared->counter.Finished(CallCounter::kGet, r.status());
-           if (shared->RetryOverGrpc(r.status())) {
-             return shared->grpc->Get(group, key, std::move(done));
-           }
-           done(std::move(r));
-         });
+  f->Get(
+      *shared_->target, group, key,
+      [shared = shared_, group = std::string(group), key = std::string(key), peek, over_grpc,
+       done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
+        shared->counter.Finished(CallCounter::kGet, r.status());
+        if (shared->RetryOverGrpc(r.status())) {
+          return over_grpc(shared->grpc, group, key, peek, std::move(done));
+        }
+        done(std::move(r));
+      },
+      peek);
 }
 
 void RemotePeer::Set(std::string_view group, std::string_view key, std::string_view value,

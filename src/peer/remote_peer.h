@@ -53,6 +53,7 @@ class RemotePeer final : public Peer {
   RemotePeer& operator=(const RemotePeer&) = delete;
 
   void Get(std::string_view group, std::string_view key, ValueCallback done) override;
+  void Peek(std::string_view group, std::string_view key, ValueCallback done) override;
   void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
            bool hot, StatusCallback done) override;
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override;
@@ -73,6 +74,7 @@ class RemotePeer final : public Peer {
 
  private:
   struct Shared;  // what in-flight calls keep alive; defined in the .cc
+  void GetOrPeek(std::string_view group, std::string_view key, bool peek, ValueCallback done);
   const std::shared_ptr<Shared> shared_;
 };
 

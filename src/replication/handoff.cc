@@ -20,7 +20,8 @@ bool Contains(const std::vector<std::string_view>& names, std::string_view name)
 struct Handoff::Item {
   Replica copy;
   std::vector<std::string> targets;
-  bool keep = true;  // this node still holds the key
+  bool keep = true;     // this node still holds the key
+  bool linger = false;  // not held, but kept until the transition ends (Walk::keep_all)
 };
 
 Handoff::Handoff(HandoffOptions options, ReplicatedStore* store, const Clock* clock)
@@ -48,8 +49,17 @@ void Handoff::Start() {
 }
 
 void Handoff::RingChanged() {
-  store_->VerifyHolders();
   absl::MutexLock lock(&mu_);
+  store_->BeginTransition(placed_);
+  store_->VerifyHolders();
+  changed_ = true;
+}
+
+void Handoff::Rejoined() {
+  const std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(self_);
+  absl::MutexLock lock(&mu_);
+  store_->BeginTransition(without, /*replace=*/true);
+  last_change_ = clock_->NowMillis();
   changed_ = true;
 }
 
@@ -74,8 +84,9 @@ void Handoff::Run() {
     const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
     if (current == nullptr || placed_ == nullptr) continue;  // no ring: nothing ever moves
     if (current->generation() != placed_->generation()) {
+      store_->BeginTransition(placed_);
       store_->VerifyHolders();
-      const Walk walk{.before = placed_, .after = current};
+      const Walk walk{.before = placed_, .after = current, .keep_all = true};
       last_change_ = clock_->NowMillis();
       walking_ = true;
       mu_.Unlock();
@@ -97,7 +108,8 @@ void Handoff::Run() {
       // As if `name` had just joined: it gets every copy it holds under the current ring.
       walking_ = true;
       mu_.Unlock();
-      const WalkEnd end = RunWalk({.before = std::move(without), .after = current}, nullptr);
+      const WalkEnd end =
+          RunWalk({.before = std::move(without), .after = current, .keep_all = true}, nullptr);
       mu_.Lock();
       walking_ = false;
       if (end == WalkEnd::kDone) {
@@ -108,7 +120,23 @@ void Handoff::Run() {
       changed_ = true;
       continue;
     }
-    if (clock_->NowMillis() - last_change_ < options_.stray_delay.count()) continue;
+    // Every node has had time to see the ring this one has, and its walk is done: reads follow
+    // the current ring; after as long again (the others' reads did too), the copies this node
+    // stopped holding go, and so does the transition.
+    const int64_t stable = clock_->NowMillis() - last_change_;
+    if (stable < options_.stray_delay.count()) continue;
+    store_->EndFormerReads();
+    if (stable < 2 * options_.stray_delay.count()) continue;
+    if (store_->in_transition()) {
+      walking_ = true;
+      mu_.Unlock();
+      const WalkEnd end =
+          RunWalk({.before = current, .after = current, .drop_only = true}, nullptr);
+      mu_.Lock();
+      walking_ = false;
+      if (end != WalkEnd::kDone) continue;
+      store_->EndTransition();
+    }
     walking_ = true;
     mu_.Unlock();
     DeliverStrays();
@@ -126,6 +154,7 @@ void Handoff::Place(const Walk& walk, std::string_view key, std::vector<std::str
   const std::vector<std::string_view> after = walk.after->Successors(key, n);
   const bool held_before = Contains(before, self_);
   *keep = walk.leaving || Contains(after, self_);
+  if (walk.drop_only) return;
   bool sender = walk.leaving || !held_before;
   if (!sender) {
     // The first holder under `before` that is still a member sends: each copy travels once.
@@ -154,6 +183,9 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
     ~Reset() { flag->store(false, std::memory_order_relaxed); }
   } reset{&in_walk_};
 
+  // Copies handed here early are placed (kept if held under walk.after, else dropped) by a
+  // walk that started after they arrived.
+  const uint64_t early_mark = store_->EarlyCopiesMark();
   const auto start = std::chrono::steady_clock::now();
   uint64_t bytes = 0;
   std::vector<Item> batch;
@@ -165,7 +197,8 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
       if (e.meta.version == 0 || e.meta.version <= walk.since_version) return;
       Item item;
       Place(walk, e.key, &item.targets, &item.keep);
-      if (item.targets.empty() && item.keep) return;
+      item.linger = walk.keep_all;
+      if (item.targets.empty() && (item.keep || item.linger)) return;
       item.copy = Replica{.key = std::string(e.key),
                           .value = std::string(e.value),
                           .deadline = e.deadline,
@@ -198,6 +231,7 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
       return WalkEnd::kInterrupted;
     }
   }
+  if (!walk.leaving) store_->EarlyCopiesPlaced(early_mark);
   return WalkEnd::kDone;
 }
 
@@ -256,7 +290,7 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
   for (size_t i = 0; i < batch.size(); ++i) {
     const Item& item = batch[i];
     const uint64_t n = item.targets.size();
-    if (!failed[i]) ForgetHint(item.copy.key);
+    if (!failed[i] && n > 0) ForgetHint(item.copy.key);  // delivered
     if (failed[i]) {
       send_failures_.fetch_add(1, std::memory_order_relaxed);
       if (result != nullptr) ++result->send_failures;
@@ -271,12 +305,20 @@ void Handoff::Send(std::vector<Item>& batch, DrainResult* result) {
     // sent again until the holder takes it, it leaves the ring or kHintLifetime passes (reads
     // here keep checking holders meanwhile, so it is never served).
     if (unreachable[i] && KeepHint(item.copy.key)) continue;
+    // Readers whose ring is the one before may still ask here until the transition ends; the
+    // walk that ends it drops the copy (unless it waits as a hint).
+    if (item.linger || (item.targets.empty() && Hinted(item.copy.key))) continue;
     // Else dropped, also when a holder refused it: a copy this node no longer holds must not be
     // served later, when reads stop checking holders.
     if (store_->EraseIfVersion(item.copy.key, item.copy.version)) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+}
+
+bool Handoff::Hinted(const std::string& key) {
+  absl::MutexLock lock(&hints_mu_);
+  return hints_.contains(key);
 }
 
 bool Handoff::KeepHint(const std::string& key) {

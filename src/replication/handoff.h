@@ -28,7 +28,8 @@
 //
 // Reads: from a membership change until the walk finished and no stray waits, the store's
 // client reads check that this node holds a key before serving its main-cache copy
-// (ReplicatedStore::VerifyHolders).
+// (ReplicatedStore::VerifyHolders); until the ring has been stable for stray_delay, reads and
+// writes also follow the ring before the change (ReplicatedStore's transitions).
 //
 // Drain (a graceful leave, SIGTERM): Drain() hands every copy to its holders under the ring
 // without this node, within a time budget, while the node keeps serving; the node then leaves
@@ -103,8 +104,14 @@ class Handoff {
   // Stops the thread (a walk stops after its current batch, whose sends complete within the
   // peers' deadline). Idempotent; the destructor calls it. No walk runs afterwards.
   void Stop();
-  // The picker's ring changed: reads check holders at once, a walk starts soon.
+  // The picker's ring changed: reads check holders at once (a transition from the ring the last
+  // walk finished with, ReplicatedStore::BeginTransition), a walk starts soon. The transition
+  // ends once the ring has been stable for stray_delay and no walk is left.
   void RingChanged();
+  // This node (re)entered the others' rings: it started, or registered again after its lease
+  // expired, and its copies may be missing or older than the holders'. Until the ring is stable
+  // for stray_delay it is in a transition from the ring without it.
+  void Rejoined();
   // Member `name` restarted under the same name (its copies are gone, the ring is the same): a
   // walk hands it every copy it holds, as if it had just joined.
   void Resync(std::string name);
@@ -123,6 +130,10 @@ class Handoff {
     std::shared_ptr<const RingSnapshot> before;
     std::shared_ptr<const RingSnapshot> after;
     bool leaving = false;  // this node is leaving: it sends every copy it has
+    // In a transition: copies this node stops holding stay until it ends (readers whose ring
+    // is the one before may still ask here); the walk that ends it only drops them (drop_only).
+    bool keep_all = false;
+    bool drop_only = false;
     uint64_t since_version = 0;
     UnixMillis deadline = kNoDeadline;
   };
@@ -138,6 +149,7 @@ class Handoff {
   // Keeps `key`'s copy as a hint for an unreachable holder; false when it should be dropped
   // instead (too many hints, or kept for hint_lifetime already).
   bool KeepHint(const std::string& key);
+  bool Hinted(const std::string& key);
   void ForgetHint(const std::string& key);
   // Waits so that `bytes` sent since `start` stay within the rate (a background walk wakes early
   // when a drain starts); false if stopped meanwhile.

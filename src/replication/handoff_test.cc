@@ -4,7 +4,9 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -33,6 +35,13 @@ class LocalPeer final : public UnusedPeer {
  private:
   Member* const member_;
 };
+
+// Guards the directory of members: the test thread adds and replaces members while the
+// members' handoff threads look them up.
+std::mutex& DirectoryMutex() {
+  static std::mutex mu;
+  return mu;
+}
 
 // One member's view of the cluster: a ring of its own (views change one member at a time, as
 // etcd's watch delivers them) over the shared directory of members.
@@ -70,6 +79,7 @@ class ViewPicker final : public PeerPicker {
   }
   std::shared_ptr<Peer> PeerNamed(std::string_view name) override {
     if (name == self_) return nullptr;
+    std::lock_guard<std::mutex> lock(DirectoryMutex());
     auto it = directory_->find(std::string(name));
     return it == directory_->end() ? nullptr : it->second;
   }
@@ -115,8 +125,13 @@ void LocalPeer::Replicate(std::string_view, const Replica& r, StatusCallback don
 
 class HandoffTest : public ::testing::Test {
  protected:
+  // Every member's thread stops before any member goes: a walk calls the others directly.
+  void TearDown() override {
+    for (auto& m : members_) m->handoff.Stop();
+  }
   Member& Add(const std::string& name) {
     members_.push_back(std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_));
+    std::lock_guard<std::mutex> lock(DirectoryMutex());
     directory_[name] = std::make_shared<LocalPeer>(members_.back().get());
     return *members_.back();
   }
@@ -124,8 +139,15 @@ class HandoffTest : public ::testing::Test {
   Member& Restart(const std::string& name) {
     for (auto& m : members_) {
       if (m->name == name) {
-        m = std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_);
-        directory_[name] = std::make_shared<LocalPeer>(m.get());
+        auto fresh = std::make_unique<Member>(name, replicas_, options_, &clock_, &directory_);
+        {
+          std::lock_guard<std::mutex> lock(DirectoryMutex());
+          directory_[name] = std::make_shared<LocalPeer>(fresh.get());
+        }
+        // The old one may still be called through a peer taken before the swap: it stays
+        // (stopped) until the test ends.
+        m->handoff.Stop();
+        retired_.push_back(std::exchange(m, std::move(fresh)));
         return *m;
       }
     }
@@ -194,6 +216,7 @@ class HandoffTest : public ::testing::Test {
                           .poll = std::chrono::milliseconds(5)};
   std::map<std::string, std::shared_ptr<LocalPeer>> directory_;
   std::vector<std::unique_ptr<Member>> members_;
+  std::vector<std::unique_ptr<Member>> retired_;  // replaced by Restart
 };
 
 TEST_F(HandoffTest, AJoinMovesTheNewcomersRangeToItAndTheOldHoldersDropIt) {

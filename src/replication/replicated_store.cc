@@ -137,11 +137,81 @@ ReplicatedStore::~ReplicatedStore() {
 
 bool ReplicatedStore::Lookup(std::string_view key, CachedValue* out, bool held_only) {
   if (main_.Get(key, &out->data, &out->deadline) &&
-      (!held_only || !verify_holders_.load(std::memory_order_acquire) ||
-       peers_->Holds(key, options_.replicas))) {
+      (!held_only || !verify_holders_.load(std::memory_order_acquire) || Servable(key))) {
     return true;
   }
   return hot_.Get(key, &out->data, &out->deadline);
+}
+
+bool ReplicatedStore::Deleted(std::string_view key) {
+  EntryMeta meta;
+  return main_.Peek(key, &meta) && meta.tombstone;
+}
+
+bool ReplicatedStore::Servable(std::string_view key) {
+  if (const std::shared_ptr<const RingSnapshot> from = reading_from()) {
+    const std::string_view self = peers_->SelfName();
+    for (std::string_view name : from->Successors(key, options_.replicas)) {
+      if (name == self) return true;
+    }
+    return false;
+  }
+  return peers_->Holds(key, options_.replicas);
+}
+
+void ReplicatedStore::BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace) {
+  if (from == nullptr) return;
+  {
+    absl::MutexLock lock(&transition_mu_);
+    if (transition_from_ == nullptr || replace) transition_from_ = std::move(from);
+  }
+  in_transition_.store(true, std::memory_order_release);
+  reading_former_.store(true, std::memory_order_release);
+  verify_holders_.store(true, std::memory_order_release);
+}
+
+void ReplicatedStore::EndTransition() {
+  absl::MutexLock lock(&transition_mu_);
+  transition_from_ = nullptr;
+  in_transition_.store(false, std::memory_order_release);
+  reading_former_.store(false, std::memory_order_release);
+}
+
+std::shared_ptr<const RingSnapshot> ReplicatedStore::reading_from() const {
+  return reading_former_.load(std::memory_order_acquire) ? transition_from() : nullptr;
+}
+
+std::shared_ptr<const RingSnapshot> ReplicatedStore::transition_from() const {
+  if (!in_transition()) return nullptr;
+  absl::MutexLock lock(&transition_mu_);
+  return transition_from_;
+}
+
+std::shared_ptr<Peer> ReplicatedStore::ReadTarget(std::string_view key) {
+  if (const std::shared_ptr<const RingSnapshot> from = reading_from()) {
+    const std::string_view self = peers_->SelfName();
+    for (std::string_view name : from->Successors(key, options_.replicas)) {
+      if (name == self) return nullptr;
+      if (std::shared_ptr<Peer> member = peers_->PeerNamed(name)) return member;
+    }
+  }
+  return peers_->PickPeer(key);
+}
+
+std::vector<std::shared_ptr<Peer>> ReplicatedStore::FormerHolders(
+    std::string_view key, const std::vector<std::shared_ptr<Peer>>& except) {
+  std::vector<std::shared_ptr<Peer>> former;
+  const std::shared_ptr<const RingSnapshot> from = transition_from();
+  if (from == nullptr) return former;
+  const std::string_view self = peers_->SelfName();
+  for (std::string_view name : from->Successors(key, options_.replicas)) {
+    if (name == self) continue;
+    std::shared_ptr<Peer> member = peers_->PeerNamed(name);
+    if (member != nullptr && std::find(except.begin(), except.end(), member) == except.end()) {
+      former.push_back(std::move(member));
+    }
+  }
+  return former;
 }
 
 CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
@@ -170,7 +240,7 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
       main_.Erase(key);
       return newer;
     }
-    if (replicated()) {
+    if (pushes_ring_copies()) {
       push = Replica{.key = std::string(key),
                      .value = loaded.data,
                      .deadline = loaded.deadline,
@@ -255,7 +325,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
         hot_push =
             Replica{.key = std::string(key), .deadline = until, .version = version, .remove = true};
       }
-      if (replicated()) {
+      if (pushes_ring_copies()) {
         ring_push = Replica{.key = std::string(key),
                             .value = std::string(value),
                             .deadline = deadline,
@@ -284,7 +354,7 @@ void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
     const uint64_t version = NextVersion(above);
     const UnixMillis until = TombstoneDeadline(copy_deadline, now);
     main_.Set(key, "", until, {.version = version, .tombstone = true});
-    if (replicated()) {
+    if (pushes_ring_copies()) {
       ring_push = Replica{.key = std::string(key),
                           .deadline = until,
                           .version = version,
@@ -362,9 +432,33 @@ void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
   // The other members of the key's replica set. (This node may not be among them when the ring
   // changed under the write: its copy still counts, it serves reads until the ring settles.)
   const std::vector<std::shared_ptr<Peer>> targets = OtherHolders(replica.key, options_.replicas);
-  auto quorum = std::make_shared<Quorum>(this, replica.key, targets.size(), std::move(done));
-  quorum->Targets(targets);
+  // In a transition, also the holders under the ring before it (readers whose ring is that
+  // one read from them): the answer waits for them too, but they do not count toward W.
+  const std::vector<std::shared_ptr<Peer>> former = FormerHolders(replica.key, targets);
   auto shared = std::make_shared<const Replica>(std::move(replica));
+  if (!former.empty() && done) {
+    struct Join {
+      std::atomic<size_t> pending;
+      absl::Status quorum_status;
+      StatusCallback done;
+    };
+    auto join = std::make_shared<Join>();
+    join->pending = former.size() + 1;
+    join->done = std::move(done);
+    done = [join](absl::Status s) {
+      join->quorum_status = std::move(s);
+      if (join->pending.fetch_sub(1) == 1) join->done(std::move(join->quorum_status));
+    };
+    for (const std::shared_ptr<Peer>& peer : former) {
+      PushOne(peer, *shared, [join](const absl::Status&) {
+        if (join->pending.fetch_sub(1) == 1) join->done(std::move(join->quorum_status));
+      });
+    }
+  } else {
+    for (const std::shared_ptr<Peer>& peer : former) PushOne(peer, *shared, nullptr);
+  }
+  auto quorum = std::make_shared<Quorum>(this, shared->key, targets.size(), std::move(done));
+  quorum->Targets(targets);
   for (const std::shared_ptr<Peer>& peer : targets) PushCounted(quorum, peer, shared);
 }
 
@@ -444,6 +538,11 @@ bool ReplicatedStore::Apply(const Replica& r) {
   if (r.handoff) {
     handoff_received_.fetch_add(1, std::memory_order_relaxed);
     handoff_received_bytes_.fetch_add(r.key.size() + r.value.size(), std::memory_order_relaxed);
+    if (!peers_->Holds(r.key, options_.replicas)) {
+      // Early: served once this node holds the key, not before (writes go elsewhere till then).
+      early_copies_.fetch_add(1, std::memory_order_acq_rel);
+      verify_holders_.store(true, std::memory_order_release);
+    }
   } else {
     (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
     // A ring copy from a primary whose ring differs from ours (a handed-over copy was sent by
@@ -465,9 +564,16 @@ void ReplicatedStore::NoteIfStray(std::string_view key) {
   verify_holders_.store(true, std::memory_order_release);
 }
 
+void ReplicatedStore::EarlyCopiesPlaced(uint64_t mark) {
+  uint64_t placed = early_copies_placed_.load(std::memory_order_relaxed);
+  while (placed < mark && !early_copies_placed_.compare_exchange_weak(placed, mark)) {
+  }
+}
+
 bool ReplicatedStore::StopVerifyingHolders() {
   absl::MutexLock lock(&strays_mu_);
   if (!strays_.empty() || strays_overflowed_) return false;
+  if (early_copies_placed_.load(std::memory_order_acquire) < EarlyCopiesMark()) return false;
   verify_holders_.store(false, std::memory_order_release);
   return true;
 }

@@ -39,7 +39,22 @@
 // spreads: a stray). Strays are noted, for Handoff to deliver to the key's holders and drop;
 // while strays wait or a walk after a membership change runs, client reads (Lookup with
 // held_only) skip main-cache copies of keys this node does not hold, so a copy left behind is
-// never served in place of the holders' newer one.
+// never served in place of the holders' newer one. A copy handed over before this node holds
+// the key (a leaving member drains to the holders of the ring without it while it is still a
+// member; a joiner's ring may be ahead of ours) is kept, not handed back, and keeps client reads
+// checking holders until a walk that started after it arrived placed it: until then writes go
+// to the current holders and this copy may fall behind.
+//
+// Transitions: a membership change reaches the nodes a few milliseconds apart, so for a moment
+// a writer's ring and a reader's ring may disagree about a key's holders. From a change until
+// the ring has been stable for a while (Handoff ends it), this node is in a transition from
+// the ring before it ("from"): its writes also go to the key's holders under "from" (awaited,
+// not counted toward W), and, in the transition's first part (until EndFormerReads), a client
+// read serves a main-cache copy only if this node held the key under "from", else it asks the
+// first holder under "from" that is still a member. A holder under "from" got every write,
+// whichever of the two rings its writer had, and keeps its copy until the transition ends, so
+// the read is never older than an acknowledged write. A node that joins (starting, or back
+// after its lease expired) is in a transition from the ring without it.
 //
 // Writes: the owner's Write and Remove store locally, then push the change to the other members
 // of the key's replica set and call `done` once every push answered or failed (each push has
@@ -114,6 +129,9 @@ class ReplicatedStore {
   // `held_only`, while holders are verified (see VerifyHolders) a main-cache copy of a key this
   // node does not hold is not returned.
   bool Lookup(std::string_view key, CachedValue* out, bool held_only = false);
+  // Whether the main cache has a tombstone for `key` (deleted: not a value to look for
+  // elsewhere).
+  bool Deleted(std::string_view key);
 
   // Stores a value the loader returned, unless a client's write got there first (in either
   // cache); returns the value to answer with. A value too large for a shard is returned but
@@ -138,8 +156,24 @@ class ReplicatedStore {
   // Membership changes (what replication/handoff.h uses).
   // Reads check holders from now on (a membership change: copies are about to move).
   void VerifyHolders() { verify_holders_.store(true, std::memory_order_release); }
-  // Reads stop checking holders, unless strays wait; whether they stopped.
+  // Starts a transition from `from` (see above; kept if one is running already: the oldest
+  // ring not yet settled is the one to read from), or replaces it (`replace`: this node joins,
+  // `from` is the ring without it).
+  void BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace = false);
+  // Client reads follow the current ring again (writes still reach the "from" holders).
+  void EndFormerReads() { reading_former_.store(false, std::memory_order_release); }
+  void EndTransition();
+  bool in_transition() const { return in_transition_.load(std::memory_order_acquire); }
+  // Where a client's read of `key` goes when this node does not serve it: the first holder
+  // under the transition's "from" ring that is still a member (null: this node), else the
+  // current owner.
+  std::shared_ptr<Peer> ReadTarget(std::string_view key);
+  // Reads stop checking holders, unless strays or early copies wait; whether they stopped.
   bool StopVerifyingHolders();
+  // Handed-over copies of keys this node did not hold when they arrived, counted; a walk that
+  // started at mark m and completed placed every one up to m (EarlyCopiesPlaced(m)).
+  uint64_t EarlyCopiesMark() const { return early_copies_.load(std::memory_order_acquire); }
+  void EarlyCopiesPlaced(uint64_t mark);
   bool verifying_holders() const { return verify_holders_.load(std::memory_order_acquire); }
   // The keys noted as strays since the last call. `overflowed`: more than kMaxStrays were noted
   // and some were not kept (a walk of the whole cache finds them).
@@ -191,6 +225,18 @@ class ReplicatedStore {
   // minute, so a push still in flight cannot resurrect the key.
   UnixMillis TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const;
   bool replicated() const { return options_.replicas > 1; }
+  // Whether writes push ring copies: R > 1, or a transition (the holders under "from").
+  bool pushes_ring_copies() const { return replicated() || in_transition(); }
+  std::shared_ptr<const RingSnapshot> transition_from() const;
+  // transition_from() while client reads follow it, else null.
+  std::shared_ptr<const RingSnapshot> reading_from() const;
+  // Whether a client read may be served from this node's main-cache copy of `key` while
+  // holders are verified.
+  bool Servable(std::string_view key);
+  // The holders of `key` under the transition's "from" ring that are members now, other than
+  // this node and not in `except`.
+  std::vector<std::shared_ptr<Peer>> FormerHolders(
+      std::string_view key, const std::vector<std::shared_ptr<Peer>>& except);
   // Notes `key` as a stray if this node does not hold it now. Not under mu_.
   void NoteIfStray(std::string_view key);
   // Logs a failed push, at most once a second.
@@ -224,6 +270,12 @@ class ReplicatedStore {
   std::atomic<uint64_t> strays_noted_{0};
   std::atomic<uint64_t> substitutes_{0};
   std::atomic<bool> verify_holders_{false};
+  std::atomic<bool> in_transition_{false};
+  std::atomic<bool> reading_former_{false};
+  mutable absl::Mutex transition_mu_;
+  std::shared_ptr<const RingSnapshot> transition_from_ ABSL_GUARDED_BY(transition_mu_);
+  std::atomic<uint64_t> early_copies_{0};
+  std::atomic<uint64_t> early_copies_placed_{0};
 
   absl::Mutex strays_mu_;
   std::vector<std::string> strays_ ABSL_GUARDED_BY(strays_mu_);

@@ -23,9 +23,11 @@ absl::StatusOr<Group*> OwnerService::Target(std::string_view group, std::string_
   return g;
 }
 
-void OwnerService::Get(std::string_view group, std::string_view key, ValueCallback done) {
+void OwnerService::Get(std::string_view group, std::string_view key, bool peek,
+                       ValueCallback done) {
   absl::StatusOr<Group*> g = Target(group, key);
   if (!g.ok()) return done(g.status());
+  if (peek) return done((*g)->Peek(key));
   (*g)->GetLocal(key, std::move(done));
 }
 

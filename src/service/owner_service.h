@@ -3,11 +3,11 @@
 // transport carried it: the /peer/v1 HTTP routes (peer/http_routes.h) and the gRPC service
 // (peer/grpc_server.h) only decode, call and encode, so both validate and behave the same.
 //
-// Get looks in the caches and runs the loader on a miss (singleflight); Set stores with a
-// deadline drawn here (from ttl_ms, or a fixed deadline_ms, or the seed's absolute `expire` in
-// unix seconds); Delete removes; changes of hot keys reach the replicas before `done`. Nothing
-// forwards again: a request that reaches this node is served by it even if its ring disagrees
-// about the owner.
+// Get looks in the caches and runs the loader on a miss (singleflight; a peek only looks); Set
+// stores with a deadline drawn here (from ttl_ms, or a fixed deadline_ms, or the seed's absolute
+// `expire` in unix seconds); Delete removes; changes of hot keys reach the replicas before `done`.
+// Nothing forwards again: a request that reaches this node is served by it even if its ring
+// disagrees about the owner.
 //
 // Errors: InvalidArgument for a missing group name, an empty key, a bad or missing expiry, a
 // replica without a version; NotFound "no such group: G"; ResourceExhausted for a key or value
@@ -50,7 +50,8 @@ class OwnerService {
  public:
   OwnerService(GroupRegistry* groups, const Clock* clock, OwnerLimits limits = {});
 
-  void Get(std::string_view group, std::string_view key, ValueCallback done);
+  // `peek`: this node's copy only (NotFound without one), never the loader (Peer::Peek).
+  void Get(std::string_view group, std::string_view key, bool peek, ValueCallback done);
   void Set(const OwnerSet& request, StatusCallback done);
   void Delete(std::string_view group, std::string_view key, StatusCallback done);
   // Whether the change was newer than what this node holds (and so applied).

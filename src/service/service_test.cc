@@ -134,7 +134,8 @@ TEST(OwnerServiceTest, OneValidationForEveryOperation) {
   Fixture f;
   auto get = [&](std::string_view group, std::string_view key) {
     absl::StatusOr<CachedValue> out = absl::InternalError("not called");
-    f.owner.Get(group, key, [&](absl::StatusOr<CachedValue> r) { out = std::move(r); });
+    f.owner.Get(group, key, /*peek=*/false,
+                [&](absl::StatusOr<CachedValue> r) { out = std::move(r); });
     return out.status();
   };
   auto del = [&](std::string_view group, std::string_view key) {

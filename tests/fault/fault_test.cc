@@ -77,7 +77,7 @@ class Load {
       const uint16_t port = cluster_->node(node).http_port;
       const std::string key = Key(static_cast<int>(rng() % kKeys));
       const unsigned dice = rng() % 100;
-      Operation op{.key = key, .start = SteadyClock::now()};
+      Operation op{.key = key, .start = SteadyClock::now(), .via = cluster_->node(node).name};
       if (dice < 70) {
         op.kind = Kind::kRead;
         const HttpResult r = Http(port, "GET", "/api/get?key=" + key, "", seconds(5));
@@ -148,7 +148,10 @@ class FaultCluster : public ::testing::Test {
   void ReadEveryKey(const std::vector<size_t>& nodes) {
     for (int i = 0; i < kKeys; ++i) {
       const size_t n = nodes[i % nodes.size()];
-      Operation op{.kind = Kind::kRead, .key = Key(i), .start = SteadyClock::now()};
+      Operation op{.kind = Kind::kRead,
+                   .key = Key(i),
+                   .start = SteadyClock::now(),
+                   .via = cluster_->node(n).name};
       const HttpResult r = Http(cluster_->node(n).http_port, "GET", "/api/get?key=" + Key(i));
       op.ok = r.status == 200 || r.status == 404;
       if (r.status == 200) op.value = r.body.substr(6, r.body.size() - 7);
@@ -156,10 +159,16 @@ class FaultCluster : public ::testing::Test {
       history_.Record(std::move(op));
     }
   }
+  // Notes when something happened, for the report (times relative to the first operation's).
+  void Event(std::string what) { events_.emplace_back(std::move(what), SteadyClock::now()); }
   HistoryReport Report(const char* scenario, double heal_seconds) {
     const HistoryReport r = history_.Check();
     std::printf("[fault] %s: %s; time to heal %.1f s\n", scenario, r.Summary().c_str(),
                 heal_seconds);
+    for (const auto& [what, when] : events_) {
+      std::printf("  at %.3f s: %s\n",
+                  std::chrono::duration<double>(when - history_.epoch()).count(), what.c_str());
+    }
     for (const std::string& e : r.examples) std::printf("  %s\n", e.c_str());
     for (const std::string& f : r.failures) std::printf("  failed: %s\n", f.c_str());
     return r;
@@ -169,6 +178,7 @@ class FaultCluster : public ::testing::Test {
   std::unique_ptr<Cluster> cluster_;
   History history_;
   std::unique_ptr<Load> load_;
+  std::vector<std::pair<std::string, SteadyClock::time_point>> events_;
 };
 
 TEST_F(FaultCluster, KillMinusNineOfOneNodeWithTwoReplicas) {
@@ -207,6 +217,90 @@ TEST_F(FaultCluster, KillMinusNineOfOneNodeWithOneReplica) {
   const HistoryReport r = Report("kill -9 of 1 of 3, R=1", healed);
   EXPECT_GT(r.failed, 0u);
   EXPECT_GT(r.lost_writes, 0u);
+  EXPECT_EQ(r.unknown_values, 0u);
+}
+
+TEST_F(FaultCluster, OneNodeHungForTenSecondsWithTwoReplicas) {
+  // Scenario 2: node 2 stops (SIGSTOP) for 10 s, five lease TTLs: the survivors' calls to it
+  // time out, then its lease expires and they drop it. It comes back with the copies it had
+  // before the pause and must not serve any of them once newer writes were acknowledged.
+  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}));
+  load_->Start(4);
+  LoadFor(seconds(2));
+  load_->MarkDown(2);
+  cluster_->node(2).process->Signal(SIGSTOP);
+  Event("svc3 stopped");
+  LoadFor(seconds(10));
+  cluster_->node(2).process->Signal(SIGCONT);
+  Event("svc3 continued");
+  const SteadyClock::time_point resumed = SteadyClock::now();
+  // Healed: every ring has the three members again and no walk is running.
+  ASSERT_TRUE(AllSee(3, {0, 1, 2}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (size_t i = 0; i < 3; ++i) {
+          if (MetricSum(cluster_->node(i).http_port, "nexuscache_handoff_backlog") != 0) {
+            return false;
+          }
+        }
+        return true;
+      },
+      seconds(20)));
+  const double healed = std::chrono::duration<double>(SteadyClock::now() - resumed).count();
+  load_->MarkUp(2);
+  LoadFor(seconds(4));
+  load_->Stop();
+  ReadEveryKey({0, 1, 2});
+  const HistoryReport r = Report("SIGSTOP of 1 of 3 for 10 s, R=2 W=2", healed);
+  EXPECT_GT(r.acknowledged_writes, 100u);
+  EXPECT_EQ(r.stale_reads, 0u);
+  EXPECT_EQ(r.lost_writes, 0u);
+  EXPECT_EQ(r.unknown_values, 0u);
+}
+
+// Scenario 6: every node in turn gets SIGTERM (a graceful leave: it drains its copies to their
+// next holders), starts again under the same name and rejoins; its clients move to the others
+// while it is away.
+class RollingRestart : public FaultCluster {
+ protected:
+  void RestartEveryNode() {
+    load_->Start(4);
+    LoadFor(seconds(2));
+    for (size_t i = 0; i < cluster_->size(); ++i) {
+      load_->MarkDown(i);
+      NodeHandle& n = cluster_->node(i);
+      Event(n.name + ": SIGTERM");
+      n.process->Signal(SIGTERM);
+      ASSERT_TRUE(n.process->WaitExit(seconds(30), nullptr)) << n.name << " did not stop";
+      Event(n.name + " exited");
+      std::string error;
+      ASSERT_TRUE(cluster_->Restart(i, &error)) << error;
+      Event(n.name + " ready again");
+      ASSERT_TRUE(AllSee(3, {0, 1, 2}));
+      Event("every ring has " + n.name + "; its clients are back");
+      load_->MarkUp(i);
+      LoadFor(seconds(2));
+    }
+    load_->Stop();
+    ReadEveryKey({0, 1, 2});
+  }
+};
+
+TEST_F(RollingRestart, EveryNodeWithTwoReplicas) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}));
+  ASSERT_NO_FATAL_FAILURE(RestartEveryNode());
+  const HistoryReport r = Report("rolling restart of 3, R=2 W=2", 0);
+  EXPECT_GT(r.acknowledged_writes, 100u);
+  EXPECT_EQ(r.stale_reads, 0u);
+  EXPECT_EQ(r.lost_writes, 0u);
+  EXPECT_EQ(r.unknown_values, 0u);
+}
+
+TEST_F(RollingRestart, EveryNodeWithOneReplica) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "1"}));
+  ASSERT_NO_FATAL_FAILURE(RestartEveryNode());
+  const HistoryReport r = Report("rolling restart of 3, R=1", 0);
+  EXPECT_GT(r.acknowledged_writes, 100u);
   EXPECT_EQ(r.unknown_values, 0u);
 }
 

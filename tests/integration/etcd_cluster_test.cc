@@ -116,12 +116,14 @@ TEST_F(EtcdCluster, KilledNodeLeavesWithinTheLeaseTtlAndRejoinsOnRestart) {
   // second for a loaded CI machine, where etcd's 500 ms expiry tick and our polling add up.
   EXPECT_LE(gone->count(), (kLeaseTtl + 2) * 1000);
 
-  // Its keys now belong to survivors: 404 (the data died with it) or 200 from the loader;
-  // never a 5xx, never a hang.
+  // Its keys now belong to survivors: 404 (with R = 1 the data died with it), or the value
+  // written when the write came while svc3 had just joined (in that transition its writes
+  // also went to the holder under the ring without it); never a 5xx, never a hang.
   for (size_t n : {0, 1}) {
     for (const std::string& k : keys) {
       const HttpResult r = Http(cluster_->node(n).http_port, "GET", "/api/get?key=" + k);
-      EXPECT_EQ(r.status, 404) << k << ": " << r.body;
+      EXPECT_TRUE(r.status == 404 || (r.status == 200 && r.body == "value=v\n"))
+          << k << ": " << r.status << " " << r.body;
     }
     for (const char* k : {"Tom", "Jack", "Sam"}) {
       EXPECT_EQ(Http(cluster_->node(n).http_port, "GET", std::string("/api/get?key=") + k).status,

@@ -23,6 +23,9 @@ class UnusedPeer : public Peer {
   void Get(std::string_view, std::string_view, ValueCallback done) override {
     done(absl::UnimplementedError("not used"));
   }
+  void Peek(std::string_view, std::string_view, ValueCallback done) override {
+    done(absl::UnimplementedError("not used"));
+  }
   void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
            StatusCallback done) override {
     done(absl::UnimplementedError("not used"));
@@ -43,6 +46,11 @@ class RecordingPeer final : public Peer {
     calls.push_back("get " + std::string(group) + " " + std::string(key));
     if (error) return done(*error);
     done(CachedValue{.data = "remote:" + std::string(key), .deadline = 42});
+  }
+  // Has no copies: NotFound (or `error`).
+  void Peek(std::string_view group, std::string_view key, ValueCallback done) override {
+    calls.push_back("peek " + std::string(group) + " " + std::string(key));
+    done(error ? *error : absl::NotFoundError("no copy"));
   }
   void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
            bool hot, StatusCallback done) override {
@@ -70,6 +78,7 @@ class RecordingPeer final : public Peer {
 class UnreachablePeer final : public Peer {
  public:
   void Get(std::string_view, std::string_view, ValueCallback done) override { done(Down()); }
+  void Peek(std::string_view, std::string_view, ValueCallback done) override { done(Down()); }
   void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
            StatusCallback done) override {
     done(Down());

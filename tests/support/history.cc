@@ -19,11 +19,17 @@ struct Write {
   TimePoint effect_end;  // by when it surely took effect (max(): maybe never, maybe later)
   bool ok;
   bool remove;
+  const Operation* op;
 };
 
-std::string Describe(const Operation& read, const std::string& why) {
+// `epoch`: the first operation's start, times are printed relative to it.
+std::string Describe(const Operation& read, TimePoint epoch, const std::string& why) {
+  char when[64];
+  std::snprintf(when, sizeof when, " at %.3f-%.3f s",
+                std::chrono::duration<double>(read.start - epoch).count(),
+                std::chrono::duration<double>(read.end - epoch).count());
   return "read of '" + read.key + "' -> " + (read.value ? "'" + *read.value + "'" : "not found") +
-         ": " + why;
+         (read.via.empty() ? "" : " through " + read.via) + when + ": " + why;
 }
 
 }  // namespace
@@ -40,6 +46,13 @@ void History::Record(Operation op) {
 size_t History::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return ops_.size();
+}
+
+std::chrono::steady_clock::time_point History::epoch() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  TimePoint epoch = TimePoint::max();
+  for (const Operation& op : ops_) epoch = std::min(epoch, op.start);
+  return epoch;
 }
 
 std::string HistoryReport::Summary() const {
@@ -66,6 +79,8 @@ HistoryReport History::Check() const {
     std::vector<const Operation*> reads;
   };
   std::map<std::string, Key> keys;
+  TimePoint epoch = TimePoint::max();
+  for (const Operation& op : ops_) epoch = std::min(epoch, op.start);
   for (const Operation& op : ops_) {
     if (!op.ok) {
       ++report.failed;
@@ -86,7 +101,8 @@ HistoryReport History::Check() const {
                         .end = op.end,
                         .effect_end = op.ok ? op.end : TimePoint::max(),
                         .ok = op.ok,
-                        .remove = op.kind == Operation::Kind::kDelete});
+                        .remove = op.kind == Operation::Kind::kDelete,
+                        .op = &op});
     if (op.kind == Operation::Kind::kWrite && op.value) {
       k.by_value[*op.value] = k.writes.size() - 1;
     }
@@ -119,18 +135,33 @@ HistoryReport History::Check() const {
         auto w = k.by_value.find(*read->value);
         if (w == k.by_value.end()) {
           ++report.unknown_values;
-          note(Describe(*read, "no write wrote this value"));
+          note(Describe(*read, epoch, "no write wrote this value"));
           continue;
         }
         if (constrained && k.writes[w->second].effect_end < latest) {
           ++report.stale_reads;
-          note(Describe(*read, "older than a write acknowledged before the read started"));
+          // The newest write the read should have seen, for the report.
+          const Write* missed = nullptr;
+          for (const Write& x : k.writes) {
+            if (x.ok && x.end < read->start && (missed == nullptr || x.start > missed->start)) {
+              missed = &x;
+            }
+          }
+          char when[96];
+          std::snprintf(when, sizeof when, " at %.3f-%.3f s",
+                        std::chrono::duration<double>(missed->start - epoch).count(),
+                        std::chrono::duration<double>(missed->end - epoch).count());
+          note(Describe(
+              *read, epoch,
+              "older than a write acknowledged before the read started (" +
+                  std::string(missed->remove ? "a delete" : "'" + *missed->op->value + "'") +
+                  (missed->op->via.empty() ? "" : " through " + missed->op->via) + when + ")"));
         }
         continue;
       }
       if (constrained && absent_until < latest) {
         ++report.lost_writes;
-        note(Describe(*read, "a set was acknowledged before the read started"));
+        note(Describe(*read, epoch, "a set was acknowledged before the read started"));
       }
     }
   }

@@ -44,6 +44,7 @@ struct Operation {
   // False: an error or no answer (the operation's effect is unknown).
   bool ok = false;
   std::string error;  // what the cache answered instead, for the report
+  std::string via;    // which node the client asked, for the report
 };
 
 struct HistoryReport {
@@ -66,6 +67,8 @@ class History {
   void Record(Operation op);
   HistoryReport Check() const;
   size_t size() const;
+  // The first operation's start (reports print times relative to it).
+  std::chrono::steady_clock::time_point epoch() const;
 
  private:
   mutable std::mutex mu_;

@@ -2,7 +2,7 @@
 // sends and peer/http_routes.h answers, on the owner's ordinary HTTP port. It carries the same
 // operations as the gRPC service's Get/Set/Delete/Replicate, with the same meaning:
 //
-//   GET  /peer/v1/get?group=G&key=K                -> value in the body,
+//   GET  /peer/v1/get?group=G&key=K[&peek=1]       -> value in the body,
 //                                                     X-Nexus-Deadline-Ms: unix ms (0 = none)
 //   POST /peer/v1/set?group=G&key=K&ttl_ms=T&hot=0|1  body = the value (application/octet-stream)
 //   POST /peer/v1/delete?group=G&key=K

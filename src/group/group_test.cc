@@ -239,6 +239,37 @@ TEST_F(GroupTest, WhenThisNodeIsTheNextHolderItActsAsThePrimary) {
   EXPECT_EQ(single.stats().fallbacks, 0u);
 }
 
+TEST_F(GroupTest, APrimaryThatMissesAsksTheOtherHoldersBeforeItLoads) {
+  auto b = std::make_shared<RecordingPeer>();
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  int calls = 0;
+  // This node is every key's primary, b the other holder.
+  Group g(o, MapLoader({{"Tom", "630"}}, &calls), FakePicker::OwnerOfAll({b}), &clock_);
+  b->copy = "held";
+  auto v = GetSync(g, "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "held");  // b's copy, no load
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(g.stats().holder_reads, 1u);
+  b->copy.reset();
+  EXPECT_EQ(GetSync(g, "Tom")->data, "630");  // no holder has one: the loader
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(b->calls, (std::vector<std::string>{"peek scores k", "peek scores Tom"}));
+  // A key deleted here is deleted: its tombstone answers, no holder is asked.
+  ASSERT_TRUE(DeleteSync(g, "d").ok());
+  b->copy = "older";
+  b->calls.clear();
+  EXPECT_EQ(GetSync(g, "d").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(b->calls.empty());
+  // With R = 1 there is no other holder to ask.
+  auto c = std::make_shared<RecordingPeer>();
+  Group single(Options(), nullptr, FakePicker::OwnerOfAll({c}), &clock_);
+  EXPECT_EQ(GetSync(single, "k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(c->calls.empty());
+}
+
 TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {
   // (The node's check: it may have lost its etcd lease.)
   const auto lost = [] { return absl::UnavailableError("no lease"); };

@@ -47,10 +47,12 @@ class RecordingPeer final : public Peer {
     if (error) return done(*error);
     done(CachedValue{.data = "remote:" + std::string(key), .deadline = 42});
   }
-  // Has no copies: NotFound (or `error`).
+  // Answers with `copy` (deadline 42), else NotFound (or `error`).
   void Peek(std::string_view group, std::string_view key, ValueCallback done) override {
     calls.push_back("peek " + std::string(group) + " " + std::string(key));
-    done(error ? *error : absl::NotFoundError("no copy"));
+    if (error) return done(*error);
+    if (copy) return done(CachedValue{.data = *copy, .deadline = 42});
+    done(absl::NotFoundError("no copy"));
   }
   void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
            bool hot, StatusCallback done) override {
@@ -72,6 +74,7 @@ class RecordingPeer final : public Peer {
   std::vector<Replica> replicas;
   std::optional<absl::Status> error;
   std::optional<absl::Status> replica_error;
+  std::optional<std::string> copy;
 };
 
 // A member that is down: every call fails with Unavailable, as a refused connection does.

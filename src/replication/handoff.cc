@@ -51,7 +51,6 @@ void Handoff::Start() {
 void Handoff::RingChanged() {
   absl::MutexLock lock(&mu_);
   store_->BeginTransition(placed_);
-  store_->VerifyHolders();
   changed_ = true;
 }
 
@@ -85,14 +84,9 @@ void Handoff::Run() {
     if (current == nullptr || placed_ == nullptr) continue;  // no ring: nothing ever moves
     if (current->generation() != placed_->generation()) {
       store_->BeginTransition(placed_);
-      store_->VerifyHolders();
       const Walk walk{.before = placed_, .after = current, .keep_all = true};
       last_change_ = clock_->NowMillis();
-      walking_ = true;
-      mu_.Unlock();
-      const WalkEnd end = RunWalk(walk, nullptr);
-      mu_.Lock();
-      walking_ = false;
+      const WalkEnd end = WalkUnlocked(walk);
       if (end == WalkEnd::kDone) {
         placed_ = current;
         walks_.fetch_add(1, std::memory_order_relaxed);
@@ -106,12 +100,8 @@ void Handoff::Run() {
       std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(name);
       if (without == nullptr || !current->Contains(name)) continue;
       // As if `name` had just joined: it gets every copy it holds under the current ring.
-      walking_ = true;
-      mu_.Unlock();
       const WalkEnd end =
-          RunWalk({.before = std::move(without), .after = current, .keep_all = true}, nullptr);
-      mu_.Lock();
-      walking_ = false;
+          WalkUnlocked({.before = std::move(without), .after = current, .keep_all = true});
       if (end == WalkEnd::kDone) {
         walks_.fetch_add(1, std::memory_order_relaxed);
       } else {
@@ -128,23 +118,30 @@ void Handoff::Run() {
     store_->EndFormerReads();
     if (stable < 2 * options_.stray_delay.count()) continue;
     if (store_->in_transition()) {
-      walking_ = true;
-      mu_.Unlock();
-      const WalkEnd end =
-          RunWalk({.before = current, .after = current, .drop_only = true}, nullptr);
-      mu_.Lock();
-      walking_ = false;
-      if (end != WalkEnd::kDone) continue;
+      if (WalkUnlocked({.before = current, .after = current, .drop_only = true}) !=
+          WalkEnd::kDone) {
+        continue;
+      }
       store_->EndTransition();
     }
-    walking_ = true;
-    mu_.Unlock();
-    DeliverStrays();
-    mu_.Lock();
-    walking_ = false;
+    Unlocked([this] { DeliverStrays(); });
     // Reads stop checking holders once no copy here waits for a holder.
     if (hints_pending_.load(std::memory_order_relaxed) == 0) store_->StopVerifyingHolders();
   }
+}
+
+void Handoff::Unlocked(absl::FunctionRef<void()> work) {
+  walking_ = true;
+  mu_.Unlock();
+  work();
+  mu_.Lock();
+  walking_ = false;
+}
+
+Handoff::WalkEnd Handoff::WalkUnlocked(const Walk& walk) {
+  WalkEnd end = WalkEnd::kDone;
+  Unlocked([&] { end = RunWalk(walk, nullptr); });
+  return end;
 }
 
 void Handoff::Place(const Walk& walk, std::string_view key, std::vector<std::string>* targets,

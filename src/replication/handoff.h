@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster/peer.h"
 #include "common/clock.h"
@@ -139,6 +140,10 @@ class Handoff {
   };
 
   void Run();
+  // The thread's work outside mu_ (a walk, a delivery of strays), marked walking_ meanwhile
+  // (a drain waits for it to give way).
+  void Unlocked(absl::FunctionRef<void()> work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  WalkEnd WalkUnlocked(const Walk& walk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WalkEnd RunWalk(const Walk& walk, DrainResult* result);
   // The holders of `r.key` to send it to, and whether this node keeps it.
   void Place(const Walk& walk, std::string_view key, std::vector<std::string>* targets,

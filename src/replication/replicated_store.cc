@@ -31,6 +31,32 @@ absl::Status TooLarge(std::string_view key, std::string_view value, const char* 
                                                    capacity, " bytes)"));
 }
 
+// Raises `value` to at least `to`.
+void RaiseTo(std::atomic<uint64_t>& value, uint64_t to) {
+  uint64_t now = value.load(std::memory_order_relaxed);
+  while (now < to && !value.compare_exchange_weak(now, to, std::memory_order_relaxed)) {
+  }
+}
+
+// One answer after several calls: `done` runs once Answer and every one of `others` Arrive
+// calls happened, with Answer's status (the others' outcomes are not the answer).
+class AnswerAfter {
+ public:
+  AnswerAfter(size_t others, StatusCallback done) : pending_(others + 1), done_(std::move(done)) {}
+  void Answer(absl::Status s) {
+    answer_ = std::move(s);
+    Arrive();
+  }
+  void Arrive() {
+    if (pending_.fetch_sub(1) == 1) done_(std::move(answer_));
+  }
+
+ private:
+  std::atomic<size_t> pending_;
+  absl::Status answer_;
+  StatusCallback done_;
+};
+
 }  // namespace
 
 // The answer of one write's ring pushes: OK as soon as `required` members (this one included)
@@ -160,6 +186,7 @@ bool ReplicatedStore::Servable(std::string_view key) {
 }
 
 void ReplicatedStore::BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace) {
+  verify_holders_.store(true, std::memory_order_release);
   if (from == nullptr) return;
   {
     absl::MutexLock lock(&transition_mu_);
@@ -167,7 +194,6 @@ void ReplicatedStore::BeginTransition(std::shared_ptr<const RingSnapshot> from, 
   }
   in_transition_.store(true, std::memory_order_release);
   reading_former_.store(true, std::memory_order_release);
-  verify_holders_.store(true, std::memory_order_release);
 }
 
 void ReplicatedStore::EndTransition() {
@@ -267,12 +293,7 @@ uint64_t ReplicatedStore::NextVersion(uint64_t above) {
   return next;
 }
 
-void ReplicatedStore::RaiseVersionFloor(uint64_t seen) {
-  uint64_t last = last_version_.load(std::memory_order_relaxed);
-  while (last < seen &&
-         !last_version_.compare_exchange_weak(last, seen, std::memory_order_relaxed)) {
-  }
-}
+void ReplicatedStore::RaiseVersionFloor(uint64_t seen) { RaiseTo(last_version_, seen); }
 
 void ReplicatedStore::PruneRegistryLocked(UnixMillis now) {
   if (++writes_since_prune_ < kPruneEvery) return;
@@ -383,20 +404,9 @@ void ReplicatedStore::Finish(std::optional<Replica> hot_push, std::optional<Repl
   if (!hot_push) return PushRing(std::move(*ring_push), std::move(done));
   if (!ring_push) return Push(std::move(*hot_push), std::move(done));
   // Both: the answer waits for the hot fan-out and the ring quorum, and is the ring's.
-  struct Join {
-    std::atomic<int> pending{2};
-    absl::Status ring_status;
-    StatusCallback done;
-  };
-  auto join = std::make_shared<Join>();
-  join->done = std::move(done);
-  Push(std::move(*hot_push), [join](absl::Status) {
-    if (join->pending.fetch_sub(1) == 1) join->done(join->ring_status);
-  });
-  PushRing(std::move(*ring_push), [join](absl::Status s) {
-    join->ring_status = std::move(s);
-    if (join->pending.fetch_sub(1) == 1) join->done(join->ring_status);
-  });
+  auto join = std::make_shared<AnswerAfter>(1, std::move(done));
+  Push(std::move(*hot_push), [join](absl::Status) { join->Arrive(); });
+  PushRing(std::move(*ring_push), [join](absl::Status s) { join->Answer(std::move(s)); });
 }
 
 std::vector<std::shared_ptr<Peer>> ReplicatedStore::OtherHolders(std::string_view key, size_t n) {
@@ -437,22 +447,10 @@ void ReplicatedStore::PushRing(Replica replica, StatusCallback done) {
   const std::vector<std::shared_ptr<Peer>> former = FormerHolders(replica.key, targets);
   auto shared = std::make_shared<const Replica>(std::move(replica));
   if (!former.empty() && done) {
-    struct Join {
-      std::atomic<size_t> pending;
-      absl::Status quorum_status;
-      StatusCallback done;
-    };
-    auto join = std::make_shared<Join>();
-    join->pending = former.size() + 1;
-    join->done = std::move(done);
-    done = [join](absl::Status s) {
-      join->quorum_status = std::move(s);
-      if (join->pending.fetch_sub(1) == 1) join->done(std::move(join->quorum_status));
-    };
+    auto join = std::make_shared<AnswerAfter>(former.size(), std::move(done));
+    done = [join](absl::Status s) { join->Answer(std::move(s)); };
     for (const std::shared_ptr<Peer>& peer : former) {
-      PushOne(peer, *shared, [join](const absl::Status&) {
-        if (join->pending.fetch_sub(1) == 1) join->done(std::move(join->quorum_status));
-      });
+      PushOne(peer, *shared, [join](const absl::Status&) { join->Arrive(); });
     }
   } else {
     for (const std::shared_ptr<Peer>& peer : former) PushOne(peer, *shared, nullptr);
@@ -545,8 +543,8 @@ bool ReplicatedStore::Apply(const Replica& r) {
     }
   } else {
     (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
-    // A ring copy from a primary whose ring differs from ours (a handed-over copy was sent by
-    // a member that knows the newer membership: it is kept as sent).
+    // A ring copy from a primary whose ring differs from ours (handed-over copies not held
+    // here are early copies, above: kept, not handed on).
     if (r.ring) NoteIfStray(r.key);
   }
   return true;
@@ -564,11 +562,7 @@ void ReplicatedStore::NoteIfStray(std::string_view key) {
   verify_holders_.store(true, std::memory_order_release);
 }
 
-void ReplicatedStore::EarlyCopiesPlaced(uint64_t mark) {
-  uint64_t placed = early_copies_placed_.load(std::memory_order_relaxed);
-  while (placed < mark && !early_copies_placed_.compare_exchange_weak(placed, mark)) {
-  }
-}
+void ReplicatedStore::EarlyCopiesPlaced(uint64_t mark) { RaiseTo(early_copies_placed_, mark); }
 
 bool ReplicatedStore::StopVerifyingHolders() {
   absl::MutexLock lock(&strays_mu_);

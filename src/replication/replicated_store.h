@@ -158,7 +158,8 @@ class ReplicatedStore {
   void VerifyHolders() { verify_holders_.store(true, std::memory_order_release); }
   // Starts a transition from `from` (see above; kept if one is running already: the oldest
   // ring not yet settled is the one to read from), or replaces it (`replace`: this node joins,
-  // `from` is the ring without it).
+  // `from` is the ring without it). Reads check holders from now on (VerifyHolders), also
+  // when `from` is null (no ring: nothing to read from).
   void BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace = false);
   // Client reads follow the current ring again (writes still reach the "from" holders).
   void EndFormerReads() { reading_former_.store(false, std::memory_order_release); }

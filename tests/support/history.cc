@@ -22,14 +22,19 @@ struct Write {
   const Operation* op;
 };
 
-// `epoch`: the first operation's start, times are printed relative to it.
-std::string Describe(const Operation& read, TimePoint epoch, const std::string& why) {
+// " at S-E s": an operation's start and end, relative to `epoch`.
+std::string Span(const Operation& op, TimePoint epoch) {
   char when[64];
   std::snprintf(when, sizeof when, " at %.3f-%.3f s",
-                std::chrono::duration<double>(read.start - epoch).count(),
-                std::chrono::duration<double>(read.end - epoch).count());
+                std::chrono::duration<double>(op.start - epoch).count(),
+                std::chrono::duration<double>(op.end - epoch).count());
+  return when;
+}
+
+// `epoch`: the first operation's start, times are printed relative to it.
+std::string Describe(const Operation& read, TimePoint epoch, const std::string& why) {
   return "read of '" + read.key + "' -> " + (read.value ? "'" + *read.value + "'" : "not found") +
-         (read.via.empty() ? "" : " through " + read.via) + when + ": " + why;
+         (read.via.empty() ? "" : " through " + read.via) + Span(read, epoch) + ": " + why;
 }
 
 }  // namespace
@@ -50,6 +55,10 @@ size_t History::size() const {
 
 std::chrono::steady_clock::time_point History::epoch() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return EpochLocked();
+}
+
+std::chrono::steady_clock::time_point History::EpochLocked() const {
   TimePoint epoch = TimePoint::max();
   for (const Operation& op : ops_) epoch = std::min(epoch, op.start);
   return epoch;
@@ -79,8 +88,7 @@ HistoryReport History::Check() const {
     std::vector<const Operation*> reads;
   };
   std::map<std::string, Key> keys;
-  TimePoint epoch = TimePoint::max();
-  for (const Operation& op : ops_) epoch = std::min(epoch, op.start);
+  const TimePoint epoch = EpochLocked();
   for (const Operation& op : ops_) {
     if (!op.ok) {
       ++report.failed;
@@ -147,15 +155,12 @@ HistoryReport History::Check() const {
               missed = &x;
             }
           }
-          char when[96];
-          std::snprintf(when, sizeof when, " at %.3f-%.3f s",
-                        std::chrono::duration<double>(missed->start - epoch).count(),
-                        std::chrono::duration<double>(missed->end - epoch).count());
           note(Describe(
               *read, epoch,
               "older than a write acknowledged before the read started (" +
                   std::string(missed->remove ? "a delete" : "'" + *missed->op->value + "'") +
-                  (missed->op->via.empty() ? "" : " through " + missed->op->via) + when + ")"));
+                  (missed->op->via.empty() ? "" : " through " + missed->op->via) +
+                  Span(*missed->op, epoch) + ")"));
         }
         continue;
       }

@@ -71,6 +71,7 @@ class History {
   std::chrono::steady_clock::time_point epoch() const;
 
  private:
+  std::chrono::steady_clock::time_point EpochLocked() const;  // mu_ held
   mutable std::mutex mu_;
   std::vector<Operation> ops_;
 };

@@ -45,9 +45,19 @@ void Group::Get(std::string_view key, ValueCallback done) {
   CachedValue hit;
   // A copy this node stopped holding (the membership changed) is not served to a client.
   if (LookupCounted(key, &hit, /*held_only=*/true)) return done(std::move(hit));
-  // While the membership changes, the read goes where every write went (ReplicatedStore).
-  Load(key, store_.verifying_holders() ? store_.ReadTarget(key) : peers_->PickPeer(key),
-       std::move(done));
+  std::shared_ptr<Peer> owner = peers_->PickPeer(key);
+  if (!store_.verifying_holders()) return Load(key, std::move(owner), std::move(done));
+  // While the membership changes, the read goes where every write went (ReplicatedStore);
+  // if that holder has no copy (nodes that joined together read from rings that differ),
+  // the current owner answers.
+  std::shared_ptr<Peer> former = store_.ReadTarget(key);
+  if (former == owner) return Load(key, std::move(owner), std::move(done));
+  Load(key, std::move(former),
+       [this, key = std::string(key), owner = std::move(owner),
+        done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
+         if (!absl::IsNotFound(r.status())) return done(std::move(r));
+         Load(key, std::move(owner), std::move(done));
+       });
 }
 
 void Group::GetLocal(std::string_view key, ValueCallback done) {

@@ -20,7 +20,10 @@
 // as the primary: a write is versioned and pushed from here). A Get that misses on the primary
 // first asks the key's other holders for their copy (Peer::Peek, in ring order), and only
 // when none has one runs the loader: a primary that just restarted or joined, whose copies are
-// still on their way, answers with the holders' value instead of a miss or a reload.
+// still on their way, answers with the holders' value instead of a miss or a reload. While
+// the membership changes, a Get this node does not serve goes to the key's holder under the
+// ring before the change (ReplicatedStore::ReadTarget), then, if that one has no copy, to the
+// current owner.
 //
 // Copies: the group's caches, versions and the replication of hot keys to every member live in
 // its ReplicatedStore (replication/replicated_store.h); the owner-side writes here go through

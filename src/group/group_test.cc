@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "group/registry.h"
+#include "ring/hash_ring.h"
 #include "support/fake_peers.h"
 #include "support/group_sync.h"
 
@@ -268,6 +269,65 @@ TEST_F(GroupTest, APrimaryThatMissesAsksTheOtherHoldersBeforeItLoads) {
   Group single(Options(), nullptr, FakePicker::OwnerOfAll({c}), &clock_);
   EXPECT_EQ(GetSync(single, "k").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(c->calls.empty());
+}
+
+// This node ("a") plus named members over a real ring: what a transition needs.
+class NamedPicker final : public PeerPicker {
+ public:
+  explicit NamedPicker(std::map<std::string, std::shared_ptr<Peer>> others)
+      : others_(std::move(others)) {
+    std::vector<std::string> names = {"a"};
+    for (const auto& [name, peer] : others_) names.push_back(name);
+    ring_.Reset(names);
+  }
+  std::shared_ptr<Peer> PickPeer(std::string_view key) override {
+    return PeerNamed(*ring_.Snapshot()->OwnerView(key));
+  }
+  std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
+  std::string_view SelfName() const override { return "a"; }
+  std::shared_ptr<Peer> PeerNamed(std::string_view name) override {
+    auto it = others_.find(std::string(name));
+    return it == others_.end() ? nullptr : it->second;
+  }
+
+ private:
+  std::map<std::string, std::shared_ptr<Peer>> others_;
+  HashRing ring_;
+};
+
+TEST_F(GroupTest, InATransitionAReadAsksTheFormerHolderThenTheOwner) {
+  auto b = std::make_shared<RecordingPeer>();
+  auto c = std::make_shared<RecordingPeer>();
+  auto picker = std::make_shared<NamedPicker>(
+      std::map<std::string, std::shared_ptr<Peer>>{{"b", b}, {"c", c}});
+  Group g(Options(), nullptr, picker, &clock_);
+  // c just joined: before, the ring was {a, b}. A key c owns now that b held before.
+  HashRing before;
+  before.Reset({"a", "b"});
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "t" + std::to_string(i);
+    if (*before.Snapshot()->OwnerView(k) == "b" && *picker->Ring()->OwnerView(k) == "c") key = k;
+  }
+  g.store().BeginTransition(before.Snapshot());
+  auto v = GetSync(g, key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "remote:" + key);
+  EXPECT_EQ(b->calls, (std::vector<std::string>{"get scores " + key}));  // b got every write
+  EXPECT_TRUE(c->calls.empty());
+  // b has no copy (when nodes join together their rings before differ): the owner answers.
+  b->error = absl::NotFoundError("key not found");
+  b->calls.clear();
+  v = GetSync(g, key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(c->calls, (std::vector<std::string>{"get scores " + key}));
+  // Once the transition is over, reads go to the owner only.
+  g.store().EndTransition();
+  b->calls.clear();
+  c->calls.clear();
+  ASSERT_TRUE(GetSync(g, key).ok());
+  EXPECT_TRUE(b->calls.empty());
+  EXPECT_EQ(c->calls.size(), 1u);
 }
 
 TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {

@@ -54,7 +54,9 @@
 // first holder under "from" that is still a member. A holder under "from" got every write,
 // whichever of the two rings its writer had, and keeps its copy until the transition ends, so
 // the read is never older than an acknowledged write. A node that joins (starting, or back
-// after its lease expired) is in a transition from the ring without it.
+// after its lease expired) is in a transition from the ring without it. (Nodes that join
+// together have different rings before; a read that the former holder cannot answer goes to
+// the current owner: Group::Get.)
 //
 // Writes: the owner's Write and Remove store locally, then push the change to the other members
 // of the key's replica set and call `done` once every push answered or failed (each push has

@@ -176,10 +176,7 @@ TEST_F(HandoffCluster, ARollingRestartKeepsTheHitRateWithOneReplica) {
       static_cast<long long>(during_.hits.load()), static_cast<long long>(during_.misses.load()),
       static_cast<long long>(during_.errors.load()),
       static_cast<long long>(during_.refused.load()));
-  // (Right after the cluster started, a node's start transition may send a read to a holder of
-  // the ring without it that a node already out of its own transition no longer pushes to: a
-  // few misses, never stale values. Known, to be fixed: issue 16's notes.)
-  EXPECT_GE(before_.HitRate(), 0.99);
+  EXPECT_EQ(before_.HitRate(), 1.0);
   EXPECT_GE(during_.HitRate(), 0.95 * before_.HitRate());
   EXPECT_EQ(during_.errors, 0);
   // Every key survived all three restarts.

@@ -40,6 +40,15 @@ inline bool IsUnreachable(const absl::Status& status) {
   return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
+// The NotFound answer for a key whose copy is a tombstone and that no loader provides: the key
+// was deleted, so a reader must not look for a copy elsewhere (another member's may be older).
+// Clients see a plain miss.
+inline constexpr char kDeletedMessage[] = "key deleted";
+inline absl::Status DeletedError() { return absl::NotFoundError(kDeletedMessage); }
+inline bool IsDeleted(const absl::Status& status) {
+  return absl::IsNotFound(status) && status.message() == kDeletedMessage;
+}
+
 // Completion callbacks. Each is called exactly once, possibly on another thread.
 using ValueCallback = absl::AnyInvocable<void(absl::StatusOr<CachedValue>)>;
 using StatusCallback = absl::AnyInvocable<void(absl::Status)>;

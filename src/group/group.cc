@@ -55,7 +55,8 @@ void Group::Get(std::string_view key, ValueCallback done) {
   Load(key, std::move(former),
        [this, key = std::string(key), owner = std::move(owner),
         done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
-         if (!absl::IsNotFound(r.status())) return done(std::move(r));
+         // (A deleted key's tombstone there is the answer: the owner's copy may be older.)
+         if (!absl::IsNotFound(r.status()) || IsDeleted(r.status())) return done(std::move(r));
          Load(key, std::move(owner), std::move(done));
        });
 }
@@ -111,12 +112,13 @@ void Group::CountPeerError(const absl::Status& status) {
   }
 }
 
-bool Group::NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
+bool Group::NextHolder(const absl::Status& status, std::string_view key,
+                       const std::shared_ptr<Peer>& failed, Holders& rest,
                        std::shared_ptr<Peer>* next) {
   if (status.ok() || !IsUnreachable(status) || options_.replicas <= 1) return false;
   if (!rest) {
     rest = peers_->PickReplicas(key, options_.replicas).members;
-    if (!rest->empty()) rest->erase(rest->begin());  // the one that just failed
+    std::erase(*rest, failed);
   }
   if (rest->empty()) return false;
   *next = std::move(rest->front());
@@ -145,11 +147,11 @@ void Group::FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders res
                        });
   }
   holder->Get(options_.name, key,
-              [this, key, rest = std::move(rest),
+              [this, key, holder, rest = std::move(rest),
                fd = std::move(fd)](absl::StatusOr<CachedValue> r) mutable {
                 CountPeerError(r.status());
                 std::shared_ptr<Peer> next;
-                if (NextHolder(r.status(), key, rest, &next)) {
+                if (NextHolder(r.status(), key, holder, rest, &next)) {
                   return FetchFrom(std::move(key), std::move(next), std::move(rest), std::move(fd));
                 }
                 fd(std::move(r));
@@ -172,7 +174,9 @@ void Group::LoadAsPrimary(std::string key, std::vector<std::shared_ptr<Peer>> ot
 }
 
 void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd) {
-  if (loader_ == nullptr) return fd(absl::NotFoundError("key not found"));
+  if (loader_ == nullptr) {
+    return fd(store_.Deleted(key) ? DeletedError() : absl::NotFoundError("key not found"));
+  }
   loads_.fetch_add(1, std::memory_order_relaxed);
   loader_->Load(key, [this, key, fd = std::move(fd)](absl::StatusOr<std::string> r) mutable {
     if (!r.ok()) {
@@ -201,7 +205,7 @@ void Group::Set(std::string_view key, std::string_view value, int64_t ttl_ms, bo
 bool Group::RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next) {
   if (!options_.primary_check) return false;
   const absl::Status refused = options_.primary_check();
-  return !refused.ok() && NextHolder(refused, key, rest, next);
+  return !refused.ok() && NextHolder(refused, key, nullptr, rest, next);
 }
 
 void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
@@ -216,10 +220,10 @@ void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
     return SetLocal(key, value, ttl_ms, hot, std::move(done));
   }
   holder->Set(options_.name, key, value, ttl_ms, hot,
-              [this, key, value, ttl_ms, hot, rest = std::move(rest),
+              [this, key, value, ttl_ms, hot, holder, rest = std::move(rest),
                done = std::move(done)](absl::Status s) mutable {
                 std::shared_ptr<Peer> next;
-                if (NextHolder(s, key, rest, &next)) {
+                if (NextHolder(s, key, holder, rest, &next)) {
                   return SetAt(std::move(key), std::move(value), ttl_ms, hot, std::move(next),
                                std::move(rest), std::move(done));
                 }
@@ -265,9 +269,9 @@ void Group::DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest
   }
   holder->Delete(
       options_.name, key,
-      [this, key, rest = std::move(rest), done = std::move(done)](absl::Status s) mutable {
+      [this, key, holder, rest = std::move(rest), done = std::move(done)](absl::Status s) mutable {
         std::shared_ptr<Peer> next;
-        if (NextHolder(s, key, rest, &next)) {
+        if (NextHolder(s, key, holder, rest, &next)) {
           return DeleteAt(std::move(key), std::move(next), std::move(rest), std::move(done));
         }
         done(std::move(s));

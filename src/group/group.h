@@ -142,12 +142,15 @@ class Group {
   bool LookupCounted(std::string_view key, CachedValue* out, bool held_only);
   // Runs the load (peer or loader) for `key` under singleflight.
   void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
-  // The holders a request tries after the first one was unreachable: the key's later replica
+  // The holders a request tries after the first one was unreachable: the key's other replica
   // set members (none with R = 1), looked up on the first failure. A null entry is this node.
   using Holders = std::optional<std::vector<std::shared_ptr<Peer>>>;
-  // After `status` from a holder: the next holder to ask, or false (answer with `status`).
-  bool NextHolder(const absl::Status& status, std::string_view key, Holders& rest,
-                  std::shared_ptr<Peer>* next);
+  // After `status` from `failed` (null: this node): the next holder to ask, or false (answer
+  // with `status`). The first failure looks the holders up, without `failed` (which need not be
+  // the first of them: a read in a transition asks a former holder first, and the ring may have
+  // changed since the request picked it).
+  bool NextHolder(const absl::Status& status, std::string_view key,
+                  const std::shared_ptr<Peer>& failed, Holders& rest, std::shared_ptr<Peer>* next);
   // True (and the next holder in *next) when options.primary_check refuses writes here and
   // another holder is left to take the write.
   bool RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next);

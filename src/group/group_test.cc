@@ -262,13 +262,17 @@ TEST_F(GroupTest, APrimaryThatMissesAsksTheOtherHoldersBeforeItLoads) {
   ASSERT_TRUE(DeleteSync(g, "d").ok());
   b->copy = "older";
   b->calls.clear();
-  EXPECT_EQ(GetSync(g, "d").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetSync(g, "d").status().code(), absl::StatusCode::kNotFound);  // the loader's
   EXPECT_TRUE(b->calls.empty());
   // With R = 1 there is no other holder to ask.
   auto c = std::make_shared<RecordingPeer>();
   Group single(Options(), nullptr, FakePicker::OwnerOfAll({c}), &clock_);
   EXPECT_EQ(GetSync(single, "k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(IsDeleted(GetSync(single, "k").status()));
   EXPECT_TRUE(c->calls.empty());
+  // Without a loader, a deleted key's miss says so (a reader in a transition stops there).
+  ASSERT_TRUE(DeleteSync(single, "k").ok());
+  EXPECT_TRUE(IsDeleted(GetSync(single, "k").status()));
 }
 
 // This node ("a") plus named members over a real ring: what a transition needs.
@@ -282,6 +286,13 @@ class NamedPicker final : public PeerPicker {
   }
   std::shared_ptr<Peer> PickPeer(std::string_view key) override {
     return PeerNamed(*ring_.Snapshot()->OwnerView(key));
+  }
+  ReplicaSet PickReplicas(std::string_view key, size_t n) override {
+    ReplicaSet set{.generation = 1};
+    for (std::string_view name : ring_.Snapshot()->Successors(key, n)) {
+      set.members.push_back(PeerNamed(name));
+    }
+    return set;
   }
   std::shared_ptr<const RingSnapshot> Ring() override { return ring_.Snapshot(); }
   std::string_view SelfName() const override { return "a"; }
@@ -321,6 +332,11 @@ TEST_F(GroupTest, InATransitionAReadAsksTheFormerHolderThenTheOwner) {
   v = GetSync(g, key);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(c->calls, (std::vector<std::string>{"get scores " + key}));
+  // b has a tombstone (the key was deleted): that is the answer, c's copy may be older.
+  b->error = DeletedError();
+  c->calls.clear();
+  EXPECT_TRUE(IsDeleted(GetSync(g, key).status()));
+  EXPECT_TRUE(c->calls.empty());
   // Once the transition is over, reads go to the owner only.
   g.store().EndTransition();
   b->calls.clear();
@@ -328,6 +344,35 @@ TEST_F(GroupTest, InATransitionAReadAsksTheFormerHolderThenTheOwner) {
   ASSERT_TRUE(GetSync(g, key).ok());
   EXPECT_TRUE(b->calls.empty());
   EXPECT_EQ(c->calls.size(), 1u);
+}
+
+TEST_F(GroupTest, InATransitionAnUnreachableFormerHolderIsFollowedByTheOtherHolders) {
+  auto b = std::make_shared<testing::UnreachablePeer>();
+  auto c = std::make_shared<RecordingPeer>();
+  auto picker = std::make_shared<NamedPicker>(
+      std::map<std::string, std::shared_ptr<Peer>>{{"b", b}, {"c", c}});
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  Group g(o, nullptr, picker, &clock_);
+  // c just joined; a key whose first holder was b and whose holders are now c, then b: the
+  // read asks b (the former holder), which is down, then c, not b again.
+  HashRing before;
+  before.Reset({"a", "b"});
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "t" + std::to_string(i);
+    if (before.Snapshot()->Successors(k, 1).front() == "b" &&
+        picker->Ring()->Successors(k, 2) == std::vector<std::string_view>{"c", "b"}) {
+      key = k;
+    }
+  }
+  g.store().BeginTransition(before.Snapshot());
+  auto v = GetSync(g, key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "remote:" + key);
+  EXPECT_EQ(b->calls(), 1);
+  EXPECT_EQ(c->calls, (std::vector<std::string>{"get scores " + key}));
 }
 
 TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {

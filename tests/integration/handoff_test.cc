@@ -64,9 +64,11 @@ class HandoffCluster : public ::testing::Test {
   bool AllSee(double n, const std::vector<size_t>& nodes = {0, 1, 2}) {
     return cluster_->RingsHave(n, nodes);
   }
-  // No node has a handoff walk running, and `metric` summed over `nodes` equals `want`.
-  bool Settles(const std::string& metric, double want, const std::vector<size_t>& nodes) {
-    return WaitFor(
+  // No node has a handoff walk running, and `metric` summed over `nodes` equals `want`. On
+  // failure, what each node last showed.
+  ::testing::AssertionResult Settles(const std::string& metric, double want,
+                                     const std::vector<size_t>& nodes) {
+    const bool settled = WaitFor(
         [&] {
           double total = 0;
           for (size_t i : nodes) {
@@ -78,6 +80,26 @@ class HandoffCluster : public ::testing::Test {
           return total == want;
         },
         seconds(20), milliseconds(50));
+    if (settled) return ::testing::AssertionSuccess();
+    ::testing::AssertionResult failure = ::testing::AssertionFailure();
+    failure << metric << " did not settle at " << want << "; last seen:";
+    for (size_t i : nodes) {
+      const uint16_t port = cluster_->node(i).http_port;
+      failure << "\n  node " << i << ":";
+      for (const char* name :
+           {"nexuscache_cache_items", "nexuscache_ring_members", "nexuscache_handoff_backlog",
+            "nexuscache_handoff_hints", "nexuscache_handoff_walks_total",
+            "nexuscache_handoff_keys_sent_total", "nexuscache_handoff_keys_received_total",
+            "nexuscache_handoff_dropped_total", "nexuscache_handoff_send_failures_total"}) {
+        failure << " " << (name + sizeof("nexuscache_") - 1) << "=" << MetricSum(port, name);
+      }
+    }
+    for (size_t i : nodes) {
+      const std::string log = cluster_->node(i).earlier_logs + cluster_->node(i).process->Log();
+      failure << "\n  node " << i << "'s log (end):\n"
+              << log.substr(log.size() - std::min<size_t>(log.size(), 6000));
+    }
+    return failure;
   }
   void WriteAll() {
     for (int i = 0; i < kKeys; ++i) {

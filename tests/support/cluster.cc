@@ -136,6 +136,7 @@ bool Cluster::RingsHave(double members, const std::vector<size_t>& nodes) {
 
 bool Cluster::Restart(size_t i, std::string* failure) {
   NodeHandle& n = nodes_[i];
+  if (n.process) n.earlier_logs += n.process->Log();
   n.process.reset();
   if (!Launch(n) || !Ready(n)) {
     *failure = n.name + " did not restart; log:\n" + (n.process ? n.process->Log() : "");

@@ -16,6 +16,8 @@ struct NodeHandle {
   uint16_t grpc_port = 0;
   std::unique_ptr<Process> process;
   std::vector<std::string> argv;
+  // The logs of this node's earlier processes (Restart), for failure reports.
+  std::string earlier_logs;
 };
 
 class Cluster {

@@ -37,6 +37,17 @@ std::string Describe(const Operation& read, TimePoint epoch, const std::string& 
          (read.via.empty() ? "" : " through " + read.via) + Span(read, epoch) + ": " + why;
 }
 
+// The newest write acknowledged before `read` started (what it should have seen), described.
+std::string Missed(const std::vector<Write>& writes, const Operation& read, TimePoint epoch) {
+  const Write* missed = nullptr;
+  for (const Write& x : writes) {
+    if (x.ok && x.end < read.start && (missed == nullptr || x.start > missed->start)) missed = &x;
+  }
+  if (missed == nullptr) return "none found";
+  return (missed->remove ? "a delete" : "'" + *missed->op->value + "'") +
+         (missed->op->via.empty() ? "" : " through " + missed->op->via) + Span(*missed->op, epoch);
+}
+
 }  // namespace
 
 std::string UniqueValue(const std::string& key, int writer, uint64_t sequence) {
@@ -148,25 +159,17 @@ HistoryReport History::Check() const {
         }
         if (constrained && k.writes[w->second].effect_end < latest) {
           ++report.stale_reads;
-          // The newest write the read should have seen, for the report.
-          const Write* missed = nullptr;
-          for (const Write& x : k.writes) {
-            if (x.ok && x.end < read->start && (missed == nullptr || x.start > missed->start)) {
-              missed = &x;
-            }
-          }
-          note(Describe(
-              *read, epoch,
-              "older than a write acknowledged before the read started (" +
-                  std::string(missed->remove ? "a delete" : "'" + *missed->op->value + "'") +
-                  (missed->op->via.empty() ? "" : " through " + missed->op->via) +
-                  Span(*missed->op, epoch) + ")"));
+          note(Describe(*read, epoch,
+                        "older than a write acknowledged before the read started (" +
+                            Missed(k.writes, *read, epoch) + ")"));
         }
         continue;
       }
       if (constrained && absent_until < latest) {
         ++report.lost_writes;
-        note(Describe(*read, epoch, "a set was acknowledged before the read started"));
+        note(Describe(*read, epoch,
+                      "a set was acknowledged before the read started (" +
+                          Missed(k.writes, *read, epoch) + ")"));
       }
     }
   }

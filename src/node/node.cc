@@ -265,7 +265,8 @@ void Node::Leave() {
   size_t i = 0;
   for (Group* g : groups_.All()) {
     const DrainResult& one = first[i++];
-    const DrainResult two = g->handoff().Drain(after, left(), one.watermark);
+    // (All of them again if the first pass ran out of time or gave way before the end.)
+    const DrainResult two = g->handoff().Drain(after, left(), one.complete ? one.watermark : 0);
     spdlog::info(
         "nexuscache {}: handed {} copies of group {} to their next holders before leaving "
         "({} failed{})",

@@ -181,7 +181,7 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
   } reset{&in_walk_};
 
   // Copies handed here early are placed (kept if held under walk.after, else dropped) by a
-  // walk that started after they arrived.
+  // walk that started after they arrived, by a ring newer than the one they arrived under.
   const uint64_t early_mark = store_->EarlyCopiesMark();
   const auto start = std::chrono::steady_clock::now();
   uint64_t bytes = 0;
@@ -194,6 +194,8 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
       if (e.meta.version == 0 || e.meta.version <= walk.since_version) return;
       Item item;
       Place(walk, e.key, &item.targets, &item.keep);
+      // A copy handed here before this node's ring changed the way its sender's had: it stays.
+      if (!item.keep && store_->EarlyCopyWaits(e.key, walk.after->generation())) item.keep = true;
       item.linger = walk.keep_all;
       if (item.targets.empty() && (item.keep || item.linger)) return;
       item.copy = Replica{.key = std::string(e.key),
@@ -228,7 +230,7 @@ Handoff::WalkEnd Handoff::RunWalk(const Walk& walk, DrainResult* result) {
       return WalkEnd::kInterrupted;
     }
   }
-  if (!walk.leaving) store_->EarlyCopiesPlaced(early_mark);
+  if (!walk.leaving) store_->EarlyCopiesPlaced(early_mark, walk.after->generation());
   return WalkEnd::kDone;
 }
 

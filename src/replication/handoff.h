@@ -34,6 +34,9 @@
 // Drain (a graceful leave, SIGTERM): Drain() hands every copy to its holders under the ring
 // without this node, within a time budget, while the node keeps serving; the node then leaves
 // the membership and calls Drain again for the copies written meanwhile (since_version).
+// The receivers do not hold those copies yet (their rings still have the leaving node): they
+// keep them as early copies, which no walk by that ring drops, and serve them once their ring
+// no longer has it.
 //
 // Thread-safety: every method may be called from any thread. The store and the picker must
 // outlive the Handoff; the destructor stops the thread (a walk stops after its current batch).

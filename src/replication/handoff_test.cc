@@ -354,6 +354,38 @@ TEST_F(HandoffTest, ALeavingMemberDrainsToTheNewHoldersThenSendsOnlyWhatChangedS
   EXPECT_EQ(Get(std::string(*after->OwnerView(late))).Value(late), "late");
 }
 
+TEST_F(HandoffTest, DrainedCopiesOutlastTheReceiversWalksUntilTheirRingDropsTheLeaver) {
+  const std::vector<std::string> abc = {"a", "b", "c"};
+  Form(abc);
+  WriteAll(3000);
+  Member& a = Get("a");
+  HashRing without;
+  without.Reset({"b", "c"});
+  const std::shared_ptr<const RingSnapshot> after = without.Snapshot();
+  const DrainResult drained = a.handoff.Drain(after, std::chrono::seconds(30));
+  ASSERT_TRUE(drained.complete);
+  ASSERT_GT(drained.keys_sent, 500u);
+  // b and c still have a in their rings: the copies are early, not served yet.
+  for (const char* n : {"b", "c"}) EXPECT_TRUE(Get(n).store.verifying_holders()) << n;
+  // A walk by that ring on each of them (here the one that ends a transition, as when an
+  // earlier change settles while a drains) keeps the early copies.
+  for (const char* n : {"b", "c"}) {
+    Get(n).handoff.RingChanged();
+    ASSERT_TRUE(WaitFor([&] { return !Get(n).store.in_transition(); })) << n;
+    EXPECT_EQ(Get(n).handoff.stats().dropped, 0u) << n;
+  }
+  // a leaves; b and c see it: every key is on its holder, once.
+  const auto before = Walks({"b", "c"});
+  a.handoff.Stop();
+  View({"b", "c"}, {"b", "c"});
+  WaitWalked(before);
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(Get(std::string(*after->OwnerView(key))).Value(key), "v" + std::to_string(i)) << key;
+    ASSERT_EQ(Copies(key) - !a.Value(key).empty(), 1) << key;
+  }
+}
+
 TEST_F(HandoffTest, AStrayIsDeliveredToItsHolderAndNotServedMeanwhile) {
   const std::vector<std::string> ab = {"a", "b"};
   for (const auto& n : ab) Add(n);

@@ -536,10 +536,16 @@ bool ReplicatedStore::Apply(const Replica& r) {
   if (r.handoff) {
     handoff_received_.fetch_add(1, std::memory_order_relaxed);
     handoff_received_bytes_.fetch_add(r.key.size() + r.value.size(), std::memory_order_relaxed);
+    const std::shared_ptr<const RingSnapshot> ring = peers_->Ring();
     if (!peers_->Holds(r.key, options_.replicas)) {
       // Early: served once this node holds the key, not before (writes go elsewhere till then).
       early_copies_.fetch_add(1, std::memory_order_acq_rel);
       verify_holders_.store(true, std::memory_order_release);
+      absl::MutexLock lock(&early_mu_);
+      if (early_waiting_.size() < kMaxStrays || early_waiting_.contains(r.key)) {
+        early_waiting_[r.key] = ring == nullptr ? 0 : ring->generation();
+        early_waiting_any_.store(true, std::memory_order_release);
+      }
     }
   } else {
     (r.ring ? ring_applied_ : applied_).fetch_add(1, std::memory_order_relaxed);
@@ -562,7 +568,22 @@ void ReplicatedStore::NoteIfStray(std::string_view key) {
   verify_holders_.store(true, std::memory_order_release);
 }
 
-void ReplicatedStore::EarlyCopiesPlaced(uint64_t mark) { RaiseTo(early_copies_placed_, mark); }
+bool ReplicatedStore::EarlyCopyWaits(std::string_view key, uint64_t generation) {
+  if (!early_waiting_any_.load(std::memory_order_acquire)) return false;
+  absl::MutexLock lock(&early_mu_);
+  const auto it = early_waiting_.find(absl::string_view(key.data(), key.size()));
+  return it != early_waiting_.end() && it->second >= generation;
+}
+
+void ReplicatedStore::EarlyCopiesPlaced(uint64_t mark, uint64_t generation) {
+  {
+    absl::MutexLock lock(&early_mu_);
+    absl::erase_if(early_waiting_, [&](const auto& e) { return e.second < generation; });
+    early_waiting_any_.store(!early_waiting_.empty(), std::memory_order_release);
+    if (!early_waiting_.empty()) return;  // not all placed yet
+  }
+  RaiseTo(early_copies_placed_, mark);
+}
 
 bool ReplicatedStore::StopVerifyingHolders() {
   absl::MutexLock lock(&strays_mu_);

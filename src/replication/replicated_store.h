@@ -173,10 +173,15 @@ class ReplicatedStore {
   std::shared_ptr<Peer> ReadTarget(std::string_view key);
   // Reads stop checking holders, unless strays or early copies wait; whether they stopped.
   bool StopVerifyingHolders();
-  // Handed-over copies of keys this node did not hold when they arrived, counted; a walk that
-  // started at mark m and completed placed every one up to m (EarlyCopiesPlaced(m)).
+  // Early copies: handed-over copies of keys this node did not hold when they arrived (a
+  // leaving member's drain, sent by the ring without it; a sender whose ring is ahead). They
+  // wait for the ring change their sender saw: a walk by the ring they arrived under (or an
+  // older one) keeps them (EarlyCopyWaits; the first kMaxStrays are tracked by key), and a walk
+  // that started at mark m (EarlyCopiesMark) and completed by a ring of generation g placed
+  // every one up to m that arrived under an older ring (EarlyCopiesPlaced(m, g)).
   uint64_t EarlyCopiesMark() const { return early_copies_.load(std::memory_order_acquire); }
-  void EarlyCopiesPlaced(uint64_t mark);
+  bool EarlyCopyWaits(std::string_view key, uint64_t generation);
+  void EarlyCopiesPlaced(uint64_t mark, uint64_t generation);
   bool verifying_holders() const { return verify_holders_.load(std::memory_order_acquire); }
   // The keys noted as strays since the last call. `overflowed`: more than kMaxStrays were noted
   // and some were not kept (a walk of the whole cache finds them).
@@ -279,6 +284,10 @@ class ReplicatedStore {
   std::shared_ptr<const RingSnapshot> transition_from_ ABSL_GUARDED_BY(transition_mu_);
   std::atomic<uint64_t> early_copies_{0};
   std::atomic<uint64_t> early_copies_placed_{0};
+  // Early copies still waiting: key -> the generation of this node's ring when it arrived.
+  absl::Mutex early_mu_;
+  absl::flat_hash_map<std::string, uint64_t> early_waiting_ ABSL_GUARDED_BY(early_mu_);
+  std::atomic<bool> early_waiting_any_{false};
 
   absl::Mutex strays_mu_;
   std::vector<std::string> strays_ ABSL_GUARDED_BY(strays_mu_);

@@ -8,7 +8,35 @@
 
 namespace nexus {
 
-std::string Config::SelfGrpcAddress() const { return ip_address + ":" + std::to_string(grpc_port); }
+std::string Config::SelfGrpcAddress() const {
+  return !advertise.grpc.empty() ? advertise.grpc : ip_address + ":" + std::to_string(grpc_port);
+}
+
+std::string Config::SelfHttpAddress(uint16_t bound_port) const {
+  if (!advertise.http.empty()) return advertise.http;
+  const std::string& grpc = SelfGrpcAddress();
+  return grpc.substr(0, grpc.rfind(':') + 1) + std::to_string(bound_port);
+}
+
+namespace {
+
+// "HOST:PORT" or "HOST:PORT/HTTP_PORT" (the HTTP port on the same host) into `spec`.
+bool ParseMemberAddress(std::string_view address, MemberInfo* spec) {
+  const size_t slash = address.find('/');
+  spec->grpc = std::string(address.substr(0, slash));
+  const size_t colon = spec->grpc.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == spec->grpc.size()) return false;
+  if (slash == std::string_view::npos) return true;
+  const std::string port(address.substr(slash + 1));
+  if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5 || std::stoi(port) <= 0 || std::stoi(port) > 65535) {
+    return false;
+  }
+  spec->http = spec->grpc.substr(0, colon + 1) + port;
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<size_t> ParseByteSize(std::string_view text) {
   size_t value = 0;
@@ -45,10 +73,6 @@ absl::StatusOr<std::vector<MemberInfo>> ParsePeers(std::string_view text, uint16
   std::vector<MemberInfo> peers;
   std::set<std::string> names;
   size_t start = 0;
-  auto valid_host_port = [](const std::string& a) {
-    const size_t colon = a.rfind(':');
-    return colon != std::string::npos && colon != 0 && colon + 1 != a.size();
-  };
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
     if (comma == std::string_view::npos) comma = text.size();
@@ -70,17 +94,7 @@ absl::StatusOr<std::vector<MemberInfo>> ParsePeers(std::string_view text, uint16
       spec.http = spec.name + ":" + std::to_string(http_port);
     } else {
       spec.name = std::string(item.substr(0, eq));
-      std::string_view address = item.substr(eq + 1);
-      const size_t slash = address.find('/');
-      spec.grpc = std::string(address.substr(0, slash));
-      bool ok = !spec.name.empty() && valid_host_port(spec.grpc);
-      if (ok && slash != std::string_view::npos) {
-        const std::string port(address.substr(slash + 1));
-        ok = !port.empty() && port.find_first_not_of("0123456789") == std::string::npos &&
-             port.size() <= 5 && std::stoi(port) > 0 && std::stoi(port) <= 65535;
-        spec.http = spec.grpc.substr(0, spec.grpc.rfind(':') + 1) + port;
-      }
-      if (!ok) {
+      if (spec.name.empty() || !ParseMemberAddress(item.substr(eq + 1), &spec)) {
         return absl::InvalidArgumentError("--peer entry '" + std::string(item) +
                                           "' must be NAME, NAME=HOST:PORT or "
                                           "NAME=HOST:PORT/HTTP_PORT");
@@ -118,7 +132,7 @@ absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
 ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env_ip_address) {
   Config c;
   std::string peers, etcd, cache_bytes = "64M", hot_cache_bytes = "16M";
-  std::string handoff_rate = "64M", drain_timeout = "10s";
+  std::string handoff_rate = "64M", drain_timeout = "10s", advertise;
   int metrics_port = 0;
   int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
   int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
@@ -139,6 +153,10 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--http-port", c.http_port, "HTTP API port")->capture_default_str();
   app.add_option("--metrics-port", metrics_port, "Extra port serving only /metrics (0 = none)");
   app.add_option("--bind", c.bind_address, "Address to listen on")->capture_default_str();
+  app.add_option("--advertise", advertise,
+                 "HOST:PORT[/HTTP_PORT] peers dial to reach this node, registered in etcd "
+                 "(default: $IP_ADDRESS with --port and --http-port; for a node behind a proxy "
+                 "or NAT)");
   app.add_option("--cache-bytes", cache_bytes, "Main cache budget (K/M/G)")->capture_default_str();
   app.add_option("--hot-cache-bytes", hot_cache_bytes, "Hot cache budget (K/M/G)")
       ->capture_default_str();
@@ -221,6 +239,9 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
     return fail("--name must be non-empty without ',', '=', '/' or spaces");
   }
   if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
+  if (!advertise.empty() && !ParseMemberAddress(advertise, &c.advertise)) {
+    return fail("--advertise '" + advertise + "' must be HOST:PORT or HOST:PORT/HTTP_PORT");
+  }
   for (auto [text, target] :
        {std::pair{&cache_bytes, &c.cache_bytes}, std::pair{&hot_cache_bytes, &c.hot_cache_bytes},
         std::pair{&handoff_rate, &c.handoff_rate}}) {

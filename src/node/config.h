@@ -23,6 +23,9 @@ struct Config {
   std::optional<uint16_t> metrics_port;  // --metrics-port: extra /metrics listener (seed: 9100)
   std::string bind_address = "0.0.0.0";  // --bind: address the listeners bind
   std::string ip_address = "127.0.0.1";  // env IP_ADDRESS: the address peers dial to reach us
+  // --advertise HOST:PORT[/HTTP_PORT]: what peers dial instead (a node behind a proxy or NAT);
+  // empty members: IP_ADDRESS with the ports this node listens on.
+  MemberInfo advertise;
   size_t cache_bytes = 64 << 20;         // --cache-bytes (K/M/G suffixes accepted)
   size_t hot_cache_bytes = 16 << 20;     // --hot-cache-bytes
   int vnodes = 50;                       // --vnodes
@@ -48,8 +51,9 @@ struct Config {
   // before it leaves the membership (with --etcd; "10s", "500ms", plain numbers are seconds).
   std::chrono::milliseconds drain_timeout{10000};
 
-  // This node's own gRPC address as peers see it.
+  // This node's own addresses as peers see them (`bound_port`: the HTTP port it listens on).
   std::string SelfGrpcAddress() const;
+  std::string SelfHttpAddress(uint16_t bound_port) const;
 };
 
 // Parses a duration: "10s", "500ms", "2m"; a plain number is seconds.

@@ -66,6 +66,27 @@ TEST(ConfigTest, PeerHttpPortAfterASlash) {
   }
 }
 
+TEST(ConfigTest, AdvertisedAddressesReplaceTheOnesPeersDial) {
+  // Default: IP_ADDRESS with the ports this node listens on.
+  ParseOutcome d = Parse({"--name", "a", "--port", "8001"}, "10.0.0.5");
+  ASSERT_TRUE(d.config) << d.message;
+  EXPECT_EQ(d.config->SelfGrpcAddress(), "10.0.0.5:8001");
+  EXPECT_EQ(d.config->SelfHttpAddress(9001), "10.0.0.5:9001");
+  // Behind a proxy or NAT: what peers dial instead, with or without its own HTTP port.
+  ParseOutcome o = Parse({"--name", "a", "--advertise", "proxy.local:7001/7002"}, "10.0.0.5");
+  ASSERT_TRUE(o.config) << o.message;
+  EXPECT_EQ(o.config->SelfGrpcAddress(), "proxy.local:7001");
+  EXPECT_EQ(o.config->SelfHttpAddress(9001), "proxy.local:7002");
+  ParseOutcome g = Parse({"--name", "a", "--advertise", "proxy.local:7001"});
+  ASSERT_TRUE(g.config) << g.message;
+  EXPECT_EQ(g.config->SelfHttpAddress(9001), "proxy.local:9001");
+  for (const char* bad : {"proxy.local", ":7001", "proxy.local:7001/", "proxy.local:7001/x"}) {
+    ParseOutcome r = Parse({"--name", "a", "--advertise", bad});
+    EXPECT_FALSE(r.config.has_value()) << bad;
+    EXPECT_NE(r.message.find("--advertise '"), std::string::npos) << r.message;
+  }
+}
+
 TEST(ConfigTest, ForwardTransport) {
   EXPECT_TRUE(Parse({"--name", "a"}).config->forward_over_http);
   EXPECT_FALSE(Parse({"--name", "a", "--forward", "grpc"}).config->forward_over_http);

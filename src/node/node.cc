@@ -162,7 +162,7 @@ absl::Status Node::Start() {
     m.lease_ttl_seconds = config_.lease_ttl_seconds;
     m.self = {.name = config_.name,
               .grpc = config_.SelfGrpcAddress(),
-              .http = config_.ip_address + ":" + std::to_string(http_->port()),
+              .http = config_.SelfHttpAddress(http_->port()),
               .incarnation = Incarnation()};
     // Back after the lease expired: the others dropped this node and wrote its keys elsewhere.
     m.on_reregistered = [groups = &groups_] {

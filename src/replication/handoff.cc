@@ -117,16 +117,25 @@ void Handoff::Run() {
     if (stable < options_.stray_delay.count()) continue;
     store_->EndFormerReads();
     if (stable < 2 * options_.stray_delay.count()) continue;
+    // (After each off-lock step: a membership change meanwhile began a transition of its own,
+    // which must not be ended here, nor its reads stop checking holders.)
+    const auto moved_on = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      const std::shared_ptr<const RingSnapshot> now = peers_.Ring();
+      return changed_ || (now != nullptr && now->generation() != current->generation());
+    };
     if (store_->in_transition()) {
       if (WalkUnlocked({.before = current, .after = current, .drop_only = true}) !=
-          WalkEnd::kDone) {
+              WalkEnd::kDone ||
+          moved_on()) {
         continue;
       }
       store_->EndTransition();
     }
     Unlocked([this] { DeliverStrays(); });
     // Reads stop checking holders once no copy here waits for a holder.
-    if (hints_pending_.load(std::memory_order_relaxed) == 0) store_->StopVerifyingHolders();
+    if (!moved_on() && hints_pending_.load(std::memory_order_relaxed) == 0) {
+      store_->StopVerifyingHolders();
+    }
   }
 }
 

@@ -69,6 +69,20 @@ std::chrono::steady_clock::time_point History::epoch() const {
   return EpochLocked();
 }
 
+double History::MedianMillis(const std::string& via) const {
+  std::vector<double> ms;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Operation& op : ops_) {
+      if (op.via == via)
+        ms.push_back(std::chrono::duration<double, std::milli>(op.end - op.start).count());
+    }
+  }
+  if (ms.empty()) return 0;
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
 std::chrono::steady_clock::time_point History::EpochLocked() const {
   TimePoint epoch = TimePoint::max();
   for (const Operation& op : ops_) epoch = std::min(epoch, op.start);

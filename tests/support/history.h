@@ -69,6 +69,8 @@ class History {
   size_t size() const;
   // The first operation's start (reports print times relative to it).
   std::chrono::steady_clock::time_point epoch() const;
+  // The median duration of the operations through `via`, in ms (0 if none).
+  double MedianMillis(const std::string& via) const;
 
  private:
   std::chrono::steady_clock::time_point EpochLocked() const;  // mu_ held

@@ -202,6 +202,14 @@ class HandoffTest : public ::testing::Test {
       ASSERT_TRUE(status.ok()) << status;
     }
   }
+  // a, b and c with 3,000 keys written, and the ring a leaves them with.
+  std::shared_ptr<const RingSnapshot> FormABCWithKeysAsALeaves() {
+    Form({"a", "b", "c"});
+    WriteAll(3000);
+    HashRing without;
+    without.Reset({"b", "c"});
+    return without.Snapshot();
+  }
   // How many members hold a live value for `key`.
   int Copies(const std::string& key) {
     int n = 0;
@@ -320,13 +328,8 @@ TEST_F(HandoffTest, ANewerVersionAtTheReceiverWinsAndTombstonesTravel) {
 }
 
 TEST_F(HandoffTest, ALeavingMemberDrainsToTheNewHoldersThenSendsOnlyWhatChangedSince) {
-  const std::vector<std::string> abc = {"a", "b", "c"};
-  Form(abc);
-  WriteAll(3000);
+  const std::shared_ptr<const RingSnapshot> after = FormABCWithKeysAsALeaves();
   Member& a = Get("a");
-  HashRing without;
-  without.Reset({"b", "c"});
-  const std::shared_ptr<const RingSnapshot> after = without.Snapshot();
   const size_t owned = a.store.main().items();
   ASSERT_GT(owned, 500u);
   const DrainResult first = a.handoff.Drain(after, std::chrono::seconds(30));
@@ -355,13 +358,8 @@ TEST_F(HandoffTest, ALeavingMemberDrainsToTheNewHoldersThenSendsOnlyWhatChangedS
 }
 
 TEST_F(HandoffTest, DrainedCopiesOutlastTheReceiversWalksUntilTheirRingDropsTheLeaver) {
-  const std::vector<std::string> abc = {"a", "b", "c"};
-  Form(abc);
-  WriteAll(3000);
+  const std::shared_ptr<const RingSnapshot> after = FormABCWithKeysAsALeaves();
   Member& a = Get("a");
-  HashRing without;
-  without.Reset({"b", "c"});
-  const std::shared_ptr<const RingSnapshot> after = without.Snapshot();
   const DrainResult drained = a.handoff.Drain(after, std::chrono::seconds(30));
   ASSERT_TRUE(drained.complete);
   ASSERT_GT(drained.keys_sent, 500u);

@@ -63,8 +63,8 @@ std::unique_ptr<DelayProxy> DelayProxy::Start(uint16_t target_port,
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a = Loopback(0);
   socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      listen(fd, 128) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 128) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     *error = std::string("delay proxy: cannot listen: ") + std::strerror(errno);
     if (fd >= 0) close(fd);
     return nullptr;
@@ -132,8 +132,8 @@ void DelayProxy::Run() {
       for (Flow* f : {&c.up, &c.down}) {
         const short read = f->read_done ? 0 : POLLIN;
         fds.push_back({.fd = f->from, .events = read, .revents = 0});
-        fds.push_back({.fd = f->to, .events = static_cast<short>(f->blocked ? POLLOUT : 0),
-                       .revents = 0});
+        fds.push_back(
+            {.fd = f->to, .events = static_cast<short>(f->blocked ? POLLOUT : 0), .revents = 0});
         if (!f->queue.empty() && !f->blocked) next = std::min(next, f->queue.front().due);
       }
     }

@@ -20,8 +20,8 @@ class DelayProxy {
  public:
   // Listens on a free port of 127.0.0.1 and forwards to 127.0.0.1:target_port; null (and the
   // reason in `error`) when it cannot listen.
-  static std::unique_ptr<DelayProxy> Start(uint16_t target_port,
-                                           std::chrono::milliseconds one_way, std::string* error);
+  static std::unique_ptr<DelayProxy> Start(uint16_t target_port, std::chrono::milliseconds one_way,
+                                           std::string* error);
   ~DelayProxy();
   DelayProxy(const DelayProxy&) = delete;
   DelayProxy& operator=(const DelayProxy&) = delete;

@@ -118,6 +118,10 @@ void EtcdServer::Stop() {
   }
 }
 
+void EtcdServer::Signal(int signal) {
+  if (process_ != nullptr) process_->Signal(signal);
+}
+
 void EtcdServer::Kill() {
   if (process_ != nullptr) {
     process_->Signal(SIGKILL);

@@ -39,6 +39,10 @@ class EtcdServer {
   bool Resume(std::chrono::milliseconds ready_timeout = std::chrono::seconds(20),
               std::string* error = nullptr);
 
+  // Sends `signal` to etcd: SIGSTOP hangs it (connections stay open, nothing answers: to its
+  // clients, a partition), SIGCONT lets it go on.
+  void Signal(int signal);
+
   // "127.0.0.1:<client port>", the form EtcdClientOptions::endpoints takes.
   std::string endpoint() const;
   uint16_t client_port() const { return client_port_; }

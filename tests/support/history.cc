@@ -93,11 +93,12 @@ std::string HistoryReport::Summary() const {
   char line[256];
   std::snprintf(
       line, sizeof(line),
-      "%llu operations (%llu reads, %llu acknowledged writes), %llu failed, %llu stale "
-      "reads, %llu acknowledged writes lost, %llu unknown values",
+      "%llu operations (%llu reads, %llu acknowledged writes), %llu failed (%llu reads), %llu "
+      "stale reads, %llu acknowledged writes lost, %llu unknown values",
       static_cast<unsigned long long>(operations), static_cast<unsigned long long>(reads),
       static_cast<unsigned long long>(acknowledged_writes), static_cast<unsigned long long>(failed),
-      static_cast<unsigned long long>(stale_reads), static_cast<unsigned long long>(lost_writes),
+      static_cast<unsigned long long>(failed_reads), static_cast<unsigned long long>(stale_reads),
+      static_cast<unsigned long long>(lost_writes),
       static_cast<unsigned long long>(unknown_values));
   return line;
 }
@@ -117,10 +118,11 @@ HistoryReport History::Check() const {
   for (const Operation& op : ops_) {
     if (!op.ok) {
       ++report.failed;
+      report.failed_reads += op.kind == Operation::Kind::kRead;
       if (report.failures.size() < kExamples) {
         static constexpr const char* kKinds[] = {"read", "write", "delete"};
         report.failures.push_back(std::string(kKinds[static_cast<int>(op.kind)]) + " of '" +
-                                  op.key + "': " + op.error);
+                                  op.key + "'" + Span(op, epoch) + ": " + op.error);
       }
     }
     Key& k = keys[op.key];

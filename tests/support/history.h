@@ -50,7 +50,8 @@ struct Operation {
 struct HistoryReport {
   uint64_t operations = 0;
   uint64_t reads = 0;
-  uint64_t failed = 0;  // operations without an answer or with an error
+  uint64_t failed = 0;        // operations without an answer or with an error
+  uint64_t failed_reads = 0;  // of them, reads
   uint64_t acknowledged_writes = 0;
   uint64_t stale_reads = 0;           // a value older than a write acknowledged before the read
   uint64_t lost_writes = 0;           // "not found" although a set was acknowledged before

@@ -1,5 +1,7 @@
 #include "group/group.h"
 
+#include <spdlog/spdlog.h>
+
 #include <random>
 #include <utility>
 
@@ -40,12 +42,35 @@ bool Group::LookupCounted(std::string_view key, CachedValue* out, bool held_only
   return hit;
 }
 
+namespace {
+
+// --log-level trace: every read with where it was answered (to follow a key through a failure
+// test, with ReplicatedStore's trace of writes and copies).
+bool Tracing() { return spdlog::default_logger_raw()->should_log(spdlog::level::trace); }
+ValueCallback Traced(std::string_view what, std::string_view key, ValueCallback done) {
+  return [what = std::string(what), key = std::string(key),
+          done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
+    spdlog::trace("{} '{}': {}", what, key,
+                  r.ok() ? "'" + r->data + "'" : std::string(r.status().message()));
+    done(std::move(r));
+  };
+}
+
+}  // namespace
+
 void Group::Get(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   CachedValue hit;
   // A copy this node stopped holding (the membership changed) is not served to a client.
-  if (LookupCounted(key, &hit, /*held_only=*/true)) return done(std::move(hit));
+  if (LookupCounted(key, &hit, /*held_only=*/true)) {
+    if (Tracing()) spdlog::trace("get '{}': here '{}'", key, hit.data);
+    return done(std::move(hit));
+  }
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
+  if (Tracing()) {
+    done =
+        Traced(store_.verifying_holders() ? "get (checking holders)" : "get", key, std::move(done));
+  }
   if (!store_.verifying_holders()) return Load(key, std::move(owner), std::move(done));
   // While the membership changes, the read goes where every write went (ReplicatedStore);
   // if that holder has no copy (nodes that joined together read from rings that differ),
@@ -63,6 +88,7 @@ void Group::Get(std::string_view key, ValueCallback done) {
 
 void Group::GetLocal(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (Tracing()) done = Traced("peer get", key, std::move(done));
   CachedValue hit;
   if (LookupCounted(key, &hit, /*held_only=*/false)) return done(std::move(hit));
   Load(key, nullptr, std::move(done));

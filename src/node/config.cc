@@ -153,6 +153,10 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--http-port", c.http_port, "HTTP API port")->capture_default_str();
   app.add_option("--metrics-port", metrics_port, "Extra port serving only /metrics (0 = none)");
   app.add_option("--bind", c.bind_address, "Address to listen on")->capture_default_str();
+  app.add_option("--log-level", c.log_level,
+                 "error, warn, info, debug (membership transitions) or trace (every write, copy "
+                 "and read with its version; slow)")
+      ->capture_default_str();
   app.add_option("--advertise", advertise,
                  "HOST:PORT[/HTTP_PORT] peers dial to reach this node, registered in etcd "
                  "(default: $IP_ADDRESS with --port and --http-port; for a node behind a proxy "
@@ -239,6 +243,10 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
     return fail("--name must be non-empty without ',', '=', '/' or spaces");
   }
   if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
+  if (c.log_level != "error" && c.log_level != "warn" && c.log_level != "info" &&
+      c.log_level != "debug" && c.log_level != "trace") {
+    return fail("--log-level must be error, warn, info, debug or trace");
+  }
   if (!advertise.empty() && !ParseMemberAddress(advertise, &c.advertise)) {
     return fail("--advertise '" + advertise + "' must be HOST:PORT or HOST:PORT/HTTP_PORT");
   }

@@ -50,6 +50,10 @@ struct Config {
   // --drain-timeout: how long SIGTERM spends handing this node's copies to their next holders
   // before it leaves the membership (with --etcd; "10s", "500ms", plain numbers are seconds).
   std::chrono::milliseconds drain_timeout{10000};
+  // --log-level: error, warn, info (the default), debug (membership transitions), trace (also
+  // every write, copy, drop and read with its version: for following a key through a failure
+  // test, not for production load).
+  std::string log_level = "info";
 
   // This node's own addresses as peers see them (`bound_port`: the HTTP port it listens on).
   std::string SelfGrpcAddress() const;

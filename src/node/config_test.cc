@@ -87,6 +87,14 @@ TEST(ConfigTest, AdvertisedAddressesReplaceTheOnesPeersDial) {
   }
 }
 
+TEST(ConfigTest, LogLevel) {
+  EXPECT_EQ(Parse({"--name", "a"}).config->log_level, "info");
+  EXPECT_EQ(Parse({"--name", "a", "--log-level", "trace"}).config->log_level, "trace");
+  ParseOutcome bad = Parse({"--name", "a", "--log-level", "verbose"});
+  EXPECT_FALSE(bad.config.has_value());
+  EXPECT_NE(bad.message.find("--log-level must be"), std::string::npos) << bad.message;
+}
+
 TEST(ConfigTest, ForwardTransport) {
   EXPECT_TRUE(Parse({"--name", "a"}).config->forward_over_http);
   EXPECT_FALSE(Parse({"--name", "a", "--forward", "grpc"}).config->forward_over_http);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  spdlog::set_level(spdlog::level::from_str(outcome.config->log_level));
   nexus::Node node(std::move(*outcome.config));
   if (absl::Status s = node.Start(); !s.ok()) {
     spdlog::error("cannot start: {}", std::string(s.message()));

@@ -83,6 +83,8 @@ void Handoff::Run() {
     const std::shared_ptr<const RingSnapshot> current = peers_.Ring();
     if (current == nullptr || placed_ == nullptr) continue;  // no ring: nothing ever moves
     if (current->generation() != placed_->generation()) {
+      spdlog::debug("group {}: walk from ring generation {} to {}", store_->options().group,
+                    placed_->generation(), current->generation());
       store_->BeginTransition(placed_);
       const Walk walk{.before = placed_, .after = current, .keep_all = true};
       last_change_ = clock_->NowMillis();
@@ -115,7 +117,9 @@ void Handoff::Run() {
     // stopped holding go, and so does the transition.
     const int64_t stable = clock_->NowMillis() - last_change_;
     if (stable < options_.stray_delay.count()) continue;
-    store_->EndFormerReads();
+    if (store_->EndFormerReads()) {
+      spdlog::debug("group {}: reads follow the current ring again", store_->options().group);
+    }
     if (stable < 2 * options_.stray_delay.count()) continue;
     // (After each off-lock step: a membership change meanwhile began a transition of its own,
     // which must not be ended here, nor its reads stop checking holders.)
@@ -130,11 +134,13 @@ void Handoff::Run() {
         continue;
       }
       store_->EndTransition();
+      spdlog::debug("group {}: transition over", store_->options().group);
     }
     Unlocked([this] { DeliverStrays(); });
     // Reads stop checking holders once no copy here waits for a holder.
-    if (!moved_on() && hints_pending_.load(std::memory_order_relaxed) == 0) {
-      store_->StopVerifyingHolders();
+    if (!moved_on() && hints_pending_.load(std::memory_order_relaxed) == 0 &&
+        store_->verifying_holders() && store_->StopVerifyingHolders()) {
+      spdlog::debug("group {}: reads stop checking holders", store_->options().group);
     }
   }
 }

@@ -279,6 +279,15 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
   return loaded;
 }
 
+namespace {
+
+// The trace log (--log-level trace: every write, copy and drop with its version, to follow a
+// key through a failure test): whether it is on, and a version as "<ms>.<sequence>".
+bool Tracing() { return spdlog::default_logger_raw()->should_log(spdlog::level::trace); }
+std::string V(uint64_t version) { return absl::StrCat(version >> 20, ".", version & 0xFFFFF); }
+
+}  // namespace
+
 UnixMillis ReplicatedStore::TombstoneDeadline(UnixMillis copy_deadline, UnixMillis now) const {
   return std::max(copy_deadline, now + kTombstoneFloorMs);
 }
@@ -320,6 +329,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
     // ones, which raised the floor too.)
     if (replicated() && main_.Peek(key, &cached)) above = std::max(above, cached.version);
     const uint64_t version = NextVersion(above);
+    if (Tracing()) spdlog::trace("write '{}' v{} '{}'", key, V(version), value);
     if (hot) {
       main_.Erase(key);
       if (hot_.Set(key, value, deadline, {.version = version}) == StoreResult::kStored) {
@@ -373,6 +383,7 @@ void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
     UnixMillis copy_deadline = 0;
     const uint64_t above = main_.Peek(key, &cached, &copy_deadline) ? cached.version : 0;
     const uint64_t version = NextVersion(above);
+    if (Tracing()) spdlog::trace("delete '{}' v{}", key, V(version));
     const UnixMillis until = TombstoneDeadline(copy_deadline, now);
     main_.Set(key, "", until, {.version = version, .tombstone = true});
     if (pushes_ring_copies()) {
@@ -522,7 +533,15 @@ bool ReplicatedStore::Apply(const Replica& r) {
     if ((main_.Peek(r.key, &have) && have.version >= r.version) ||
         (hot_.Peek(r.key, &have) && have.version >= r.version)) {
       stale_.fetch_add(1, std::memory_order_relaxed);
+      if (Tracing()) {
+        spdlog::trace("apply '{}' v{} refused: have v{}", r.key, V(r.version), V(have.version));
+      }
       return false;
+    }
+    if (Tracing()) {
+      spdlog::trace("apply '{}' v{} '{}'{}{}{}", r.key, V(r.version), r.value,
+                    r.remove ? " (delete)" : "", r.ring ? " ring" : " hot",
+                    r.handoff ? " handoff" : "");
     }
     RaiseVersionFloor(r.version);
     // A hot copy replaces a plain one (a key lives in one cache); a ring copy leaves a hot copy
@@ -618,6 +637,7 @@ bool ReplicatedStore::EraseIfVersion(std::string_view key, uint64_t version) {
   absl::MutexLock lock(&mu_);
   EntryMeta have;
   if (!main_.Peek(key, &have) || have.version != version) return false;
+  if (Tracing()) spdlog::trace("drop '{}' v{}", key, V(version));
   return main_.Erase(key);
 }
 

@@ -163,8 +163,9 @@ class ReplicatedStore {
   // `from` is the ring without it). Reads check holders from now on (VerifyHolders), also
   // when `from` is null (no ring: nothing to read from).
   void BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace = false);
-  // Client reads follow the current ring again (writes still reach the "from" holders).
-  void EndFormerReads() { reading_former_.store(false, std::memory_order_release); }
+  // Client reads follow the current ring again (writes still reach the "from" holders);
+  // whether they followed the ring before until now.
+  bool EndFormerReads() { return reading_former_.exchange(false, std::memory_order_acq_rel); }
   void EndTransition();
   bool in_transition() const { return in_transition_.load(std::memory_order_acquire); }
   // Where a client's read of `key` goes when this node does not serve it: the first holder

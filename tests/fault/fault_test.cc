@@ -9,6 +9,9 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -126,6 +129,12 @@ class FaultCluster : public ::testing::Test {
     std::string error;
     etcd_ = EtcdServer::Start(seconds(20), &error);
     ASSERT_NE(etcd_, nullptr) << error;
+    // FAULT_TRACE_DIR=dir: the nodes trace every write, copy and read (--log-level trace) and
+    // their logs are kept there, one file per test and node, to follow a key that a check
+    // flagged.
+    if (std::getenv("FAULT_TRACE_DIR") != nullptr) {
+      for (const std::string a : {"--log-level", "trace"}) args.push_back(a);
+    }
     for (const std::string a : {"--lease-ttl", "2", "--etcd"}) args.push_back(a);
     args.push_back(etcd_->endpoint());
     cluster_ = std::make_unique<Cluster>(3, args, /*static_peers=*/false);
@@ -136,6 +145,14 @@ class FaultCluster : public ::testing::Test {
   }
   void TearDown() override {
     load_.reset();
+    if (const char* dir = std::getenv("FAULT_TRACE_DIR"); dir != nullptr && cluster_ != nullptr) {
+      const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+      for (size_t i = 0; i < cluster_->size(); ++i) {
+        const NodeHandle& n = cluster_->node(i);
+        std::ofstream(std::string(dir) + "/" + test->name() + "-" + n.name + ".log")
+            << n.earlier_logs << (n.process ? n.process->Log() : "");
+      }
+    }
     if (HasFailure() && cluster_ != nullptr) {
       for (size_t i = 0; i < cluster_->size(); ++i) {
         const NodeHandle& n = cluster_->node(i);
@@ -183,6 +200,18 @@ class FaultCluster : public ::testing::Test {
     const HistoryReport r = history_.Check();
     std::printf("[fault] %s: %s; time to heal %.1f s\n", scenario, r.Summary().c_str(),
                 heal_seconds);
+    // (The nodes' logs carry wall-clock times: where 0 s is among them.)
+    const auto wall = std::chrono::system_clock::now() -
+                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                          SteadyClock::now() - history_.epoch());
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(wall);
+    char at[32];
+    std::strftime(at, sizeof at, "%H:%M:%S", std::localtime(&seconds));
+    std::printf(
+        "  0 s is %s.%03d in the nodes' logs\n", at,
+        static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count() %
+            1000));
     for (const auto& [what, when] : events_) {
       std::printf("  at %.3f s: %s\n",
                   std::chrono::duration<double>(when - history_.epoch()).count(), what.c_str());

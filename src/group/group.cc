@@ -86,8 +86,16 @@ void Group::Get(std::string_view key, ValueCallback done) {
        });
 }
 
+absl::Status Group::PeerReadsServed() const {
+  if (options_.replicas <= 1 || !left_.load(std::memory_order_acquire)) return absl::OkStatus();
+  return absl::UnavailableError(
+      "this node left the membership: its copies may be behind the "
+      "other holders'");
+}
+
 void Group::GetLocal(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  if (absl::Status s = PeerReadsServed(); !s.ok()) return done(s);
   if (Tracing()) done = Traced("peer get", key, std::move(done));
   CachedValue hit;
   if (LookupCounted(key, &hit, /*held_only=*/false)) return done(std::move(hit));
@@ -96,6 +104,7 @@ void Group::GetLocal(std::string_view key, ValueCallback done) {
 
 absl::StatusOr<CachedValue> Group::Peek(std::string_view key) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (absl::Status s = PeerReadsServed(); !s.ok()) return s;
   CachedValue copy;
   // Not a copy that may have fallen behind (one this node is not to serve now).
   if (store_.Lookup(key, &copy, /*held_only=*/true)) return copy;

@@ -128,6 +128,12 @@ class Group {
                   StatusCallback done);
   void DeleteLocal(std::string_view key, StatusCallback done);
 
+  // This node left the membership and drains (SIGTERM): the others' writes no longer reach
+  // it, so with R > 1 its copies may be older than the other holders'. From now on, peers'
+  // reads (GetLocal, Peek) get Unavailable and go on to the next holder; with R = 1 its copy
+  // is the only one and is still served. Idempotent; there is no way back (the process exits).
+  void StopServingPeerReads() { left_.store(true, std::memory_order_release); }
+
   GroupStats stats() const;
   // This node's copies and their replication: replica pushes arriving from owners are applied
   // there, and a joining member gets the hot keys from there.
@@ -180,6 +186,9 @@ class Group {
   Handoff handoff_;  // uses store_; destroyed (its thread stopped) before it
   Flight<CachedValue> flight_;
 
+  std::atomic<bool> left_{false};  // StopServingPeerReads
+  // Unavailable once this node left (StopServingPeerReads) and R > 1.
+  absl::Status PeerReadsServed() const;
   std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> loads_{0};

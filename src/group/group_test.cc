@@ -402,6 +402,27 @@ TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {
   EXPECT_EQ(pair.store().main().items(), 0u);
 }
 
+TEST_F(GroupTest, ANodeThatLeftAnswersPeersReadsUnavailableWhenAnotherHolderHasTheKey) {
+  // (SIGTERM: after the drain the node revoked its lease; writes go to the other holders now.)
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  Group pair(o, nullptr, FakePicker::OwnerOfAll({std::make_shared<RecordingPeer>()}), &clock_);
+  pair.store().main().Set("k", "older", clock_.NowMillis() + kMinute, {.version = 1});
+  pair.StopServingPeerReads();
+  absl::StatusOr<CachedValue> got = absl::UnknownError("no answer");
+  pair.GetLocal("k", [&](absl::StatusOr<CachedValue> r) { got = std::move(r); });
+  EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();  // the reader asks the next
+  EXPECT_TRUE(absl::IsUnavailable(pair.Peek("k").status()));
+  // With R = 1 its copy is the only one: still served.
+  Group single(Options(), nullptr, nullptr, &clock_);
+  single.store().main().Set("k", "only", clock_.NowMillis() + kMinute, {.version = 1});
+  single.StopServingPeerReads();
+  single.GetLocal("k", [&](absl::StatusOr<CachedValue> r) { got = std::move(r); });
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, "only");
+}
+
 TEST_F(GroupTest, OwnerPushesEveryChangeOfAHotKeyToTheReplicas) {
   auto others = std::make_shared<RecordingPeer>();
   Group g(Options(), nullptr, FakePicker::OwnerOfAll({others}), &clock_);

@@ -178,7 +178,8 @@ absl::Status Node::Start() {
           // This node serves its own keys even while etcd has not (re)listed it.
           members[self] = {.grpc = self_address};
           // A member that joins gets the hot keys this node owns; copies of other keys move
-          // to their new holders.
+          // to their new holders. (Reads check holders before the ring changes.)
+          for (Group* g : groups->All()) g->handoff().RingChanging();
           for (const RingPeerPicker::Joined& joined : picker->SetMembers(members)) {
             for (Group* g : groups->All()) {
               g->store().PushTo(joined.client);
@@ -258,6 +259,8 @@ void Node::Leave() {
     for (Group* g : groups_.All()) first.push_back(g->handoff().Drain(after, left()));
   }
   membership_->Stop();
+  // Gone from the others' rings: their writes go to the other holders now.
+  for (Group* g : groups_.All()) g->StopServingPeerReads();
   if (!drain) return;
   // Writes that reached this node during the drain, or from members that had not yet seen it
   // leave, go out in a second, short pass.

@@ -20,6 +20,15 @@ namespace nexus {
 
 namespace {
 
+// "&answer_by=<unix ms>": when this call stops waiting (the owner does not apply a write that
+// arrives later: OwnerSet::answer_by).
+std::string AnswerBy(const ForwardTarget& target) {
+  const auto by = std::chrono::system_clock::now() + target.deadline;
+  return "&answer_by=" +
+         std::to_string(
+             std::chrono::duration_cast<std::chrono::milliseconds>(by.time_since_epoch()).count());
+}
+
 namespace bhttp = boost::beast::http;
 using TimePoint = std::chrono::steady_clock::time_point;
 
@@ -365,7 +374,8 @@ void Forwarder::Get(const ForwardTarget& target, std::string_view group, std::st
 
 void Forwarder::Set(const ForwardTarget& target, std::string_view group, std::string_view key,
                     std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
-  std::string extra = "&ttl_ms=" + std::to_string(ttl_ms) + (hot ? "&hot=1" : "&hot=0");
+  std::string extra =
+      "&ttl_ms=" + std::to_string(ttl_ms) + (hot ? "&hot=1" : "&hot=0") + AnswerBy(target);
   std::string r = RequestHead("POST", peerwire::kSetPath, target, group, key, extra);
   r.append("Content-Type: application/octet-stream\r\nContent-Length: ")
       .append(std::to_string(value.size()))
@@ -376,7 +386,7 @@ void Forwarder::Set(const ForwardTarget& target, std::string_view group, std::st
 
 void Forwarder::Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
                        StatusCallback done) {
-  std::string r = RequestHead("POST", peerwire::kDeletePath, target, group, key, {});
+  std::string r = RequestHead("POST", peerwire::kDeletePath, target, group, key, AnswerBy(target));
   r.append("Content-Length: 0\r\n\r\n");
   Send(target, std::move(r), NewPending(target, std::move(done)));
 }

@@ -51,6 +51,12 @@ class GrpcPeer::Impl {
     Done done;
   };
 
+  // The call's deadline as unix ms (the owner does not apply a write that arrives later).
+  static int64_t AnswerBy(const grpc::ClientContext& ctx) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline().time_since_epoch())
+        .count();
+  }
+
   // Converts the call's status and counts its outcome.
   absl::Status Finish(CallCounter::Op op, const grpc::Status& status) {
     absl::Status s = FromPeerGrpcStatus(status, name_, address_, options_.deadline);
@@ -95,6 +101,7 @@ class GrpcPeer::Impl {
     call->request.set_value(std::string(value));
     call->request.set_ttl_ms(ttl_ms);
     call->request.set_ishot(hot);
+    call->request.set_answer_by_ms(AnswerBy(call->ctx));
     self->counter_.Started();
     self->stub_->async()->Set(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {
@@ -118,6 +125,7 @@ class GrpcPeer::Impl {
     auto* call = new DeleteCall(self, std::move(done));
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
+    call->request.set_answer_by_ms(AnswerBy(call->ctx));
     self->counter_.Started();
     self->stub_->async()->Delete(
         &call->ctx, &call->request, &call->response, [call](grpc::Status status) {

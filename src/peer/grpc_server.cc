@@ -93,7 +93,8 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
                          .ttl_ms = req->ttl_ms(),
                          .deadline_ms = req->deadline_ms(),
                          .expire_s = req->expire(),
-                         .hot = req->ishot()},
+                         .hot = req->ishot(),
+                         .answer_by = req->answer_by_ms()},
                 [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
     return reactor;
   }
@@ -102,8 +103,9 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
                                    const nexuscachepb::DeleteRequest* req,
                                    nexuscachepb::DeleteResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    owner_->Delete(req->group(), req->key(),
-                   [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
+    owner_->Delete(
+        req->group(), req->key(), [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); },
+        req->answer_by_ms());
     return reactor;
   }
 

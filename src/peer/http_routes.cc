@@ -47,7 +47,7 @@ class PeerRoutes {
     OwnerSet set{.group = Param(req, "group"), .key = Param(req, "key"), .value = req.body};
     for (auto [name, field] :
          {std::pair{"ttl_ms", &set.ttl_ms}, std::pair{"deadline_ms", &set.deadline_ms},
-          std::pair{"expire", &set.expire_s}}) {
+          std::pair{"expire", &set.expire_s}, std::pair{"answer_by", &set.answer_by}}) {
       const std::string_view text = Param(req, name);
       if (!text.empty() && !ParseInt(text, field)) {
         return respond(
@@ -76,10 +76,17 @@ class PeerRoutes {
   }
 
   void Delete(http::Request&& req, http::Responder respond) const {
-    owner_->Delete(Param(req, "group"), Param(req, "key"),
-                   [served = served_, respond = std::move(respond)](absl::Status s) mutable {
-                     respond(Answer(served, s));
-                   });
+    int64_t answer_by = 0;
+    if (const std::string_view text = Param(req, "answer_by");
+        !text.empty() && !ParseInt(text, &answer_by)) {
+      return respond(Answer(served_, absl::InvalidArgumentError("answer_by must be an integer")));
+    }
+    owner_->Delete(
+        Param(req, "group"), Param(req, "key"),
+        [served = served_, respond = std::move(respond)](absl::Status s) mutable {
+          respond(Answer(served, s));
+        },
+        answer_by);
   }
 
  private:

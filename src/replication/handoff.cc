@@ -54,6 +54,14 @@ void Handoff::RingChanged() {
   changed_ = true;
 }
 
+void Handoff::RingChanging() {
+  absl::MutexLock lock(&mu_);
+  store_->BeginTransition(placed_);
+  // (The thread must not take the ring as settled before the change it is told of.)
+  last_change_ = clock_->NowMillis();
+  changed_ = true;
+}
+
 void Handoff::Rejoined() {
   const std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(self_);
   absl::MutexLock lock(&mu_);

@@ -112,6 +112,12 @@ class Handoff {
   // walk finished with, ReplicatedStore::BeginTransition), a walk starts soon. The transition
   // ends once the ring has been stable for stray_delay and no walk is left.
   void RingChanged();
+  // The picker's ring is about to change (call this first, change it, then RingChanged): the
+  // transition begins before the new ring is seen, so no read is served by it before reads
+  // check holders and follow the ring before (a copy handed here early, by a leaving member's
+  // drain, would be served as soon as the ring names this node, and may be older than a write
+  // that reached the current holders meanwhile).
+  void RingChanging();
   // This node (re)entered the others' rings: it started, or registered again after its lease
   // expired, and its copies may be missing or older than the holders'. Until the ring is stable
   // for stray_delay it is in a transition from the ring without it.

@@ -31,9 +31,21 @@ void OwnerService::Get(std::string_view group, std::string_view key, bool peek,
   (*g)->GetLocal(key, std::move(done));
 }
 
+namespace {
+
+// DeadlineExceeded when the caller stopped waiting at `answer_by` before `now`.
+absl::Status TooLate(UnixMillis answer_by, UnixMillis now) {
+  if (answer_by == 0 || now <= answer_by) return absl::OkStatus();
+  return absl::DeadlineExceededError(
+      absl::StrCat("the caller stopped waiting ", now - answer_by, " ms ago: not applied"));
+}
+
+}  // namespace
+
 void OwnerService::Set(const OwnerSet& r, StatusCallback done) {
   absl::StatusOr<Group*> g = Target(r.group, r.key);
   if (!g.ok()) return done(g.status());
+  if (absl::Status late = TooLate(r.answer_by, clock_->NowMillis()); !late.ok()) return done(late);
   if (r.value.size() > limits_.max_value_bytes) {
     return done(absl::ResourceExhaustedError(
         absl::StrCat("value longer than ", limits_.max_value_bytes, " bytes")));
@@ -60,9 +72,11 @@ void OwnerService::Set(const OwnerSet& r, StatusCallback done) {
   done(absl::InvalidArgumentError("ttl_ms, deadline_ms or expire required"));
 }
 
-void OwnerService::Delete(std::string_view group, std::string_view key, StatusCallback done) {
+void OwnerService::Delete(std::string_view group, std::string_view key, StatusCallback done,
+                          UnixMillis answer_by) {
   absl::StatusOr<Group*> g = Target(group, key);
   if (!g.ok()) return done(g.status());
+  if (absl::Status late = TooLate(answer_by, clock_->NowMillis()); !late.ok()) return done(late);
   (*g)->DeleteLocal(key, std::move(done));
 }
 

@@ -44,6 +44,11 @@ struct OwnerSet {
   int64_t deadline_ms = 0;  // an absolute deadline fixed by the caller (unix ms)
   int64_t expire_s = 0;     // the seed's absolute expiry (unix seconds)
   bool hot = false;
+  // When the caller stops waiting (unix ms; 0 = unknown). A write that reaches this node later
+  // (it was paused, or the request sat in a queue) is not applied: the caller reported it
+  // failed and may have written the key elsewhere since, and a version drawn now would put
+  // the late value above that write.
+  UnixMillis answer_by = 0;
 };
 
 class OwnerService {
@@ -53,7 +58,8 @@ class OwnerService {
   // `peek`: this node's copy only (NotFound without one), never the loader (Peer::Peek).
   void Get(std::string_view group, std::string_view key, bool peek, ValueCallback done);
   void Set(const OwnerSet& request, StatusCallback done);
-  void Delete(std::string_view group, std::string_view key, StatusCallback done);
+  void Delete(std::string_view group, std::string_view key, StatusCallback done,
+              UnixMillis answer_by = 0);
   // Whether the change was newer than what this node holds (and so applied).
   absl::StatusOr<bool> Replicate(std::string_view group, const Replica& replica);
 

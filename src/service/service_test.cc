@@ -157,6 +157,27 @@ TEST(OwnerServiceTest, OneValidationForEveryOperation) {
             absl::InvalidArgumentError("a non-empty key is required"));
 }
 
+TEST(OwnerServiceTest, AWriteThatArrivesAfterItsCallerStoppedWaitingIsNotApplied) {
+  // (A node paused with requests in its socket: once it runs again they must not take effect
+  // with a version drawn then, above writes the callers made elsewhere meanwhile.)
+  Fixture f;
+  const int64_t now = f.clock.NowMillis();
+  const absl::Status late = OwnerSetStatus(
+      f.owner, {.group = "scores", .key = "k", .value = "v", .ttl_ms = 1000, .answer_by = now - 1});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(late)) << late;
+  Group& g = *f.groups.Find("scores");
+  EXPECT_EQ(g.store().main().items(), 0u);
+  ASSERT_TRUE(
+      OwnerSetStatus(
+          f.owner, {.group = "scores", .key = "k", .value = "v", .ttl_ms = 1000, .answer_by = now})
+          .ok());
+  absl::Status deleted = absl::InternalError("not called");
+  f.owner.Delete(
+      "scores", "k", [&](absl::Status s) { deleted = std::move(s); }, now - 1);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(deleted)) << deleted;
+  EXPECT_FALSE(g.store().Deleted("k"));
+}
+
 TEST(OwnerServiceTest, SetTakesATtlADeadlineOrTheSeedsExpire) {
   Fixture f;
   const int64_t now = f.clock.NowMillis();

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -311,15 +313,28 @@ bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout) {
   return false;
 }
 
+namespace {
+const std::string* g_temp_dir = nullptr;  // TempDir's, for its exit handler
+}  // namespace
+
 std::string TempDir() {
-  static const std::string dir = [] {
+  // (Never destroyed: the exit handler below still needs it.)
+  static const std::string* const dir = [] {
     const char* base = std::getenv("TMPDIR");
     std::string tmpl = std::string(base ? base : "/tmp") + "/nexus-test-XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
-    return std::string(mkdtemp(buf.data()));
+    auto* made = new std::string(mkdtemp(buf.data()));
+    g_temp_dir = made;
+    if (std::getenv("NEXUS_KEEP_TEST_LOGS") == nullptr) {
+      std::atexit([] {
+        std::error_code ec;
+        std::filesystem::remove_all(*g_temp_dir, ec);
+      });
+    }
+    return made;
   }();
-  return dir;
+  return *dir;
 }
 
 }  // namespace nexus::testing

@@ -101,7 +101,8 @@ std::string KeyOwnedBy(uint16_t http_port, const std::string& owner, const std::
 // Polls GET /healthz until it answers 200 or `timeout` passes.
 bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout);
 
-// A directory under $TMPDIR unique to this test process, for logs.
+// A directory under $TMPDIR unique to this test process, for logs; removed when the process
+// exits, unless NEXUS_KEEP_TEST_LOGS is set.
 std::string TempDir();
 
 }  // namespace nexus::testing

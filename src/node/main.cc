@@ -28,7 +28,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  spdlog::set_level(spdlog::level::from_str(outcome.config->log_level));
+  const spdlog::level::level_enum level = spdlog::level::from_str(outcome.config->log_level);
+  spdlog::set_level(level);
+  // (Debug and trace logs are for following a failure: every line reaches the log at once, so
+  // a kill -9 loses none of them.)
+  if (level <= spdlog::level::debug) spdlog::flush_on(level);
   nexus::Node node(std::move(*outcome.config));
   if (absl::Status s = node.Start(); !s.ok()) {
     spdlog::error("cannot start: {}", std::string(s.message()));

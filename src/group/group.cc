@@ -5,6 +5,8 @@
 #include <random>
 #include <utility>
 
+#include "common/trace_log.h"
+
 namespace nexus {
 
 namespace {
@@ -44,9 +46,7 @@ bool Group::LookupCounted(std::string_view key, CachedValue* out, bool held_only
 
 namespace {
 
-// --log-level trace: every read with where it was answered (to follow a key through a failure
-// test, with ReplicatedStore's trace of writes and copies).
-bool Tracing() { return spdlog::default_logger_raw()->should_log(spdlog::level::trace); }
+// The trace log (common/trace_log.h): every read with where it was answered.
 ValueCallback Traced(std::string_view what, std::string_view key, ValueCallback done) {
   return [what = std::string(what), key = std::string(key),
           done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
@@ -63,11 +63,11 @@ void Group::Get(std::string_view key, ValueCallback done) {
   CachedValue hit;
   // A copy this node stopped holding (the membership changed) is not served to a client.
   if (LookupCounted(key, &hit, /*held_only=*/true)) {
-    if (Tracing()) spdlog::trace("get '{}': here '{}'", key, hit.data);
+    if (TraceLogOn()) spdlog::trace("get '{}': here '{}'", key, hit.data);
     return done(std::move(hit));
   }
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
-  if (Tracing()) {
+  if (TraceLogOn()) {
     done =
         Traced(store_.verifying_holders() ? "get (checking holders)" : "get", key, std::move(done));
   }
@@ -96,7 +96,7 @@ absl::Status Group::PeerReadsServed() const {
 void Group::GetLocal(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
   if (absl::Status s = PeerReadsServed(); !s.ok()) return done(s);
-  if (Tracing()) done = Traced("peer get", key, std::move(done));
+  if (TraceLogOn()) done = Traced("peer get", key, std::move(done));
   CachedValue hit;
   if (LookupCounted(key, &hit, /*held_only=*/false)) return done(std::move(hit));
   Load(key, nullptr, std::move(done));

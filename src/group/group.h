@@ -157,6 +157,8 @@ class Group {
   // changed since the request picked it).
   bool NextHolder(const absl::Status& status, std::string_view key,
                   const std::shared_ptr<Peer>& failed, Holders& rest, std::shared_ptr<Peer>* next);
+  // Unavailable once this node left (StopServingPeerReads) and R > 1.
+  absl::Status PeerReadsServed() const;
   // True (and the next holder in *next) when options.primary_check refuses writes here and
   // another holder is left to take the write.
   bool RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next);
@@ -187,8 +189,6 @@ class Group {
   Flight<CachedValue> flight_;
 
   std::atomic<bool> left_{false};  // StopServingPeerReads
-  // Unavailable once this node left (StopServingPeerReads) and R > 1.
-  absl::Status PeerReadsServed() const;
   std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> loads_{0};

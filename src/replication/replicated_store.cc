@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/trace_log.h"
 
 namespace nexus {
 
@@ -281,9 +282,7 @@ CachedValue ReplicatedStore::Fill(std::string_view key, CachedValue loaded) {
 
 namespace {
 
-// The trace log (--log-level trace: every write, copy and drop with its version, to follow a
-// key through a failure test): whether it is on, and a version as "<ms>.<sequence>".
-bool Tracing() { return spdlog::default_logger_raw()->should_log(spdlog::level::trace); }
+// A version for the trace log (common/trace_log.h): "<ms>.<sequence>".
 std::string V(uint64_t version) { return absl::StrCat(version >> 20, ".", version & 0xFFFFF); }
 
 }  // namespace
@@ -329,7 +328,7 @@ void ReplicatedStore::Write(std::string_view key, std::string_view value, UnixMi
     // ones, which raised the floor too.)
     if (replicated() && main_.Peek(key, &cached)) above = std::max(above, cached.version);
     const uint64_t version = NextVersion(above);
-    if (Tracing()) spdlog::trace("write '{}' v{} '{}'", key, V(version), value);
+    if (TraceLogOn()) spdlog::trace("write '{}' v{} '{}'", key, V(version), value);
     if (hot) {
       main_.Erase(key);
       if (hot_.Set(key, value, deadline, {.version = version}) == StoreResult::kStored) {
@@ -383,7 +382,7 @@ void ReplicatedStore::Remove(std::string_view key, StatusCallback done) {
     UnixMillis copy_deadline = 0;
     const uint64_t above = main_.Peek(key, &cached, &copy_deadline) ? cached.version : 0;
     const uint64_t version = NextVersion(above);
-    if (Tracing()) spdlog::trace("delete '{}' v{}", key, V(version));
+    if (TraceLogOn()) spdlog::trace("delete '{}' v{}", key, V(version));
     const UnixMillis until = TombstoneDeadline(copy_deadline, now);
     main_.Set(key, "", until, {.version = version, .tombstone = true});
     if (pushes_ring_copies()) {
@@ -533,12 +532,12 @@ bool ReplicatedStore::Apply(const Replica& r) {
     if ((main_.Peek(r.key, &have) && have.version >= r.version) ||
         (hot_.Peek(r.key, &have) && have.version >= r.version)) {
       stale_.fetch_add(1, std::memory_order_relaxed);
-      if (Tracing()) {
+      if (TraceLogOn()) {
         spdlog::trace("apply '{}' v{} refused: have v{}", r.key, V(r.version), V(have.version));
       }
       return false;
     }
-    if (Tracing()) {
+    if (TraceLogOn()) {
       spdlog::trace("apply '{}' v{} '{}'{}{}{}", r.key, V(r.version), r.value,
                     r.remove ? " (delete)" : "", r.ring ? " ring" : " hot",
                     r.handoff ? " handoff" : "");
@@ -637,7 +636,7 @@ bool ReplicatedStore::EraseIfVersion(std::string_view key, uint64_t version) {
   absl::MutexLock lock(&mu_);
   EntryMeta have;
   if (!main_.Peek(key, &have) || have.version != version) return false;
-  if (Tracing()) spdlog::trace("drop '{}' v{}", key, V(version));
+  if (TraceLogOn()) spdlog::trace("drop '{}' v{}", key, V(version));
   return main_.Erase(key);
 }
 

@@ -55,10 +55,12 @@ struct ForwardTarget {
   std::chrono::milliseconds deadline{2000};
   // Largest answer accepted (a value is at most --max-value-bytes).
   uint64_t max_response_bytes = 8 << 20;
-  // Connections are pooled per (address, pool). Replica pushes use a pool of their own: the
-  // owner answers them at once, but a forwarded write may wait for a push (its quorum), and two
-  // such writes crossing between two nodes on the same pipelined connections would each wait
-  // behind the other's push until the deadline.
+  // Connections are pooled per (address, pool). The calls a member answers at once, without
+  // calling another node (replica pushes, peeks), use a pool of their own: a forwarded write
+  // may wait for a push (its quorum) and a forwarded Get that misses at the primary waits for
+  // a peek at the other holders, and two such calls crossing between two nodes on the same
+  // pipelined connections would each wait behind the other's push or peek until the deadline
+  // (with R = 2, every node of a fresh cluster stalled for the 2 s peer deadline that way).
   std::string pool;
 
   std::string PoolKey() const { return pool.empty() ? address : address + "#" + pool; }

@@ -37,8 +37,10 @@ struct RemotePeer::Shared {
   std::string name;
   std::string http_address;
   std::shared_ptr<GrpcPeer> grpc;
-  std::optional<ForwardTarget> target;          // set when the HTTP address is usable
-  std::optional<ForwardTarget> replica_target;  // the same, pooled apart for replica pushes
+  std::optional<ForwardTarget> target;  // set when the HTTP address is usable
+  // The same, pooled apart for the calls the member answers at once, without calling another
+  // node: replica pushes and peeks (ForwardTarget::pool).
+  std::optional<ForwardTarget> immediate_target;
   std::chrono::milliseconds http_retry_after{kHttpRetryAfter};
   // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
   std::atomic<int64_t> http_off_until{0};
@@ -97,8 +99,8 @@ RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string h
     shared_->target = NumericTarget(std::move(name), http_address, options.deadline,
                                     static_cast<uint64_t>(options.max_receive_message_bytes));
     if (shared_->target.has_value()) {
-      shared_->replica_target = shared_->target;
-      shared_->replica_target->pool = "replicate";
+      shared_->immediate_target = shared_->target;
+      shared_->immediate_target->pool = "immediate";
     } else {
       spdlog::info("peer: {}: HTTP address '{}' is not ip:port; forwarding over gRPC",
                    shared_->name, http_address);
@@ -122,11 +124,12 @@ void RemotePeer::GetOrPeek(std::string_view group, std::string_view key, bool pe
                             std::string_view key, bool peek, ValueCallback done) {
     peek ? grpc->Peek(group, key, std::move(done)) : grpc->Get(group, key, std::move(done));
   };
-  Forwarder* f = shared_->ForwarderForCall();
+  const std::optional<ForwardTarget>& to = peek ? shared_->immediate_target : shared_->target;
+  Forwarder* f = shared_->ForwarderForCall(to);
   if (f == nullptr) return over_grpc(shared_->grpc, group, key, peek, std::move(done));
   shared_->counter.Started();
   f->Get(
-      *shared_->target, group, key,
+      *to, group, key,
       [shared = shared_, group = std::string(group), key = std::string(key), peek, over_grpc,
        done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
         shared->counter.Finished(CallCounter::kGet, r.status());
@@ -171,11 +174,11 @@ void RemotePeer::Delete(std::string_view group, std::string_view key, StatusCall
 
 void RemotePeer::Replicate(std::string_view group, const Replica& replica, StatusCallback done) {
   Forwarder* f = shared_->replicate_over_http.load(std::memory_order_relaxed)
-                     ? shared_->ForwarderForCall(shared_->replica_target)
+                     ? shared_->ForwarderForCall(shared_->immediate_target)
                      : nullptr;
   if (f == nullptr) return shared_->grpc->Replicate(group, replica, std::move(done));
   shared_->counter.Started();
-  f->Replicate(*shared_->replica_target, group, replica,
+  f->Replicate(*shared_->immediate_target, group, replica,
                [shared = shared_, group = std::string(group), replica,
                 done = std::move(done)](absl::Status s) mutable {
                  shared->counter.Finished(CallCounter::kReplicate, s);

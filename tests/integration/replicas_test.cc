@@ -205,5 +205,54 @@ TEST(ReplicasTest, ConcurrentWritesThroughEveryNodeNeverWaitOnEachOther) {
       push_failures, quorum_failures);
 }
 
+TEST(ReplicasTest, ConcurrentMissesThroughEveryNodeNeverWaitOnEachOther) {
+  // A Get that misses at its primary asks the other holder for its copy (a peek) before it
+  // answers "not found"; the peer Gets forwarded between two nodes missing at once would wait
+  // behind each other's peeks on the same pipelined connections until the deadline (peeks
+  // have connections of their own). Only reads, of keys nobody wrote: every one misses. 30
+  // clients spread over all three nodes.
+  Cluster cluster(3, {"--replicas", "2"});
+  std::string failure;
+  ASSERT_TRUE(cluster.Start(&failure)) << failure;
+  std::string urls;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    urls += (urls.empty() ? "" : ",") + std::string("http://127.0.0.1:") +
+            std::to_string(cluster.node(i).http_port);
+  }
+  auto bench = Process::Start({NEXUS_BENCH_BIN, "-urls", urls, "-duration", "3s", "-warmup", "0s",
+                               "-concurrency", "30", "-keys", "2000", "-read-ratio", "1", "-json"},
+                              {}, TempDir() + "/replicas-miss-bench.log");
+  ASSERT_NE(bench, nullptr);
+  int code = -1;
+  ASSERT_TRUE(bench->WaitExit(seconds(60), &code));
+  const std::string out = bench->Log();
+  const nlohmann::json j =
+      nlohmann::json::parse(out.substr(std::min(out.find('{'), out.size())), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << out;
+  EXPECT_EQ(j["measured"]["errors"], 0) << out;
+  // A peek that waited until its deadline is a failed peer call, even though the client got
+  // its "not found" in the end.
+  double peer_errors = 0, peer_calls = 0;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    const std::string metrics = Http(cluster.node(i).http_port, "GET", "/metrics").body;
+    size_t pos = 0;
+    while ((pos = metrics.find("\nnexuscache_peer_requests_total{", pos)) != std::string::npos) {
+      const size_t eol = metrics.find('\n', pos + 1);
+      const std::string line = metrics.substr(pos + 1, eol - pos - 1);
+      const double n = std::stod(line.substr(line.rfind(' ') + 1));
+      peer_calls += n;
+      if (line.find("status=\"error\"") != std::string::npos) peer_errors += n;
+      pos = eol;
+    }
+  }
+  EXPECT_GT(peer_calls, 0);
+  EXPECT_EQ(peer_errors, 0);
+  std::printf(
+      "[figures] 3 nodes --replicas 2, only misses, 30 clients: %s requests, %s errors, %.0f "
+      "peer calls, %.0f failed\n",
+      j["measured"]["requests"].dump().c_str(), j["measured"]["errors"].dump().c_str(), peer_calls,
+      peer_errors);
+}
+
 }  // namespace
 }  // namespace nexus::testing

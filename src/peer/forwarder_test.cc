@@ -188,6 +188,7 @@ std::string Outcome(const absl::StatusOr<CachedValue>& r) {
 // The front: an HTTP server with one loop whose handlers forward through `peer`.
 //   GET  /get?key=K           -> peer->Get        POST /set?key=K (body = value) -> peer->Set
 //   POST /delete?key=K        -> peer->Delete     GET  /conns -> the loop's forwarder connections
+//   GET  /peek?key=K          -> peer->Peek
 class Front {
  public:
   explicit Front(std::shared_ptr<RemotePeer> peer) : peer_(std::move(peer)) {
@@ -200,6 +201,12 @@ class Front {
                    if (io::Loop::Current() == nullptr) off_loop_callbacks_++;
                    respond(http::Text(200, Outcome(r)));
                  });
+    });
+    router->Handle("GET", "/peek", [this](http::Request&& req, http::Responder respond) {
+      peer_->Peek("scores", *req.Param("key"),
+                  [respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
+                    respond(http::Text(200, Outcome(r)));
+                  });
     });
     router->Handle("POST", "/set", [this](http::Request&& req, http::Responder respond) {
       peer_->Set("scores", *req.Param("key"), req.body, 60'000, false,
@@ -231,6 +238,9 @@ class Front {
   }
   std::string Delete(std::string_view key_encoded) {
     return Fetch(server_->port(), "POST", "/delete?key=" + std::string(key_encoded));
+  }
+  std::string Peek(std::string_view key_encoded) {
+    return Fetch(server_->port(), "GET", "/peek?key=" + std::string(key_encoded));
   }
   std::string Conns() { return Fetch(server_->port(), "GET", "/conns"); }
   http::Server& server() { return *server_; }
@@ -488,6 +498,26 @@ TEST(ForwarderTest, AnOwnerThatNeverAnswersTimesOutWithoutRetry) {
             "200 4 peer b (" + Loopback(hole.port) + "): deadline exceeded after 300 ms");
   EXPECT_EQ(peer->grpc()->calls(), 0u);
   EXPECT_EQ(front.Conns(), "200 0");  // the stuck connection was closed
+}
+
+TEST(ForwarderTest, PeeksHaveConnectionsOfTheirOwnAndHalfTheDeadline) {
+  // A member answers a peek at once; a forwarded Get may wait at its primary for one (on the
+  // other side of the same pair of nodes), so peeks must not queue behind Gets, and a hung
+  // member's peek must fail while the caller's own deadline still leaves time for the next
+  // holder.
+  Owner owner;
+  Blackhole hole;
+  auto peer = std::make_shared<RemotePeer>("b", owner.grpc_address(), Loopback(hole.port),
+                                           Deadline(milliseconds(300)));
+  Front front(peer);
+  EXPECT_EQ(front.Peek("db-1"),
+            "200 4 peer b (" + Loopback(hole.port) + "): deadline exceeded after 150 ms");
+  auto live = std::make_shared<RemotePeer>("b", owner.grpc_address(), owner.http_address());
+  Front to_owner(live);
+  EXPECT_EQ(to_owner.Get("db-1"), "200 0 loaded:db-1");
+  EXPECT_EQ(to_owner.Conns(), "200 1");
+  EXPECT_EQ(to_owner.Peek("db-1"), "200 0 loaded:db-1");
+  EXPECT_EQ(to_owner.Conns(), "200 2");  // not on the Get's connection
 }
 
 TEST(ForwarderTest, APeerWithoutTheRoutesIsReachedOverGrpcFromThenOn) {

@@ -39,7 +39,7 @@ struct RemotePeer::Shared {
   std::shared_ptr<GrpcPeer> grpc;
   std::optional<ForwardTarget> target;  // set when the HTTP address is usable
   // The same, pooled apart for the calls the member answers at once, without calling another
-  // node: replica pushes and peeks (ForwardTarget::pool).
+  // node: replica pushes and peeks (ForwardTarget::pool), with half the deadline.
   std::optional<ForwardTarget> immediate_target;
   std::chrono::milliseconds http_retry_after{kHttpRetryAfter};
   // Steady-clock ms before which HTTP forwarding is off (the member did not serve the routes).
@@ -101,6 +101,12 @@ RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string h
     if (shared_->target.has_value()) {
       shared_->immediate_target = shared_->target;
       shared_->immediate_target->pool = "immediate";
+      // A member answers these in well under a millisecond when it runs. Half the deadline:
+      // a forwarded write waits at its primary for the push to the other holder, and when
+      // that one hangs, the primary's substitute must be reached before the forwarding node
+      // gives up on the write (with the full deadline it never was: the write was stored on
+      // two members and its client got a 502).
+      shared_->immediate_target->deadline = options.deadline / 2;
     } else {
       spdlog::info("peer: {}: HTTP address '{}' is not ip:port; forwarding over gRPC",
                    shared_->name, http_address);

@@ -8,7 +8,9 @@
 // (e.g. a gRPC handler, a load completing on the origin's thread), FetchMetrics, and members
 // whose HTTP address is unknown or not a numeric IP (names are not resolved on the loop
 // thread). A member that serves the other routes but not /peer/v1/replicate (an older
-// version) gets its pushes over gRPC from then on.
+// version) gets its pushes over gRPC from then on. Replica pushes and peeks, which a member
+// answers without calling another node, have connections of their own and half the deadline
+// (ForwardTarget::pool, remote_peer.cc).
 //
 // Fallbacks: a forwarded call that fails in transport (connection refused, closed or garbled,
 // e.g. the member is draining its HTTP port during a restart) is retried once over gRPC; the

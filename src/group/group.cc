@@ -60,6 +60,15 @@ ValueCallback Traced(std::string_view what, std::string_view key, ValueCallback 
 
 void Group::Get(std::string_view key, ValueCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
+  // Without its lease (R > 1), the others may have dropped this node and taken newer writes
+  // for its keys: a holder they still reach answers first, and this node's copy only when
+  // none answers.
+  if (options_.replicas > 1 && options_.primary_check && !options_.primary_check().ok()) {
+    if (std::shared_ptr<Peer> other = FirstOtherHolder(key); other != nullptr) {
+      if (TraceLogOn()) done = Traced("get (without lease)", key, std::move(done));
+      return Load(key, std::move(other), std::move(done), /*here_first=*/false);
+    }
+  }
   CachedValue hit;
   // A copy this node stopped holding (the membership changed) is not served to a client.
   if (LookupCounted(key, &hit, /*held_only=*/true)) {
@@ -84,6 +93,13 @@ void Group::Get(std::string_view key, ValueCallback done) {
          if (!absl::IsNotFound(r.status()) || IsDeleted(r.status())) return done(std::move(r));
          Load(key, std::move(owner), std::move(done));
        });
+}
+
+std::shared_ptr<Peer> Group::FirstOtherHolder(std::string_view key) const {
+  for (std::shared_ptr<Peer>& p : peers_->PickReplicas(key, options_.replicas).members) {
+    if (p != nullptr) return std::move(p);
+  }
+  return nullptr;
 }
 
 absl::Status Group::PeerReadsServed() const {
@@ -111,19 +127,23 @@ absl::StatusOr<CachedValue> Group::Peek(std::string_view key) {
   return absl::NotFoundError("no copy here");
 }
 
-void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done) {
+void Group::Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done,
+                 bool here_first) {
   // Loads from the origin and fetches from a peer never share a flight: a forwarded GetLocal
   // joining this node's own peer fetch for the key would wait on itself (a ring that points a
   // key back at us, or two nodes that disagree about the owner, would deadlock until the
-  // peer deadline).
-  const std::string flight_key = (owner == nullptr ? "L:" : "P:") + std::string(key);
+  // peer deadline). Nor do fetches that must not be answered from here.
+  const std::string flight_key =
+      (owner == nullptr ? "L:" : (here_first ? "P:" : "R:")) + std::string(key);
   flight_.Do(
       flight_key,
-      [this, key = std::string(key),
-       owner = std::move(owner)](Flight<CachedValue>::Done fd) mutable {
+      [this, key = std::string(key), owner = std::move(owner),
+       here_first](Flight<CachedValue>::Done fd) mutable {
         // A value may have landed while this caller was deciding to load: check again.
         CachedValue hit;
-        if (store_.Lookup(key, &hit, /*held_only=*/owner != nullptr)) return fd(std::move(hit));
+        if (here_first && store_.Lookup(key, &hit, /*held_only=*/owner != nullptr)) {
+          return fd(std::move(hit));
+        }
         if (owner == nullptr) {
           std::vector<std::shared_ptr<Peer>> others;
           // (A tombstone here is the answer: the key was deleted, not lost.)

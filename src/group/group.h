@@ -146,8 +146,10 @@ class Group {
   // A local lookup for a caller's request, counted as a hit or a miss (held_only: see
   // ReplicatedStore::Lookup).
   bool LookupCounted(std::string_view key, CachedValue* out, bool held_only);
-  // Runs the load (peer or loader) for `key` under singleflight.
-  void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done);
+  // Runs the load (peer or loader) for `key` under singleflight. Without `here_first`, a
+  // fetch from `owner` does not look in this node's caches first (they may be behind).
+  void Load(std::string_view key, std::shared_ptr<Peer> owner, ValueCallback done,
+            bool here_first = true);
   // The holders a request tries after the first one was unreachable: the key's other replica
   // set members (none with R = 1), looked up on the first failure. A null entry is this node.
   using Holders = std::optional<std::vector<std::shared_ptr<Peer>>>;
@@ -159,6 +161,8 @@ class Group {
                   const std::shared_ptr<Peer>& failed, Holders& rest, std::shared_ptr<Peer>* next);
   // Unavailable once this node left (StopServingPeerReads) and R > 1.
   absl::Status PeerReadsServed() const;
+  // The first of `key`'s holders that is not this node, or null.
+  std::shared_ptr<Peer> FirstOtherHolder(std::string_view key) const;
   // True (and the next holder in *next) when options.primary_check refuses writes here and
   // another holder is left to take the write.
   bool RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Peer>* next);

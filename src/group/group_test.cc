@@ -402,6 +402,44 @@ TEST_F(GroupTest, ANodeThatMayNotActAsPrimaryRefusesWritesAndPassesThemOn) {
   EXPECT_EQ(pair.store().main().items(), 0u);
 }
 
+TEST_F(GroupTest, WithoutItsLeaseANodeReadsFromAnotherHolderFirst) {
+  // (Cut off from etcd, or back from a partition and not registered again: the others may have
+  // dropped it and taken newer writes for its keys.)
+  bool lease = false;
+  GroupOptions o = Options();
+  o.replicas = 2;
+  o.write_quorum = 1;
+  o.primary_check = [&] { return lease ? absl::OkStatus() : absl::UnavailableError("no lease"); };
+  auto b = std::make_shared<RecordingPeer>();
+  Group pair(o, nullptr, FakePicker::OwnerOfAll({b}), &clock_);
+  pair.store().main().Set("k", "older", clock_.NowMillis() + kMinute, {.version = 1});
+  auto v = GetSync(pair, "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "remote:k");
+  EXPECT_EQ(b->calls, (std::vector<std::string>{"get scores k"}));
+  // Holding it, the node serves its own copy.
+  lease = true;
+  EXPECT_EQ(GetSync(pair, "k")->data, "older");
+  EXPECT_EQ(b->calls.size(), 1u);
+  // Without it and no other holder reachable: its own copy rather than an error.
+  lease = false;
+  auto down = std::make_shared<testing::UnreachablePeer>();
+  Group cut_off(o, nullptr, FakePicker::OwnerOfAll({down}), &clock_);
+  cut_off.store().main().Set("k", "older", clock_.NowMillis() + kMinute, {.version = 1});
+  v = GetSync(cut_off, "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->data, "older");
+  EXPECT_EQ(down->calls(), 1);
+  // With R = 1 its copy is the only one: served at once.
+  GroupOptions single_options = Options();
+  single_options.primary_check = o.primary_check;
+  auto c = std::make_shared<RecordingPeer>();
+  Group single(single_options, nullptr, FakePicker::OwnerOfAll({c}), &clock_);
+  single.store().main().Set("k", "only", clock_.NowMillis() + kMinute, {.version = 1});
+  EXPECT_EQ(GetSync(single, "k")->data, "only");
+  EXPECT_TRUE(c->calls.empty());
+}
+
 TEST_F(GroupTest, ANodeThatLeftAnswersPeersReadsUnavailableWhenAnotherHolderHasTheKey) {
   // (SIGTERM: after the drain the node revoked its lease; writes go to the other holders now.)
   GroupOptions o = Options();

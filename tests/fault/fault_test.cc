@@ -1,9 +1,12 @@
 // Fault scenarios of issue 16 under load, with every operation recorded and checked by the
-// history checker (tests/support/history.h): real nexuscache processes and a real etcd on
-// loopback. Each scenario prints one line of figures. Label `fault`: Release build only.
+// history checker (tests/support/history.h): real nexuscache processes and a real etcd. Each
+// scenario prints one line of figures. Label `fault`: Release build only.
 //
-// (The scenarios that need a network between nodes, partitions and added latency, will run in
-// network namespaces the test creates; these need none.)
+// Where this process may create network namespaces (root, with ip and nft), every node and etcd
+// run in one of their own on a private test network (tests/support/netns.h), and each node's
+// clients talk to it on its namespace's loopback, like clients on the same machine; the
+// partition scenarios need that and skip without it, the others run on loopback then. Scenario
+// 4 (a delaying proxy in front of one node) runs on loopback.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -22,6 +25,7 @@
 #include "support/delay_proxy.h"
 #include "support/etcd.h"
 #include "support/history.h"
+#include "support/netns.h"
 #include "support/process.h"
 #include "support/wait.h"
 
@@ -49,9 +53,11 @@ class Load {
   Load(Cluster* cluster, History* history) : cluster_(cluster), history_(history) {}
   ~Load() { Stop(); }
 
-  void Start(int clients) {
+  // With `pinned`, client c always asks node c % size (clients that live with their node);
+  // otherwise each client asks the nodes in turn.
+  void Start(int clients, bool pinned = false) {
     for (int c = 0; c < clients; ++c) {
-      threads_.emplace_back([this, c] { Client(c); });
+      threads_.emplace_back([this, c, pinned] { Client(c, pinned); });
     }
   }
   void Stop() {
@@ -69,12 +75,16 @@ class Load {
   void ConnectVia(size_t i, uint16_t port) { ports_[i] = port; }
 
  private:
-  void Client(int c) {
+  void Client(int c, bool pinned) {
     std::mt19937 rng(c);
     uint64_t sequence = 0;
     size_t next = c;
     while (!stop_) {
-      size_t node = next++ % cluster_->size();
+      const size_t node = (pinned ? next : next++) % cluster_->size();
+      if (pinned && down_[node]) {  // (it has nothing else to do)
+        std::this_thread::sleep_for(milliseconds(5));
+        continue;
+      }
       if (down_[node]) continue;
       ++in_flight_[node];
       if (down_[node]) {  // marked down meanwhile: do not start a request to it
@@ -85,6 +95,7 @@ class Load {
           ports_[node] != 0 ? ports_[node].load() : cluster_->node(node).http_port;
       const std::string key = Key(static_cast<int>(rng() % kKeys));
       const unsigned dice = rng() % 100;
+      InNetns in(cluster_->node(node).netns);
       Operation op{.key = key, .start = SteadyClock::now(), .via = cluster_->node(node).name};
       if (dice < 70) {
         op.kind = Kind::kRead;
@@ -122,12 +133,30 @@ class Load {
   std::atomic<uint16_t> ports_[8] = {};
 };
 
+// Where a scenario's processes run (see the top of the file).
+enum class Network {
+  kNamespacesIfRoot,  // in namespaces where they can be made, else on loopback
+  kNamespaces,        // in namespaces, or the test skips
+  kLoopback,
+};
+
 class FaultCluster : public ::testing::Test {
  protected:
   // `prepare` may change the nodes' command lines before they start.
-  void Start(std::vector<std::string> args, const std::function<void(Cluster&)>& prepare = {}) {
+  void Start(std::vector<std::string> args, const std::function<void(Cluster&)>& prepare = {},
+             Network where = Network::kNamespacesIfRoot) {
     std::string error;
-    etcd_ = EtcdServer::Start(seconds(20), &error);
+    if (where != Network::kLoopback) {
+      if (const std::string why = TestNetwork::Unavailable(); !why.empty()) {
+        if (where == Network::kNamespaces) GTEST_SKIP() << "needs network namespaces: " << why;
+        std::printf("[fault] on loopback: %s\n", why.c_str());
+      } else {
+        network_ = TestNetwork::Create({"svc1", "svc2", "svc3", "etcd"}, &error);
+        ASSERT_NE(network_, nullptr) << error;
+      }
+    }
+    etcd_ = EtcdServer::Start(seconds(20), &error,
+                              network_ != nullptr ? network_->host("etcd") : nullptr);
     ASSERT_NE(etcd_, nullptr) << error;
     // FAULT_TRACE_DIR=dir: the nodes trace every write, copy and read (--log-level trace) and
     // their logs are kept there, one file per test and node, to follow a key that a check
@@ -137,7 +166,7 @@ class FaultCluster : public ::testing::Test {
     }
     for (const std::string a : {"--lease-ttl", "2", "--etcd"}) args.push_back(a);
     args.push_back(etcd_->endpoint());
-    cluster_ = std::make_unique<Cluster>(3, args, /*static_peers=*/false);
+    cluster_ = std::make_unique<Cluster>(3, args, /*static_peers=*/false, network_.get());
     if (prepare) prepare(*cluster_);
     ASSERT_TRUE(cluster_->Start(&error)) << error;
     ASSERT_TRUE(AllSee(3, {0, 1, 2}));
@@ -165,12 +194,23 @@ class FaultCluster : public ::testing::Test {
     proxies_.clear();                              // after the nodes: they dial through them
     if (etcd_ != nullptr) etcd_->Signal(SIGCONT);  // (a test that failed while it hung)
     etcd_.reset();
+    network_.reset();  // last: every process in it has gone
+  }
+  // A request to node i (in its namespace, if it has one).
+  HttpResult Call(size_t i, const std::string& method, const std::string& target,
+                  const std::string& body = "") {
+    InNetns in(cluster_->node(i).netns);
+    return Http(cluster_->node(i).http_port, method, target, body);
+  }
+  double Metric(size_t i, const std::string& name) {
+    InNetns in(cluster_->node(i).netns);
+    return MetricSum(cluster_->node(i).http_port, name);
   }
   bool AllSee(double n, const std::vector<size_t>& nodes) { return cluster_->RingsHave(n, nodes); }
   // No handoff walk runs on any of `nodes` now.
   bool NoWalkRuns(const std::vector<size_t>& nodes) {
     for (size_t i : nodes) {
-      if (MetricSum(cluster_->node(i).http_port, "nexuscache_handoff_backlog") != 0) return false;
+      if (Metric(i, "nexuscache_handoff_backlog") != 0) return false;
     }
     return true;
   }
@@ -194,7 +234,7 @@ class FaultCluster : public ::testing::Test {
                    .key = Key(i),
                    .start = SteadyClock::now(),
                    .via = cluster_->node(n).name};
-      const HttpResult r = Http(cluster_->node(n).http_port, "GET", "/api/get?key=" + Key(i));
+      const HttpResult r = Call(n, "GET", "/api/get?key=" + Key(i));
       op.ok = r.status == 200 || r.status == 404;
       if (r.status == 200) op.value = r.body.substr(6, r.body.size() - 7);
       op.end = SteadyClock::now();
@@ -228,6 +268,7 @@ class FaultCluster : public ::testing::Test {
     return r;
   }
 
+  std::unique_ptr<TestNetwork> network_;  // (declared first: it outlives what runs in it)
   std::unique_ptr<EtcdServer> etcd_;
   std::unique_ptr<Cluster> cluster_;
   History history_;
@@ -299,48 +340,141 @@ TEST_F(FaultCluster, OneNodeHungForTenSecondsWithTwoReplicas) {
   EXPECT_EQ(r.unknown_values, 0u);
 }
 
-TEST_F(FaultCluster, EtcdHungForTenSecondsWithTwoReplicas) {
-  // Scenario 5 (on loopback; the netns form is to come): etcd stops answering (SIGSTOP: its
-  // connections stay open and nothing answers, what a partition from every node looks like
-  // to its clients) for 10 s, five lease TTLs, then goes on. The rules (docs/operations.md):
-  // reads go on; a node takes writes as a key's primary only while it holds its lease, so
-  // writes fail with 503 from about one TTL in until it has registered again. Stale reads and
-  // lost writes are counted (the figures line); reads must not fail.
-  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}));
-  load_->Start(4);
-  LoadFor(seconds(2));
-  etcd_->Signal(SIGSTOP);
-  Event("etcd stopped");
-  LoadFor(seconds(10));
-  etcd_->Signal(SIGCONT);
-  Event("etcd continued");
-  const SteadyClock::time_point resumed = SteadyClock::now();
-  // Healed: a write through every node is taken again, every ring has the three members and
-  // no walk runs.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (size_t i = 0; i < 3; ++i) {
-          const uint16_t port = cluster_->node(i).http_port;
-          for (int k = 0; k < 8; ++k) {  // keys with different primaries
-            const HttpResult w = Http(port, "POST", "/api/set",
-                                      "key=probe" + std::to_string(k) + "&value=x&expire=10");
-            if (w.status != 200) return false;
+// Scenario 5: etcd unreachable for every node for 10 s, five lease TTLs, then back. The rules
+// (docs/operations.md): reads go on; a node takes writes as a key's primary only while it holds
+// its lease, so writes fail with 503 from about one TTL in until it has registered again. Stale
+// reads and lost writes are counted (the figures line); reads must not fail. `cut` and `heal`
+// make etcd unreachable and reachable again.
+class EtcdUnreachable : public FaultCluster {
+ protected:
+  void Run(const char* scenario, Network where, const std::function<void()>& cut,
+           const std::function<void()>& heal) {
+    ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}, {}, where));
+    load_->Start(4);
+    LoadFor(seconds(2));
+    ASSERT_NO_FATAL_FAILURE(cut());
+    Event("etcd cut off");
+    LoadFor(seconds(10));
+    ASSERT_NO_FATAL_FAILURE(heal());
+    Event("etcd reachable again");
+    const SteadyClock::time_point resumed = SteadyClock::now();
+    // Healed: a write through every node is taken again, every ring has the three members
+    // and no walk runs.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (size_t i = 0; i < 3; ++i) {
+            for (int k = 0; k < 8; ++k) {  // keys with different primaries
+              const HttpResult w = Call(i, "POST", "/api/set",
+                                        "key=probe" + std::to_string(k) + "&value=x&expire=10");
+              if (w.status != 200) return false;
+            }
+            if (Metric(i, "nexuscache_ring_members") != 3) return false;
           }
-          if (MetricSum(port, "nexuscache_ring_members") != 3) return false;
-        }
-        return NoWalkRuns({0, 1, 2});
-      },
-      seconds(30), milliseconds(50)))
-      << "writes were not taken again after etcd came back";
-  const double healed = std::chrono::duration<double>(SteadyClock::now() - resumed).count();
-  Event("writes taken through every node again");
+          return NoWalkRuns({0, 1, 2});
+        },
+        seconds(30), milliseconds(50)))
+        << "writes were not taken again after etcd came back";
+    const double healed = std::chrono::duration<double>(SteadyClock::now() - resumed).count();
+    Event("writes taken through every node again");
+    LoadFor(seconds(4));
+    load_->Stop();
+    ReadEveryKey({0, 1, 2});
+    const HistoryReport r = Report(scenario, healed);
+    EXPECT_GT(r.acknowledged_writes, 100u);
+    EXPECT_EQ(r.failed_reads, 0u) << "reads must go on without etcd";
+    EXPECT_GT(r.failed, 0u) << "writes went on without leases";
+    EXPECT_EQ(r.unknown_values, 0u);
+  }
+};
+
+TEST_F(EtcdUnreachable, PartitionedForTenSecondsWithTwoReplicas) {
+  // etcd's link drops every packet, both ways: the nodes' connections to it hang.
+  std::string error;
+  Run(
+      "etcd partitioned from every node for 10 s, R=2 W=2", Network::kNamespaces,
+      [&] { ASSERT_TRUE(network_->Isolate("etcd", &error)) << error; },
+      [&] { ASSERT_TRUE(network_->Heal("etcd", &error)) << error; });
+}
+
+TEST_F(EtcdUnreachable, HungForTenSecondsWithTwoReplicas) {
+  // SIGSTOP: etcd's connections stay open and nothing answers, what a partition looks like to
+  // its clients; runs without namespaces too.
+  Run(
+      "etcd hung for 10 s, R=2 W=2", Network::kLoopback, [&] { etcd_->Signal(SIGSTOP); },
+      [&] { etcd_->Signal(SIGCONT); });
+}
+
+TEST_F(FaultCluster, OneNodePartitionedForTenSecondsWithTwoReplicas) {
+  // Scenario 3: svc3's link drops every packet, both ways, for 10 s (five lease TTLs): it is
+  // cut off from svc1, svc2 and etcd. Every node keeps two clients of its own (on its loopback)
+  // throughout. The rules (docs/operations.md): svc3 takes no write (W = 2 needs a second
+  // member, and past one TTL it holds no lease); its reads of keys it holds go on from its
+  // copies and may be stale (counted); the majority side goes on without a failure, a stale read
+  // or a loss; once healed, svc3 serves nothing stale (without its lease it asks the other
+  // holder first, and once registered again it is in a transition).
+  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}, {}, Network::kNamespaces));
+  load_->Start(6, /*pinned=*/true);
+  LoadFor(seconds(2));
+  std::string error;
+  ASSERT_TRUE(network_->Isolate("svc3", &error)) << error;
+  const SteadyClock::time_point cut = SteadyClock::now();
+  Event("svc3 cut off");
+  LoadFor(seconds(10));
+  const SteadyClock::time_point healing = SteadyClock::now();
+  ASSERT_TRUE(network_->Heal("svc3", &error)) << error;
+  Event("svc3 reachable again");
+  const SteadyClock::time_point resumed = SteadyClock::now();
+  // Healed: every ring has the three members again and no walk is running.
+  ASSERT_TRUE(AllSee(3, {0, 1, 2}));
+  ASSERT_TRUE(WaitFor([&] { return NoWalkRuns({0, 1, 2}); }, seconds(20)));
+  const SteadyClock::time_point settled = SteadyClock::now();
+  Event("every ring has svc3 again, no walk runs");
+  const double healed = std::chrono::duration<double>(settled - resumed).count();
   LoadFor(seconds(4));
   load_->Stop();
   ReadEveryKey({0, 1, 2});
-  const HistoryReport r = Report("etcd hung for 10 s, R=2 W=2", healed);
+  const HistoryReport r =
+      Report("svc3 partitioned from svc1, svc2 and etcd for 10 s, R=2 W=2", healed);
+  uint64_t stale_majority = 0, stale_cut_off = 0, stale_after = 0;
+  for (const auto& [via, at] : r.stale_at) {
+    if (via != "svc3") {
+      ++stale_majority;
+    } else if (at < healing) {
+      ++stale_cut_off;
+    } else {
+      ++stale_after;
+    }
+  }
+  const SteadyClock::time_point epoch = history_.epoch();
+  const uint64_t acked_by_svc3 = history_.Count([&](const Operation& op) {
+    const bool acked =
+        op.via == "svc3" && op.kind != Kind::kRead && op.ok && op.start > cut && op.end < healing;
+    if (acked) {
+      std::printf("  acknowledged through svc3 while cut off: %s of '%s' at %.3f-%.3f s\n",
+                  op.kind == Kind::kWrite ? ("write '" + *op.value + "'").c_str() : "delete",
+                  op.key.c_str(), std::chrono::duration<double>(op.start - epoch).count(),
+                  std::chrono::duration<double>(op.end - epoch).count());
+    }
+    return acked;
+  });
+  std::printf(
+      "  through svc1 and svc2: %llu failed, %llu stale; through svc3 while cut off: %llu "
+      "stale reads, %llu writes acknowledged; %llu failed in all through svc3; stale reads "
+      "through svc3 after the heal: %llu\n",
+      static_cast<unsigned long long>(r.failed_via.count("svc1") ? r.failed_via.at("svc1") : 0) +
+          (r.failed_via.count("svc2") ? r.failed_via.at("svc2") : 0),
+      static_cast<unsigned long long>(stale_majority),
+      static_cast<unsigned long long>(stale_cut_off),
+      static_cast<unsigned long long>(acked_by_svc3),
+      static_cast<unsigned long long>(r.failed_via.count("svc3") ? r.failed_via.at("svc3") : 0),
+      static_cast<unsigned long long>(stale_after));
   EXPECT_GT(r.acknowledged_writes, 100u);
-  EXPECT_EQ(r.failed_reads, 0u) << "reads must go on without etcd";
-  EXPECT_GT(r.failed, 0u) << "writes went on without leases";
+  EXPECT_EQ(r.failed_via.count("svc1") + r.failed_via.count("svc2"), 0u)
+      << "requests through the majority side failed";
+  EXPECT_EQ(stale_majority, 0u);
+  EXPECT_EQ(acked_by_svc3, 0u) << "a cut-off node acknowledged a write";
+  EXPECT_EQ(stale_after, 0u) << "svc3 served stale copies once it could reach the others";
+  EXPECT_EQ(r.lost_writes, 0u);
   EXPECT_EQ(r.unknown_values, 0u);
 }
 
@@ -349,16 +483,20 @@ TEST_F(FaultCluster, OneNodeBehindTwoHundredMillisecondsOfLatencyWithTwoReplicas
   // takes 100 ms more each way (a delaying proxy in front of both its ports, which it
   // advertises in etcd): 200 ms more per round trip, a tenth of the peer deadline. Requests
   // through it and to it are slower; none may fail, be lost or read stale.
-  ASSERT_NO_FATAL_FAILURE(Start({"--replicas", "2"}, [&](Cluster& c) {
-    NodeHandle& n = c.node(2);
-    std::string error;
-    for (uint16_t port : {n.grpc_port, n.http_port}) {
-      proxies_.push_back(DelayProxy::Start(port, milliseconds(100), &error));
-      ASSERT_NE(proxies_.back(), nullptr) << error;
-    }
-    n.argv.insert(n.argv.end(), {"--advertise", "127.0.0.1:" + std::to_string(proxies_[0]->port()) +
-                                                    "/" + std::to_string(proxies_[1]->port())});
-  }));
+  ASSERT_NO_FATAL_FAILURE(Start(
+      {"--replicas", "2"},
+      [&](Cluster& c) {
+        NodeHandle& n = c.node(2);
+        std::string error;
+        for (uint16_t port : {n.grpc_port, n.http_port}) {
+          proxies_.push_back(DelayProxy::Start(port, milliseconds(100), &error));
+          ASSERT_NE(proxies_.back(), nullptr) << error;
+        }
+        n.argv.insert(n.argv.end(),
+                      {"--advertise", "127.0.0.1:" + std::to_string(proxies_[0]->port()) + "/" +
+                                          std::to_string(proxies_[1]->port())});
+      },
+      Network::kLoopback));
   load_->ConnectVia(2, proxies_[1]->port());
   // (Most requests wait a round trip to node 2, a holder of 2 keys in 3: more clients.)
   load_->Start(16);

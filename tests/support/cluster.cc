@@ -12,8 +12,9 @@ std::string NexusBinary() {
   return other != nullptr && *other != '\0' ? other : NEXUSCACHE_BIN;
 }
 
-Cluster::Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers)
-    : extra_args_(std::move(extra_args)), static_peers_(static_peers) {
+Cluster::Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers,
+                 const TestNetwork* network)
+    : extra_args_(std::move(extra_args)), static_peers_(static_peers), network_(network) {
   nodes_.resize(nodes);
   AssignPorts();
 }
@@ -26,8 +27,8 @@ void Cluster::AssignPorts() {
     n.http_port = FreePort();
     n.grpc_port = FreePort();
     // NAME=HOST:GRPC_PORT/HTTP_PORT: forwarding over HTTP, as with etcd membership.
-    peers += (peers.empty() ? "" : ",") + n.name + "=127.0.0.1:" + std::to_string(n.grpc_port) +
-             "/" + std::to_string(n.http_port);
+    peers += (peers.empty() ? "" : ",") + n.name + "=" + Address(n) + ":" +
+             std::to_string(n.grpc_port) + "/" + std::to_string(n.http_port);
   }
   for (NodeHandle& n : nodes_) BuildArgv(n, peers);
 }
@@ -41,7 +42,7 @@ void Cluster::BuildArgv(NodeHandle& n, const std::string& peers) {
             "--http-port",
             std::to_string(n.http_port),
             "--bind",
-            "127.0.0.1",
+            network_ != nullptr ? "0.0.0.0" : "127.0.0.1",
             "--threads",
             "2"};
   if (static_peers_) {
@@ -58,6 +59,10 @@ void Cluster::BuildArgv(NodeHandle& n, const std::string& peers) {
 int Cluster::AddNode(std::string* failure) {
   NodeHandle n;
   n.name = "svc" + std::to_string(nodes_.size() + 1);
+  if (network_ != nullptr && network_->host(n.name) == nullptr) {
+    *failure = "the test network has no host " + n.name;
+    return -1;
+  }
   n.http_port = FreePort();
   n.grpc_port = FreePort();
   BuildArgv(n, "");
@@ -75,6 +80,7 @@ int Cluster::AddNode(std::string* failure) {
 bool Cluster::Ready(NodeHandle& n) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   bool ours = false;
+  InNetns in(n.netns);
   while (std::chrono::steady_clock::now() < give_up) {
     if (!n.process->Running()) return false;
     if (!ours) {
@@ -94,8 +100,19 @@ bool Cluster::Ready(NodeHandle& n) {
   return false;
 }
 
+std::string Cluster::Address(NodeHandle& n) const {
+  if (network_ == nullptr) return "127.0.0.1";
+  const NetnsHost* host = network_->host(n.name);
+  if (host == nullptr) return "";  // (Start fails: the node cannot be placed)
+  n.netns = host->netns;
+  return host->address;
+}
+
 bool Cluster::Launch(NodeHandle& n) {
-  n.process = Process::Start(n.argv, {{"IP_ADDRESS", "127.0.0.1"}},
+  const std::string address = Address(n);
+  if (address.empty()) return false;
+  InNetns in(n.netns);  // (the child starts in it)
+  n.process = Process::Start(n.argv, {{"IP_ADDRESS", address}},
                              TempDir() + "/" + n.name + "-" + std::to_string(n.http_port) + ".log");
   return n.process != nullptr;
 }
@@ -103,6 +120,12 @@ bool Cluster::Launch(NodeHandle& n) {
 bool Cluster::Start(std::string* failure) {
   // A port can still be taken by someone else between choosing and binding it: then start
   // the whole cluster again on fresh ports.
+  for (NodeHandle& n : nodes_) {
+    if (Address(n).empty()) {
+      *failure = "the test network has no host " + n.name;
+      return false;
+    }
+  }
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (attempt > 0) {
       for (NodeHandle& n : nodes_) n.process.reset();
@@ -126,6 +149,7 @@ bool Cluster::RingsHave(double members, const std::vector<size_t>& nodes) {
   while (std::chrono::steady_clock::now() < give_up) {
     bool all = true;
     for (size_t i : nodes) {
+      InNetns in(nodes_[i].netns);
       all = all && MetricSum(nodes_[i].http_port, "nexuscache_ring_members") == members;
     }
     if (all) return true;

@@ -6,12 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "support/netns.h"
 #include "support/process.h"
 
 namespace nexus::testing {
 
 struct NodeHandle {
   std::string name;
+  // The network namespace it runs in ("" = the test's own, on loopback). Calls to its ports
+  // must enter it first: InNetns in(node.netns).
+  std::string netns;
   uint16_t http_port = 0;
   uint16_t grpc_port = 0;
   std::unique_ptr<Process> process;
@@ -24,7 +28,10 @@ class Cluster {
  public:
   // `extra_args` go to every node (e.g. {"--demo-data"}). With `static_peers` every node gets
   // `--peer` listing all of them; without, membership must come from elsewhere (--etcd).
-  Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers = true);
+  // With a `network`, node svcK runs in its host svcK's namespace, listens on every address
+  // there and advertises the host's address; the network must outlive the Cluster.
+  Cluster(int nodes, std::vector<std::string> extra_args, bool static_peers = true,
+          const TestNetwork* network = nullptr);
   // Starts every node and waits until all answer /healthz; false (with logs in
   // `failure`) otherwise.
   bool Start(std::string* failure);
@@ -41,11 +48,15 @@ class Cluster {
 
  private:
   void AssignPorts();
+  // The address node `n` listens on and advertises (and sets n.netns); "" if the network has
+  // no host for it.
+  std::string Address(NodeHandle& n) const;
   void BuildArgv(NodeHandle& n, const std::string& peers);
   bool Launch(NodeHandle& n);
   bool Ready(NodeHandle& n);
   std::vector<std::string> extra_args_;
   bool static_peers_;
+  const TestNetwork* network_;
   std::vector<NodeHandle> nodes_;
 };
 

@@ -19,7 +19,7 @@ std::string EtcdServer::Binary() {
 }
 
 std::unique_ptr<EtcdServer> EtcdServer::Start(std::chrono::milliseconds ready_timeout,
-                                              std::string* error) {
+                                              std::string* error, const NetnsHost* host) {
   auto fail = [error](const std::string& why) -> std::unique_ptr<EtcdServer> {
     if (error != nullptr) *error = why;
     return nullptr;
@@ -36,7 +36,16 @@ std::unique_ptr<EtcdServer> EtcdServer::Start(std::chrono::milliseconds ready_ti
   server->log_path_ = server->data_dir_ + ".log";
   server->client_port_ = FreePort();
   server->peer_port_ = FreePort();
-  const std::string client_url = "http://127.0.0.1:" + std::to_string(server->client_port_);
+  if (host != nullptr) {
+    server->address_ = host->address;
+    server->netns_ = host->netns;
+  }
+  const std::string client_url =
+      "http://" + server->address_ + ":" + std::to_string(server->client_port_);
+  // (In a namespace, also on its loopback: the health check below asks there.)
+  const std::string listen_urls =
+      host == nullptr ? client_url
+                      : client_url + ",http://127.0.0.1:" + std::to_string(server->client_port_);
   const std::string peer_url = "http://127.0.0.1:" + std::to_string(server->peer_port_);
   // Short heartbeat/election timeouts: a single member on loopback elects itself in ~0.3 s
   // instead of ~1.5 s (and etcd's minimum lease TTL drops to 1 s).
@@ -46,7 +55,7 @@ std::unique_ptr<EtcdServer> EtcdServer::Start(std::chrono::milliseconds ready_ti
                    "--data-dir",
                    server->data_dir_ + "/data",
                    "--listen-client-urls",
-                   client_url,
+                   listen_urls,
                    "--advertise-client-urls",
                    client_url,
                    "--listen-peer-urls",
@@ -67,6 +76,7 @@ std::unique_ptr<EtcdServer> EtcdServer::Start(std::chrono::milliseconds ready_ti
 }
 
 bool EtcdServer::Launch(std::chrono::milliseconds ready_timeout, std::string* error) {
+  InNetns in(netns_);  // (the child starts in it; the health check asks there)
   process_ = Process::Start(argv_, {}, log_path_);
   if (process_ == nullptr) {
     *error = "fork failed";
@@ -129,7 +139,7 @@ void EtcdServer::Kill() {
   }
 }
 
-std::string EtcdServer::endpoint() const { return "127.0.0.1:" + std::to_string(client_port_); }
+std::string EtcdServer::endpoint() const { return address_ + ":" + std::to_string(client_port_); }
 
 std::string EtcdServer::Log() const {
   std::ifstream in(log_path_);

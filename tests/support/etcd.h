@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/netns.h"
 #include "support/process.h"
 
 namespace nexus::testing {
@@ -20,10 +21,12 @@ class EtcdServer {
 
   // Starts etcd and waits (up to `ready_timeout`) until GET /health on its client port answers
   // 200, i.e. it has elected itself leader and serves requests. Null on failure, with the reason
-  // (and the tail of etcd's log) in *error.
+  // (and the tail of etcd's log) in *error. With a `host` of a TestNetwork (which must outlive
+  // it), etcd runs in that host's namespace and serves clients on its address (and on the
+  // namespace's loopback).
   static std::unique_ptr<EtcdServer> Start(
       std::chrono::milliseconds ready_timeout = std::chrono::seconds(20),
-      std::string* error = nullptr);
+      std::string* error = nullptr, const NetnsHost* host = nullptr);
 
   ~EtcdServer();  // Stop()
   EtcdServer(const EtcdServer&) = delete;
@@ -43,7 +46,8 @@ class EtcdServer {
   // clients, a partition), SIGCONT lets it go on.
   void Signal(int signal);
 
-  // "127.0.0.1:<client port>", the form EtcdClientOptions::endpoints takes.
+  // "<address>:<client port>" (127.0.0.1, or the host's address), the form
+  // EtcdClientOptions::endpoints takes.
   std::string endpoint() const;
   uint16_t client_port() const { return client_port_; }
   uint16_t peer_port() const { return peer_port_; }
@@ -55,6 +59,8 @@ class EtcdServer {
   bool Launch(std::chrono::milliseconds ready_timeout, std::string* error);
   std::vector<std::string> argv_;
   std::unique_ptr<Process> process_;
+  std::string address_ = "127.0.0.1";
+  std::string netns_;  // "" = the test's own
   uint16_t client_port_ = 0;
   uint16_t peer_port_ = 0;
   std::string data_dir_;

@@ -118,6 +118,7 @@ HistoryReport History::Check() const {
   for (const Operation& op : ops_) {
     if (!op.ok) {
       ++report.failed;
+      ++report.failed_via[op.via];
       report.failed_reads += op.kind == Operation::Kind::kRead;
       if (report.failures.size() < kExamples) {
         static constexpr const char* kKinds[] = {"read", "write", "delete"};
@@ -175,6 +176,7 @@ HistoryReport History::Check() const {
         }
         if (constrained && k.writes[w->second].effect_end < latest) {
           ++report.stale_reads;
+          report.stale_at.emplace_back(read->via, read->start);
           note(Describe(*read, epoch,
                         "older than a write acknowledged before the read started (" +
                             Missed(k.writes, *read, epoch) + ")"));
@@ -183,6 +185,7 @@ HistoryReport History::Check() const {
       }
       if (constrained && absent_until < latest) {
         ++report.lost_writes;
+        report.lost_at.emplace_back(read->via, read->start);
         note(Describe(*read, epoch,
                       "a set was acknowledged before the read started (" +
                           Missed(k.writes, *read, epoch) + ")"));

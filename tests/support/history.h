@@ -53,9 +53,14 @@ struct HistoryReport {
   uint64_t failed = 0;        // operations without an answer or with an error
   uint64_t failed_reads = 0;  // of them, reads
   uint64_t acknowledged_writes = 0;
-  uint64_t stale_reads = 0;           // a value older than a write acknowledged before the read
-  uint64_t lost_writes = 0;           // "not found" although a set was acknowledged before
-  uint64_t unknown_values = 0;        // a value no write wrote
+  uint64_t stale_reads = 0;     // a value older than a write acknowledged before the read
+  uint64_t lost_writes = 0;     // "not found" although a set was acknowledged before
+  uint64_t unknown_values = 0;  // a value no write wrote
+  // Who saw what, for scenarios where some of it is expected (a partitioned node's reads):
+  // failed operations per node asked, and each stale read and lost write with the node asked
+  // and the read's start.
+  std::map<std::string, uint64_t> failed_via;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> stale_at, lost_at;
   std::vector<std::string> examples;  // the first few violations, described
   std::vector<std::string> failures;  // the first few failed operations, described
 
@@ -70,6 +75,14 @@ class History {
   size_t size() const;
   // The first operation's start (reports print times relative to it).
   std::chrono::steady_clock::time_point epoch() const;
+  // How many operations satisfy `pred`.
+  template <typename Pred>
+  size_t Count(Pred pred) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (const Operation& op : ops_) n += pred(op) ? 1 : 0;
+    return n;
+  }
   // The median duration of the operations through `via`, in ms (0 if none).
   double MedianMillis(const std::string& via) const;
 

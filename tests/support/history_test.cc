@@ -12,13 +12,14 @@ class HistoryTest : public ::testing::Test {
  protected:
   // An operation from `from` to `to` ms after the test's epoch.
   void Op(Kind kind, std::optional<std::string> value, int from, int to, bool ok = true,
-          const std::string& key = "k") {
+          const std::string& key = "k", const std::string& via = "") {
     history_.Record({.kind = kind,
                      .key = key,
                      .value = std::move(value),
                      .start = epoch_ + milliseconds(from),
                      .end = epoch_ + milliseconds(to),
-                     .ok = ok});
+                     .ok = ok,
+                     .via = via});
   }
   std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   History history_;
@@ -70,6 +71,23 @@ TEST_F(HistoryTest, AWriteThatFailedMayHaveTakenEffectAtAnyTime) {
   EXPECT_EQ(r.stale_reads, 0u) << r.Summary();
   EXPECT_EQ(r.unknown_values, 1u);
   EXPECT_EQ(r.failed, 1u);
+}
+
+TEST_F(HistoryTest, SaysWhichNodeSawWhatAndWhen) {
+  Op(Kind::kWrite, "a", 0, 10, true, "k", "n1");
+  Op(Kind::kWrite, "b", 20, 30, true, "k", "n1");
+  Op(Kind::kRead, "a", 40, 41, true, "k", "n2");  // stale, through n2 at 40 ms
+  Op(Kind::kWrite, "c", 50, 60, false, "k", "n2");
+  Op(Kind::kWrite, "d", 70, 80, true, "j", "n1");
+  Op(Kind::kRead, std::nullopt, 90, 91, true, "j", "n3");  // lost, through n3 at 90 ms
+  const HistoryReport r = history_.Check();
+  ASSERT_EQ(r.stale_at.size(), 1u) << r.Summary();
+  EXPECT_EQ(r.stale_at[0].first, "n2");
+  EXPECT_EQ(r.stale_at[0].second, epoch_ + milliseconds(40));
+  ASSERT_EQ(r.lost_at.size(), 1u);
+  EXPECT_EQ(r.lost_at[0].first, "n3");
+  EXPECT_EQ(r.lost_at[0].second, epoch_ + milliseconds(90));
+  EXPECT_EQ(r.failed_via, (std::map<std::string, uint64_t>{{"n2", 1}}));
 }
 
 TEST_F(HistoryTest, KeysAreCheckedApartAndValuesAreUnique) {

@@ -66,7 +66,19 @@ std::string TestNetwork::Unavailable() {
     return "network namespaces need root (this test runs as uid " + std::to_string(geteuid()) + ")";
   if (!OnPath("ip")) return "ip (iproute2) is not installed: run scripts/setup";
   if (!OnPath("nft")) return "nft (nftables) is not installed: run scripts/setup";
-  return "";
+  // (A container may deny it to root too.) Tried once per process.
+  static const std::string probe = [] {
+    const std::string netns = "nx" + std::to_string(getpid()) + "-probe";
+    std::string out;
+    if (!Run("ip netns add " + netns, &out)) {
+      return "cannot create a network namespace here ('ip netns add' failed: " + out + ")";
+    }
+    const bool ok = Run("ip netns exec " + netns + " nft list ruleset", &out);
+    std::string ignored;
+    Run("ip netns delete " + netns, &ignored);
+    return ok ? std::string() : "nft does not work in a network namespace here: " + out;
+  }();
+  return probe;
 }
 
 std::unique_ptr<TestNetwork> TestNetwork::Create(const std::vector<std::string>& hosts,

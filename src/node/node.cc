@@ -107,6 +107,24 @@ Node::Node(Config config) : config_(std::move(config)) {
 
 Node::~Node() { Stop(); }
 
+void Node::MembersChanging() {
+  // Reads check holders before the ring changes.
+  for (Group* g : groups_.All()) g->handoff().RingChanging();
+}
+
+void Node::MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) {
+  for (const RingPeerPicker::Joined& member : joined) {
+    for (Group* g : groups_.All()) {
+      g->store().PushTo(member.client);
+      // Back under the same name before its lease expired: the ring is unchanged, but the
+      // member lost what it held.
+      if (member.restarted) g->handoff().Resync(member.name);
+    }
+  }
+  // Copies of other keys move to their new holders.
+  for (Group* g : groups_.All()) g->handoff().RingChanged();
+}
+
 absl::Status Node::Start() {
   grpc_ = std::make_unique<PeerServer>(
       owner_.get(), PeerServerOptions{.address = config_.bind_address,
@@ -155,6 +173,7 @@ absl::Status Node::Start() {
   sweeper_->Start();
   // Before membership: the ring as it is now is the one copies are placed by.
   for (Group* g : groups_.All()) g->handoff().Start();
+  picker_->set_observer(this);
 
   if (!config_.etcd.empty()) {
     EtcdMembershipOptions m;
@@ -177,18 +196,7 @@ absl::Status Node::Start() {
           for (const auto& [name, info] : nodes) members[name] = info;
           // This node serves its own keys even while etcd has not (re)listed it.
           members[self] = {.grpc = self_address};
-          // A member that joins gets the hot keys this node owns; copies of other keys move
-          // to their new holders. (Reads check holders before the ring changes.)
-          for (Group* g : groups->All()) g->handoff().RingChanging();
-          for (const RingPeerPicker::Joined& joined : picker->SetMembers(members)) {
-            for (Group* g : groups->All()) {
-              g->store().PushTo(joined.client);
-              // Back under the same name before its lease expired: the ring is unchanged, but
-              // the member lost what it held.
-              if (joined.restarted) g->handoff().Resync(joined.name);
-            }
-          }
-          for (Group* g : groups->All()) g->handoff().RingChanged();
+          picker->SetMembers(members);  // (MembersChanging, MembersChanged)
           // Just started: the copies this node holds are with the others until handed over.
           if (std::exchange(*first, false)) {
             for (Group* g : groups->All()) g->handoff().Rejoined();

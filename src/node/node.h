@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cache/expiry_sweeper.h"
@@ -28,7 +29,7 @@
 
 namespace nexus {
 
-class Node {
+class Node : private RingPeerPicker::Observer {
  public:
   explicit Node(Config config);
   ~Node();
@@ -47,6 +48,11 @@ class Node {
   // A graceful leave (SIGTERM with --etcd): drains this node's copies to their next holders
   // within --drain-timeout while still serving, then leaves the membership.
   void Leave();
+  // Every change of the member set (etcd's watch, /setpeer): the groups' handoff begins a
+  // transition before the ring changes; members that joined get this node's hot keys, and
+  // one that restarted under its name gets its copies again.
+  void MembersChanging() override;
+  void MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) override;
 
   const Config config_;
   // Counted by both peer fronts, read by metrics_: outlives them all.

@@ -792,6 +792,47 @@ TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
   EXPECT_EQ(static_cast<RemotePeer*>(after.get())->name(), "b");
 }
 
+TEST(RingPeerPickerTest, TheObserverHearsOfEveryChangeBeforeAndAfterTheRingChanges) {
+  RingPeerPicker picker("a", "127.0.0.1:1");
+  struct Recorder final : RingPeerPicker::Observer {
+    RingPeerPicker* picker = nullptr;
+    std::vector<std::string> events;
+    void MembersChanging() override {
+      events.push_back("changing at generation " + std::to_string(picker->generation()));
+    }
+    void MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) override {
+      std::string e = "changed at generation " + std::to_string(picker->generation()) + ":";
+      for (const auto& j : joined) {
+        e += " " + j.name + (j.restarted ? " (restarted)" : "") + (j.client ? "" : " no client");
+      }
+      events.push_back(e);
+    }
+  } recorder;
+  recorder.picker = &picker;
+  picker.set_observer(&recorder);
+  const uint64_t g = picker.generation();
+  const auto at = [g](uint64_t plus) { return std::to_string(g + plus); };
+  EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:2"));   // the seed's /setpeer
+  EXPECT_FALSE(picker.AddMember("b", "127.0.0.1:2"));  // no change: told, nobody joined
+  EXPECT_TRUE(picker.AddMember("b", "127.0.0.1:3"));   // moved: a new client
+  picker.SetMembers(std::map<std::string, MemberInfo>{
+      // etcd: c joins, b restarts
+      {"b", {.grpc = "127.0.0.1:3", .incarnation = "7"}},
+      {"c", {.grpc = "127.0.0.1:4"}}});
+  EXPECT_FALSE(picker.AddMember("a", "127.0.0.1:9"));  // self: not a change, not told
+  EXPECT_EQ(recorder.events, (std::vector<std::string>{
+                                 "changing at generation " + at(0),
+                                 "changed at generation " + at(1) + ": b",
+                                 "changing at generation " + at(1),
+                                 "changed at generation " + at(1) + ":",
+                                 "changing at generation " + at(1),
+                                 "changed at generation " + at(1) + ": b",
+                                 "changing at generation " + at(1),
+                                 "changed at generation " + at(2) + ": b (restarted) c",
+                             }));
+  picker.set_observer(nullptr);
+}
+
 TEST(RingPeerPickerTest, HttpAddressesAreKeptUnlessForwardingIsGrpcOnly) {
   RingPeerPicker picker("a", "127.0.0.1:1");
   picker.SetMembers(std::map<std::string, MemberInfo>{

@@ -101,6 +101,15 @@ std::vector<RingPeerPicker::Joined> RingPeerPicker::SetMembers(
 
 std::vector<RingPeerPicker::Joined> RingPeerPicker::SetMembers(
     const std::map<std::string, MemberInfo>& members) {
+  Observer* const observer = observer_.load(std::memory_order_acquire);
+  if (observer != nullptr) observer->MembersChanging();
+  std::vector<Joined> joined = ReplaceMembers(members);
+  if (observer != nullptr) observer->MembersChanged(joined);
+  return joined;
+}
+
+std::vector<RingPeerPicker::Joined> RingPeerPicker::ReplaceMembers(
+    const std::map<std::string, MemberInfo>& members) {
   std::vector<Joined> joined;
   absl::MutexLock lock(&mu_);
   // Order: clients of new members first, then the ring, then the clients of members that left,
@@ -154,27 +163,43 @@ std::vector<RingPeerPicker::Joined> RingPeerPicker::SetMembers(
 bool RingPeerPicker::AddMember(std::string name, std::string grpc_address,
                                std::string http_address) {
   if (name.empty() || name == self_name_) return false;
+  Observer* const observer = observer_.load(std::memory_order_acquire);
+  if (observer != nullptr) observer->MembersChanging();
+  std::optional<Joined> joined =
+      Add(std::move(name), std::move(grpc_address), std::move(http_address));
+  const bool changed = joined.has_value();
+  if (observer != nullptr) {
+    std::vector<Joined> list;
+    if (changed) list.push_back(std::move(*joined));
+    observer->MembersChanged(list);
+  }
+  return changed;
+}
+
+std::optional<RingPeerPicker::Joined> RingPeerPicker::Add(std::string name,
+                                                          std::string grpc_address,
+                                                          std::string http_address) {
   MemberInfo address{
       .name = name, .grpc = std::move(grpc_address), .http = std::move(http_address)};
   absl::MutexLock lock(&mu_);
   auto it = members_.find(name);
   if (it != members_.end()) {
     // No HTTP address given (e.g. /setpeer): keep the one known for the same gRPC address.
-    if (address.http.empty() && address.grpc == it->second.address.grpc) return false;
+    if (address.http.empty() && address.grpc == it->second.address.grpc) return std::nullopt;
     address.incarnation = it->second.address.incarnation;  // /setpeer does not know it
-    if (it->second.address == address) return false;
+    if (it->second.address == address) return std::nullopt;
     spdlog::info("peer: member {} moved from {} to {}", name, it->second.address.grpc,
                  address.grpc);
     RetireLocked(it->second);
     it->second.client = NewClient(name, address);
     it->second.address = std::move(address);
-    return true;
+    return Joined{.name = std::move(name), .client = it->second.client};
   }
   std::shared_ptr<RemotePeer> client = NewClient(name, address);
   spdlog::info("peer: member {} joined at {}", name, address.grpc);
-  members_.emplace(name, Member{.address = std::move(address), .client = std::move(client)});
+  members_.emplace(name, Member{.address = std::move(address), .client = client});
   ring_.Add(name);
-  return true;
+  return Joined{.name = std::move(name), .client = std::move(client)};
 }
 
 bool RingPeerPicker::RemoveMember(std::string_view name) {

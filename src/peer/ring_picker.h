@@ -89,6 +89,21 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   bool AddMember(std::string name, std::string grpc_address,
                  std::string http_address = {}) override;
 
+  // Told of every change of the member set made through SetMembers or AddMember (etcd's
+  // watch, the seed's /setpeer), on the thread that makes it and outside the picker's lock:
+  // MembersChanging before the ring can change, MembersChanged after, with the members that
+  // joined (as SetMembers returns them; empty when nothing changed). Concurrent changes may
+  // interleave their calls.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    virtual void MembersChanging() = 0;
+    virtual void MembersChanged(const std::vector<Joined>& joined) = 0;
+  };
+  // May be set while others change the members (a change then may or may not be told); must
+  // outlive every change.
+  void set_observer(Observer* observer) { observer_.store(observer, std::memory_order_release); }
+
   // True if `name` was a member. Never removes self (false).
   bool RemoveMember(std::string_view name);
 
@@ -125,6 +140,9 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
     std::shared_ptr<RemotePeer> client;  // null for self
   };
 
+  // SetMembers and AddMember without the observer's calls.
+  std::vector<Joined> ReplaceMembers(const std::map<std::string, MemberInfo>& members);
+  std::optional<Joined> Add(std::string name, std::string grpc_address, std::string http_address);
   // Drops `member`'s client, keeping the count of the calls it made.
   void RetireLocked(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<RemotePeer> NewClient(const std::string& name, const MemberInfo& address) const;
@@ -132,6 +150,7 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   const std::string self_name_;
   const std::string self_address_;
   const RingPickerOptions options_;
+  std::atomic<Observer*> observer_{nullptr};
   // Thread-safe by itself; written only under mu_ so that it always agrees with members_ when
   // mu_ is free.
   HashRing ring_;

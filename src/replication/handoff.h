@@ -70,7 +70,8 @@ struct HandoffOptions {
   size_t entries_per_step = 64;
   // How long the ring must be unchanged before strays are delivered.
   std::chrono::milliseconds stray_delay{1000};
-  // How often the thread looks for work it was not told about (a ring changed by /setpeer).
+  // How often the thread looks for work it was not told about (a safety net: every change of
+  // the member set is told, RingChanging and RingChanged).
   std::chrono::milliseconds poll{200};
   // How long a copy for an unreachable holder is kept and sent again (a hint).
   std::chrono::milliseconds hint_lifetime{10 * 60 * 1000};

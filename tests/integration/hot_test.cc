@@ -1,6 +1,6 @@
 // Hot keys across real nodes: replicated to every node, served locally, consistent after
 // every acknowledged write, expiring together, surviving a dead replica, and handed to a node
-// that joins through etcd.
+// that joins (through etcd, or added by /setpeer).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -118,6 +118,39 @@ TEST(HotKeys, SurviveTheDeathOfTheirOwner) {
   // The owner is gone (and still in the static ring); the replicas answer on their own.
   EXPECT_EQ(Get(c.node(0).http_port, key), "value=kept\n");
   EXPECT_EQ(Get(c.node(1).http_port, key), "value=kept\n");
+}
+
+TEST(HotKeys, ANodeAddedWithSetPeerReceivesTheHotSet) {
+  // Static membership (the seed's flow): svc3 starts alone and the others learn of it by
+  // /setpeer; each pushes the hot keys it owns as it adds the member, as on an etcd join.
+  Cluster c(2, {});
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(SetHot(c.node(i % 2).http_port, "hot" + std::to_string(i), "x" + std::to_string(i)),
+              200);
+  }
+  const int added = c.AddNode(&error);
+  ASSERT_GE(added, 0) << error;
+  const uint16_t port = c.node(added).http_port;
+  auto hot_items = [port] {
+    return nlohmann::json::parse(Http(port, "GET", "/api/stats").body)["hot_items"].get<int>();
+  };
+  ASSERT_EQ(hot_items(), 0);
+  for (int i = 0; i < 2; ++i) {
+    const HttpResult r =
+        Http(c.node(i).http_port, "POST", "/setpeer",
+             "peer=svc3&addr=127.0.0.1:" + std::to_string(c.node(added).grpc_port));
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  const auto deadline = Clock::now() + seconds(10);
+  while (Clock::now() < deadline && hot_items() != 10) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(hot_items(), 10);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Get(port, "hot" + std::to_string(i)), "value=x" + std::to_string(i) + "\n");
+  }
 }
 
 TEST(HotKeys, ANodeThatJoinsThroughEtcdReceivesTheHotSet) {

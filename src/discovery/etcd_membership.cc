@@ -121,6 +121,9 @@ void EtcdMembership::RegisterLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
+    // (Before the Put: a read or write served between the others' seeing this node and the
+    // callback would answer from copies that missed their writes.)
+    if (!first && options_.on_reregistering) options_.on_reregistering();
     auto lease = client_.Grant(options_.lease_ttl_seconds);
     absl::StatusOr<int64_t> put =
         lease.ok() ? client_.Put(key, value, lease->id) : absl::StatusOr<int64_t>(lease.status());
@@ -142,7 +145,6 @@ void EtcdMembership::RegisterLoop() {
     registered_ = true;
     ExtendLease(lease->ttl_seconds);
     reported_outage = false;
-    if (!first && options_.on_reregistered) options_.on_reregistered();
     first = false;
 
     absl::Notification lost;

@@ -39,9 +39,10 @@ struct EtcdMembershipOptions {
   // Retry cap while etcd is unreachable (never more than a quarter of the lease TTL).
   std::chrono::milliseconds max_backoff{2000};
   std::string prefix = std::string(kNodesPrefix);
-  // Called (on the registering thread) each time this node registered again after its lease
-  // was lost: it may have been out of the others' rings meanwhile, missing their writes.
-  std::function<void()> on_reregistered;
+  // Called (on the registering thread) before each attempt to register again after the lease
+  // was lost, so before the others can see this node again and before HoldsLease is true: it
+  // may have been out of the others' rings meanwhile, missing their writes.
+  std::function<void()> on_reregistering;
 };
 
 class EtcdMembership {

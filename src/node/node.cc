@@ -184,7 +184,7 @@ absl::Status Node::Start() {
               .http = config_.SelfHttpAddress(http_->port()),
               .incarnation = Incarnation()};
     // Back after the lease expired: the others dropped this node and wrote its keys elsewhere.
-    m.on_reregistered = [groups = &groups_] {
+    m.on_reregistering = [groups = &groups_] {
       for (Group* g : groups->All()) g->handoff().Rejoined();
     };
     api_->SetReady(false);

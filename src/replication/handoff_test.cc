@@ -498,6 +498,42 @@ TEST_F(HandoffTest, AMemberThatRestartedWithinItsLeaseGetsItsCopiesAgain) {
   EXPECT_EQ(c.store.stats().handoff_received, held_by_c);
 }
 
+TEST_F(HandoffTest, ATransitionAfterTheLastOnesReadsSettledReadsFromTheRingBeforeIt) {
+  // A rolling restart: `a` came back (its reads follow the ring without it), the ring settled
+  // (reads follow the current ring again), and then `b` leaves before the transition is over.
+  // The new transition reads from the ring before b left, where a holds the key and every
+  // write since went: not from the ring without a (whose holders took none of those writes;
+  // a rolling restart with R = 2 read stale copies there). No handoff thread runs: the
+  // transitions are driven by hand.
+  replicas_ = 2;
+  for (const char* n : {"a", "b", "c"}) Add(n).picker->SetView({"a", "b", "c"});
+  Member& a = Get("a");
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    const auto holders = a.picker->Ring()->Successors(k, 2);
+    if (holders[0] == "b" && holders[1] == "a") key = k;
+  }
+  absl::Status status = absl::UnknownError("no answer");
+  a.store.Write(key, "newest", clock_.NowMillis() + kHour, false,
+                [&](absl::Status s) { status = s; });
+  ASSERT_TRUE(status.ok()) << status;
+  CachedValue v;
+
+  a.store.BeginTransition(a.picker->RingWithout("a"), /*replace=*/true);  // Rejoined
+  EXPECT_FALSE(a.store.Lookup(key, &v, /*held_only=*/true)) << "read from the ring without a";
+  // b leaves while reads still follow the ring without a: that ring is kept.
+  a.store.BeginTransition(a.picker->Ring());
+  EXPECT_FALSE(a.store.Lookup(key, &v, /*held_only=*/true));
+
+  ASSERT_TRUE(a.store.EndFormerReads());  // settled: reads follow the current ring
+  ASSERT_TRUE(a.store.Lookup(key, &v, /*held_only=*/true));
+  a.store.BeginTransition(a.picker->Ring());  // RingChanging: the ring a placed copies by
+  a.picker->SetView({"a", "c"});
+  ASSERT_TRUE(a.store.Lookup(key, &v, /*held_only=*/true)) << "read from the ring without a";
+  EXPECT_EQ(v.data, "newest");
+}
+
 TEST_F(HandoffTest, ADrainDoesNotWaitForASlowBackgroundWalk) {
   options_.rate_bytes = 2000;  // bytes per second: the join's walk below takes a while
   options_.batch_entries = 8;

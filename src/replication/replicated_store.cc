@@ -191,7 +191,13 @@ void ReplicatedStore::BeginTransition(std::shared_ptr<const RingSnapshot> from, 
   if (from == nullptr) return;
   {
     absl::MutexLock lock(&transition_mu_);
-    if (transition_from_ == nullptr || replace) transition_from_ = std::move(from);
+    // (Once reads follow the current ring again, the running transition's ring has settled:
+    // a copy written since went to the current holders, and reading from the older ring
+    // would ask members that stopped taking the key's writes.)
+    if (transition_from_ == nullptr || replace ||
+        !reading_former_.load(std::memory_order_acquire)) {
+      transition_from_ = std::move(from);
+    }
   }
   in_transition_.store(true, std::memory_order_release);
   reading_former_.store(true, std::memory_order_release);

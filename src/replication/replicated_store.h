@@ -158,10 +158,11 @@ class ReplicatedStore {
   // Membership changes (what replication/handoff.h uses).
   // Reads check holders from now on (a membership change: copies are about to move).
   void VerifyHolders() { verify_holders_.store(true, std::memory_order_release); }
-  // Starts a transition from `from` (see above; kept if one is running already: the oldest
-  // ring not yet settled is the one to read from), or replaces it (`replace`: this node joins,
-  // `from` is the ring without it). Reads check holders from now on (VerifyHolders), also
-  // when `from` is null (no ring: nothing to read from).
+  // Starts a transition from `from` (see above; if one is running already and its reads
+  // still follow its ring, that ring is kept: the oldest ring not yet settled is the one to
+  // read from), or replaces it (`replace`: this node joins, `from` is the ring without it). Reads
+  // check holders from now on (VerifyHolders), also when `from` is null (no ring: nothing to read
+  // from).
   void BeginTransition(std::shared_ptr<const RingSnapshot> from, bool replace = false);
   // Client reads follow the current ring again (writes still reach the "from" holders);
   // whether they followed the ring before until now.

@@ -145,6 +145,7 @@ void EtcdMembership::RegisterLoop() {
     registered_ = true;
     ExtendLease(lease->ttl_seconds);
     reported_outage = false;
+    if (!first && options_.on_reregistered) options_.on_reregistered();
     first = false;
 
     absl::Notification lost;

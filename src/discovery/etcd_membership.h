@@ -40,9 +40,11 @@ struct EtcdMembershipOptions {
   std::chrono::milliseconds max_backoff{2000};
   std::string prefix = std::string(kNodesPrefix);
   // Called (on the registering thread) before each attempt to register again after the lease
-  // was lost, so before the others can see this node again and before HoldsLease is true: it
-  // may have been out of the others' rings meanwhile, missing their writes.
+  // was lost, so before the others can see this node again and before HoldsLease is true, and
+  // after the attempt that succeeded: it may have been out of the others' rings meanwhile,
+  // missing their writes.
   std::function<void()> on_reregistering;
+  std::function<void()> on_reregistered;
 };
 
 class EtcdMembership {

@@ -185,6 +185,9 @@ absl::Status Node::Start() {
               .incarnation = Incarnation()};
     // Back after the lease expired: the others dropped this node and wrote its keys elsewhere.
     m.on_reregistering = [groups = &groups_] {
+      for (Group* g : groups->All()) g->handoff().Rejoining();
+    };
+    m.on_reregistered = [groups = &groups_] {
       for (Group* g : groups->All()) g->handoff().Rejoined();
     };
     api_->SetReady(false);

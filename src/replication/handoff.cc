@@ -67,6 +67,16 @@ void Handoff::Rejoined() {
   absl::MutexLock lock(&mu_);
   store_->BeginTransition(without, /*replace=*/true);
   last_change_ = clock_->NowMillis();
+  rejoining_ = false;
+  changed_ = true;
+}
+
+void Handoff::Rejoining() {
+  const std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(self_);
+  absl::MutexLock lock(&mu_);
+  store_->BeginTransition(without, /*replace=*/true);
+  last_change_ = clock_->NowMillis();
+  rejoining_ = true;
   changed_ = true;
 }
 
@@ -123,6 +133,7 @@ void Handoff::Run() {
     // Every node has had time to see the ring this one has, and its walk is done: reads follow
     // the current ring; after as long again (the others' reads did too), the copies this node
     // stopped holding go, and so does the transition.
+    if (rejoining_) continue;  // (the others may see this node any moment)
     const int64_t stable = clock_->NowMillis() - last_change_;
     if (stable < options_.stray_delay.count()) continue;
     if (store_->EndFormerReads()) {

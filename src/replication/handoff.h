@@ -123,6 +123,11 @@ class Handoff {
   // expired, and its copies may be missing or older than the holders'. Until the ring is stable
   // for stray_delay it is in a transition from the ring without it.
   void Rejoined();
+  // This node is about to try to register again after its lease was lost (the others may see
+  // it any moment from now): as Rejoined, and the transition does not settle (reads keep
+  // following the ring without it) until Rejoined says the registration is done, however long
+  // the attempt takes.
+  void Rejoining();
   // Member `name` restarted under the same name (its copies are gone, the ring is the same): a
   // walk hands it every copy it holds, as if it had just joined.
   void Resync(std::string name);
@@ -184,6 +189,7 @@ class Handoff {
   bool walking_ ABSL_GUARDED_BY(mu_) = false;   // the thread is in a walk
   std::vector<std::string> resync_ ABSL_GUARDED_BY(mu_);  // members to walk for
   UnixMillis last_change_ ABSL_GUARDED_BY(mu_) = 0;
+  bool rejoining_ ABSL_GUARDED_BY(mu_) = false;  // Rejoining, not yet Rejoined
   // The ring the last finished walk placed copies by.
   std::shared_ptr<const RingSnapshot> placed_ ABSL_GUARDED_BY(mu_);
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -532,6 +533,37 @@ TEST_F(HandoffTest, ATransitionAfterTheLastOnesReadsSettledReadsFromTheRingBefor
   a.picker->SetView({"a", "c"});
   ASSERT_TRUE(a.store.Lookup(key, &v, /*held_only=*/true)) << "read from the ring without a";
   EXPECT_EQ(v.data, "newest");
+}
+
+TEST_F(HandoffTest, ARejoinThatTakesLongDoesNotSettleBeforeTheRegistration) {
+  // A node cut off from etcd tries to register again (Rejoining) and the attempt hangs until
+  // the partition heals: however long that takes, its reads keep following the ring without
+  // it until it registered (Rejoined), and only then does the transition settle.
+  replicas_ = 2;
+  options_.stray_delay = std::chrono::milliseconds(1000);
+  for (const char* n : {"a", "b", "c"}) Add(n).picker->SetView({"a", "b", "c"});
+  Member& a = Get("a");
+  a.handoff.Start();
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    if (a.picker->Ring()->Successors(k, 2)[1] == "a") key = k;
+  }
+  absl::Status status = absl::UnknownError("no answer");
+  a.store.Write(key, "mine", clock_.NowMillis() + kHour, false,
+                [&](absl::Status s) { status = s; });
+  ASSERT_TRUE(status.ok()) << status;
+  CachedValue v;
+  a.handoff.Rejoining();
+  clock_.Advance(10'000);  // ten stray delays: a transition would have settled twice over
+  // (Give the handoff thread many turns.)
+  for (int i = 0; i < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(a.store.in_transition());
+  EXPECT_FALSE(a.store.Lookup(key, &v, /*held_only=*/true)) << "read from the ring without a";
+  a.handoff.Rejoined();
+  clock_.Advance(2'000);
+  ASSERT_TRUE(WaitFor([&] { return !a.store.in_transition(); })) << "the rejoin never settled";
+  EXPECT_TRUE(a.store.Lookup(key, &v, /*held_only=*/true));
 }
 
 TEST_F(HandoffTest, ADrainDoesNotWaitForASlowBackgroundWalk) {

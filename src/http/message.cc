@@ -133,6 +133,10 @@ int HttpStatusFor(const absl::Status& status) {
       return 400;
     case absl::StatusCode::kResourceExhausted:
       return 413;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
     case absl::StatusCode::kUnavailable:
       return 503;  // a peer (or, later, etcd) is down: retrying elsewhere/later may work
     default:

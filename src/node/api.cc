@@ -1,5 +1,6 @@
 #include "node/api.h"
 
+#include <cctype>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -28,6 +29,12 @@ http::Response Json(const nlohmann::json& j) {
 }
 
 http::Response ErrorResponse(const absl::Status& s) {
+  if (absl::IsUnauthenticated(s)) {
+    http::Response r =
+        Text(401, std::string(s.message()) + " (send Authorization: Bearer <token>)\n");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"nexuscache\"");
+    return r;
+  }
   return Text(http::HttpStatusFor(s), std::string(s.message()) + "\n");
 }
 
@@ -38,6 +45,36 @@ std::string_view Param(const http::Request& req, std::string_view name) {
 }
 
 }  // namespace
+
+Caller Api::CallerOf(const http::Request& req) const {
+  Caller caller{.protocol = Protocol::kHttp};
+  const std::string* header = req.Header("Authorization");
+  if (header == nullptr || !service_->auth_enabled()) return caller;
+  // RFC 6750: "Bearer" (any case), one or more spaces, the token.
+  std::string_view value = *header;
+  constexpr std::string_view kScheme = "bearer ";
+  bool bearer = value.size() > kScheme.size();
+  for (size_t i = 0; bearer && i < kScheme.size(); ++i) {
+    bearer = std::tolower(static_cast<unsigned char>(value[i])) == kScheme[i];
+  }
+  if (bearer) {
+    value.remove_prefix(kScheme.size());
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+    caller.identity = service_->Identify(value);
+  } else {
+    caller.identity = auth::Identity::Invalid();  // another scheme, or no token
+  }
+  return caller;
+}
+
+bool Api::Allowed(const http::Request& req, CacheService::Access access,
+                  http::Responder& respond) const {
+  const absl::Status s = service_->Authorize(CallerOf(req), access);
+  if (s.ok()) return true;
+  respond(ErrorResponse(s));
+  return false;
+}
 
 Api::Api(const Config* config, CacheService* service, ClusterView* cluster,
          metrics::Registry* metrics)
@@ -58,7 +95,8 @@ void Api::Install(http::Router& router) {
   router.Handle("GET", "/api/ring", bind(&Api::Ring));
   router.Handle("GET", "/metrics", bind(&Api::Metrics));
   router.Handle("GET", "/api/cluster", bind(&Api::Cluster));
-  router.Handle("GET", "/dashboard", [](http::Request&&, http::Responder respond) {
+  router.Handle("GET", "/dashboard", [this](http::Request&& req, http::Responder respond) {
+    if (!Allowed(req, CacheService::Access::kDashboard, respond)) return;
     http::Response r = Text(200, std::string(DashboardHtml()));
     r.content_type = "text/html; charset=utf-8";
     respond(std::move(r));
@@ -78,7 +116,7 @@ void Api::InstallMetricsOnly(http::Router& router) {
 }
 
 void Api::Get(http::Request&& req, http::Responder respond) {
-  service_->Get(Protocol::kHttp, Param(req, "group"), Param(req, "key"),
+  service_->Get(CallerOf(req), Param(req, "group"), Param(req, "key"),
                 [respond = std::move(respond)](absl::StatusOr<CachedValue> r) mutable {
                   if (r.ok()) {
                     http::Response resp = Text(200, "value=" + r->data + "\n");
@@ -119,14 +157,14 @@ void Api::Set(http::Request&& req, http::Responder respond) {
   if (!hot_text.empty() && hot_text != "true" && hot_text != "false") {
     return Reject(respond, "Invalid Param \"hot\"\n");
   }
-  service_->Set(Protocol::kHttp, Param(req, "group"), Param(req, "key"), Param(req, "value"),
-                ttl_ms, hot_text == "true", [respond = std::move(respond)](absl::Status s) mutable {
+  service_->Set(CallerOf(req), Param(req, "group"), Param(req, "key"), Param(req, "value"), ttl_ms,
+                hot_text == "true", [respond = std::move(respond)](absl::Status s) mutable {
                   respond(s.ok() ? Text(200, "done\n") : ErrorResponse(s));
                 });
 }
 
 void Api::Delete(http::Request&& req, http::Responder respond) {
-  service_->Delete(Protocol::kHttp, Param(req, "group"), Param(req, "key"),
+  service_->Delete(CallerOf(req), Param(req, "group"), Param(req, "key"),
                    [respond = std::move(respond)](absl::Status s) mutable {
                      respond(s.ok() ? Text(200, "done\n") : ErrorResponse(s));
                    });
@@ -135,11 +173,12 @@ void Api::Delete(http::Request&& req, http::Responder respond) {
 void Api::SetPeer(http::Request&& req, http::Responder respond) {
   const std::string_view peer = Param(req, "peer");
   // Seed: a bare name is dialed as NAME:<--port>; addr=HOST:PORT (an extension) overrides it.
-  const absl::Status s = service_->SetPeer(Protocol::kHttp, peer, Param(req, "addr"));
+  const absl::Status s = service_->SetPeer(CallerOf(req), peer, Param(req, "addr"));
   respond(s.ok() ? Text(200, "set peer " + std::string(peer) + " successful\n") : ErrorResponse(s));
 }
 
 void Api::Stats(http::Request&& req, http::Responder respond) {
+  if (!Allowed(req, CacheService::Access::kRead, respond)) return;
   absl::StatusOr<Group*> found = service_->FindGroup(Param(req, "group"));
   if (!found.ok()) return respond(ErrorResponse(found.status()));
   Group* group = *found;
@@ -172,6 +211,7 @@ void Api::Stats(http::Request&& req, http::Responder respond) {
 }
 
 void Api::Ring(http::Request&& req, http::Responder respond) {
+  if (!Allowed(req, CacheService::Access::kRead, respond)) return;
   nlohmann::json members = nlohmann::json::array();
   for (const auto& [name, address] : cluster_->Members()) {
     members.push_back({{"name", name}, {"grpc", address}});
@@ -189,7 +229,8 @@ void Api::Ring(http::Request&& req, http::Responder respond) {
   respond(Json(j));
 }
 
-void Api::Metrics(http::Request&&, http::Responder respond) {
+void Api::Metrics(http::Request&& req, http::Responder respond) {
+  if (!Allowed(req, CacheService::Access::kMetrics, respond)) return;
   http::Response r = Text(200, metrics_->Render());
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   respond(std::move(r));
@@ -202,7 +243,8 @@ namespace nexus {
 // Answers once every member has answered or failed (each within kClusterFetchDeadline), so a
 // dead member costs the dashboard one slow refresh, never a hang. The callbacks hold only the
 // shared Gather, not the Api.
-void Api::Cluster(http::Request&&, http::Responder respond) {
+void Api::Cluster(http::Request&& req, http::Responder respond) {
+  if (!Allowed(req, CacheService::Access::kDashboard, respond)) return;
   struct Gather {
     absl::Mutex mu;
     nlohmann::json nodes = nlohmann::json::array();  // one slot per member, sorted by name

@@ -10,7 +10,10 @@
 //   GET  /api/cluster                      every ring member's /metrics text (for /dashboard)
 //
 // Errors map to HTTP statuses in one place (http::HttpStatusFor), with the service's message
-// as the body.
+// as the body; a refusal by authentication is 401 (with WWW-Authenticate: Bearer) or 403.
+//
+// Credentials: `Authorization: Bearer <token>` (RFC 6750), checked by the service (its
+// Identify/Authorize) for every route but /healthz; another scheme counts as a wrong token.
 //
 // Handlers never block: service operations complete through callbacks, possibly on a gRPC or
 // origin thread, and the http layer posts the response back to the connection's event loop.
@@ -50,6 +53,11 @@ class Api {
   void Ring(http::Request&& req, http::Responder respond);
   void Metrics(http::Request&& req, http::Responder respond);
   void Cluster(http::Request&& req, http::Responder respond);
+  // Who sent `req` (its Bearer token, if any).
+  Caller CallerOf(const http::Request& req) const;
+  // Whether `req` may have `access`; if not, answers the refusal.
+  bool Allowed(const http::Request& req, CacheService::Access access,
+               http::Responder& respond) const;
 
   const Config* const config_;
   CacheService* const service_;

@@ -215,6 +215,18 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--origin-timeout-ms", origin_timeout_ms, "Deadline of every origin fetch")
       ->check(CLI::Range(int64_t{1}, int64_t{600000}))
       ->capture_default_str();
+  app.add_option("--auth-token-file", c.auth_token_file,
+                 "Client tokens: one 'ROLE TOKEN' per line (roles read, write, admin; '#' "
+                 "comments), sent as 'Authorization: Bearer TOKEN'; read again on SIGHUP. "
+                 "Without it the API is open and /setpeer only re-adds known members");
+  app.add_flag("--auth-reads", c.auth_reads,
+               "With --auth-token-file: gets, /api/stats and /api/ring need a read token "
+               "(default: open)");
+  app.add_flag("--auth-metrics", c.auth_metrics,
+               "With --auth-token-file: /metrics needs a read token (default: open)");
+  app.add_flag("--auth-dashboard", c.auth_dashboard,
+               "With --auth-token-file: /dashboard and /api/cluster need a read token "
+               "(default: open)");
   app.add_option("--shutdown-grace-ms", grace_ms, "How long SIGTERM waits for in-flight requests")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
       ->capture_default_str();
@@ -265,6 +277,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   if (c.demo_data && !c.origin.empty()) return fail("--demo-data and --origin exclude each other");
   if (!c.origin.empty() && c.origin.find("{key}") == std::string::npos) {
     return fail("--origin must contain {key}");
+  }
+  if (c.auth_token_file.empty()) {
+    for (auto [flag, set] :
+         {std::pair{"--auth-reads", c.auth_reads}, std::pair{"--auth-metrics", c.auth_metrics},
+          std::pair{"--auth-dashboard", c.auth_dashboard}}) {
+      if (set) return fail(std::string(flag) + " needs --auth-token-file (the tokens to check)");
+    }
   }
   if (c.write_quorum == 0) c.write_quorum = c.replicas;
   if (c.write_quorum > c.replicas) {

@@ -50,6 +50,12 @@ struct Config {
   // --drain-timeout: how long SIGTERM spends handing this node's copies to their next holders
   // before it leaves the membership (with --etcd; "10s", "500ms", plain numbers are seconds).
   std::chrono::milliseconds drain_timeout{10000};
+  // --auth-token-file: "ROLE TOKEN" lines (read, write, admin; auth/tokens.h), read again on
+  // SIGHUP. Empty: no tokens, the seed's open API, and /setpeer only re-adds known members.
+  std::string auth_token_file;
+  bool auth_reads = false;      // --auth-reads: gets, /api/stats and /api/ring need read
+  bool auth_metrics = false;    // --auth-metrics: /metrics needs the read role
+  bool auth_dashboard = false;  // --auth-dashboard: /dashboard and /api/cluster need read
   // --log-level: error, warn, info (the default), debug (membership transitions), trace (also
   // every write, copy, drop and read with its version: for following a key through a failure
   // test, not for production load).

@@ -19,12 +19,13 @@ int main(int argc, char** argv) {
     return outcome.exit_code;
   }
 
-  // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken by sigwait
-  // below, so shutdown runs on the main thread, not in a signal handler.
+  // SIGINT/SIGTERM/SIGHUP are blocked in every thread (threads inherit the mask) and taken by
+  // sigwait below, so shutdown and reloads run on the main thread, not in a signal handler.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  // SIGHUP reads the token file again; the others stop the node.
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) node.ReloadTokens();
   spdlog::info("received {}, shutting down", strsignal(sig));
   node.Stop();
   return 0;

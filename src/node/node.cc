@@ -92,12 +92,43 @@ Node::Node(Config config) : config_(std::move(config)) {
   owner_ = std::make_unique<OwnerService>(&groups_, &SystemClock::Get(),
                                           OwnerLimits{.max_key_bytes = config_.max_key_bytes,
                                                       .max_value_bytes = config_.max_value_bytes});
+  if (config_.auth_token_file.empty()) {
+    auth_ = std::make_unique<auth::Authenticator>();
+  } else if (absl::StatusOr<std::unique_ptr<auth::Authenticator>> a =
+                 auth::Authenticator::FromFile(config_.auth_token_file);
+             a.ok()) {
+    auth_ = std::move(*a);
+  } else {
+    init_error_ = a.status();
+  }
   service_ =
       std::make_unique<CacheService>(CacheServiceOptions{.default_group = config_.group,
                                                          .max_key_bytes = config_.max_key_bytes,
                                                          .max_value_bytes = config_.max_value_bytes,
-                                                         .grpc_port = config_.grpc_port},
-                                     &groups_, picker_.get(), &metrics_);
+                                                         .grpc_port = config_.grpc_port,
+                                                         .auth_reads = config_.auth_reads,
+                                                         .auth_metrics = config_.auth_metrics,
+                                                         .auth_dashboard = config_.auth_dashboard},
+                                     &groups_, picker_.get(), &metrics_, auth_.get());
+  if (auth_ != nullptr) {
+    metrics_.AddCollector(
+        "nexuscache_auth_tokens", "Client tokens loaded from --auth-token-file, by role.", "gauge",
+        {"role"}, [auth = auth_.get()] {
+          metrics::Registry::Samples out;
+          for (auth::Role r : {auth::Role::kRead, auth::Role::kWrite, auth::Role::kAdmin}) {
+            out.push_back({{std::string(auth::RoleName(r))}, static_cast<double>(auth->count(r))});
+          }
+          return out;
+        });
+    metrics_.AddCollector("nexuscache_auth_reloads_total",
+                          "Reloads of --auth-token-file (SIGHUP) by result; a failed one keeps "
+                          "the tokens before it.",
+                          "counter", {"result"}, [auth = auth_.get()] {
+                            return metrics::Registry::Samples{
+                                {{"ok"}, static_cast<double>(auth->reloads())},
+                                {{"error"}, static_cast<double>(auth->reload_failures())}};
+                          });
+  }
   api_ = std::make_unique<Api>(&config_, service_.get(), picker_.get(), &metrics_);
   ExportGroupMetrics(groups_, metrics_);
   picker_->ExportMetrics(metrics_);
@@ -106,6 +137,21 @@ Node::Node(Config config) : config_(std::move(config)) {
 }
 
 Node::~Node() { Stop(); }
+
+void Node::ReloadTokens() {
+  if (auth_ == nullptr || !auth_->enabled()) {
+    spdlog::info("auth: SIGHUP, but there is no --auth-token-file to read again");
+    return;
+  }
+  if (absl::Status s = auth_->Reload(); !s.ok()) {
+    spdlog::error("auth: cannot reload: {}; the tokens loaded before stay in force",
+                  std::string(s.message()));
+    return;
+  }
+  spdlog::info("auth: reloaded {} (read {}, write {}, admin {})", auth_->path(),
+               auth_->count(auth::Role::kRead), auth_->count(auth::Role::kWrite),
+               auth_->count(auth::Role::kAdmin));
+}
 
 void Node::MembersChanging() {
   // Reads check holders before the ring changes.
@@ -126,6 +172,18 @@ void Node::MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) {
 }
 
 absl::Status Node::Start() {
+  if (!init_error_.ok()) return init_error_;
+  if (auth_->enabled()) {
+    spdlog::info(
+        "auth: {} tokens from {} (read {}, write {}, admin {}); reads {}, /metrics {}, "
+        "dashboard {}",
+        auth_->count(auth::Role::kRead) + auth_->count(auth::Role::kWrite) +
+            auth_->count(auth::Role::kAdmin),
+        auth_->path(), auth_->count(auth::Role::kRead), auth_->count(auth::Role::kWrite),
+        auth_->count(auth::Role::kAdmin), config_.auth_reads ? "need a token" : "open",
+        config_.auth_metrics ? "needs a token" : "open",
+        config_.auth_dashboard ? "needs a token" : "open");
+  }
   grpc_ = std::make_unique<PeerServer>(
       owner_.get(), PeerServerOptions{.address = config_.bind_address,
                                       .port = config_.grpc_port,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "auth/tokens.h"
 #include "cache/expiry_sweeper.h"
 #include "discovery/etcd_membership.h"
 #include "group/registry.h"
@@ -42,6 +43,10 @@ class Node : private RingPeerPicker::Observer {
   uint16_t http_port() const;
   uint16_t grpc_port() const;
 
+  // SIGHUP: reads --auth-token-file again (a bad file keeps the tokens before it, logged). New
+  // tokens apply to the next request, connections stay open.
+  void ReloadTokens();
+
  private:
   struct OriginRuntime;  // io_context + thread for origin fetches (keeps Asio out of headers)
 
@@ -62,6 +67,10 @@ class Node : private RingPeerPicker::Observer {
   std::shared_ptr<RingPeerPicker> picker_;
   std::unique_ptr<OriginRuntime> origin_;
   std::unique_ptr<OwnerService> owner_;
+  // --auth-token-file's tokens (none without it); null if the file could not be read, and then
+  // Start fails with init_error_.
+  std::unique_ptr<auth::Authenticator> auth_;
+  absl::Status init_error_;
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;

@@ -150,6 +150,7 @@ std::vector<RingPeerPicker::Joined> RingPeerPicker::ReplaceMembers(
   for (auto it = members_.begin(); it != members_.end();) {
     if (it->first != self_name_ && !members.contains(it->first)) {
       spdlog::info("peer: member {} ({}) left", it->first, it->second.address.grpc);
+      RememberLocked(it->second.address);
       RetireLocked(it->second);
       it = members_.erase(it);
     } else {
@@ -209,9 +210,24 @@ bool RingPeerPicker::RemoveMember(std::string_view name) {
   if (it == members_.end()) return false;
   ring_.Remove(name);
   spdlog::info("peer: member {} ({}) left", it->first, it->second.address.grpc);
+  RememberLocked(it->second.address);
   RetireLocked(it->second);
   members_.erase(it);
   return true;
+}
+
+void RingPeerPicker::RememberLocked(const MemberInfo& address) {
+  if (left_.size() >= kMaxRemembered && !left_.contains(address.name)) {
+    left_.erase(left_.begin());
+  }
+  left_[address.name] = address;
+}
+
+std::optional<MemberInfo> RingPeerPicker::KnownMember(std::string_view name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (auto it = members_.find(name); it != members_.end()) return it->second.address;
+  if (auto it = left_.find(name); it != left_.end()) return it->second;
+  return std::nullopt;
 }
 
 std::optional<std::string> RingPeerPicker::OwnerOf(std::string_view key) const {

@@ -107,6 +107,11 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // True if `name` was a member. Never removes self (false).
   bool RemoveMember(std::string_view name);
 
+  // A member's addresses, also of one that left (the last kMaxRemembered that left are kept;
+  // ClusterView). Self: its gRPC address.
+  std::optional<MemberInfo> KnownMember(std::string_view name) const override;
+  static constexpr size_t kMaxRemembered = 1024;
+
   // The owner's name; nullopt only if the ring is empty, which cannot happen (self is in it).
   std::optional<std::string> OwnerOf(std::string_view key) const override;
 
@@ -145,6 +150,8 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   std::optional<Joined> Add(std::string name, std::string grpc_address, std::string http_address);
   // Drops `member`'s client, keeping the count of the calls it made.
   void RetireLocked(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remembers where a member that leaves was (KnownMember).
+  void RememberLocked(const MemberInfo& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<RemotePeer> NewClient(const std::string& name, const MemberInfo& address) const;
 
   const std::string self_name_;
@@ -161,6 +168,8 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // (peer, op, status) -> finished calls of clients that were dropped.
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> retired_counts_
       ABSL_GUARDED_BY(mu_);
+  // Members that left, by name: where they were (at most kMaxRemembered).
+  std::map<std::string, MemberInfo, std::less<>> left_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nexus

@@ -50,8 +50,21 @@ void CacheService::Call::Finish(Outcome outcome) {
 }
 
 CacheService::CacheService(CacheServiceOptions options, GroupRegistry* groups, ClusterView* cluster,
-                           metrics::Registry* metrics)
-    : options_(std::move(options)), groups_(groups), cluster_(cluster) {
+                           metrics::Registry* metrics, const auth::Authenticator* auth)
+    : options_(std::move(options)), groups_(groups), cluster_(cluster), auth_(auth) {
+  auto* refused = metrics->AddCounter(
+      "nexuscache_auth_refused_total",
+      "Client requests refused by authentication, by protocol and reason (missing: no token "
+      "where one is needed; invalid: an unknown token; forbidden: a token whose role is too "
+      "low).",
+      {"protocol", "reason"});
+  static constexpr const char* kReasons[3] = {"missing", "invalid", "forbidden"};
+  for (int p = 0; p < kProtocols; ++p) {
+    for (int r = 0; r < 3; ++r) {
+      refused_[p][r] =
+          refused->With({std::string(ProtocolName(static_cast<Protocol>(p))), kReasons[r]});
+    }
+  }
   auto* requests = metrics->AddCounter("nexuscache_requests_total",
                                        "Client requests by protocol, operation and outcome.",
                                        {"protocol", "op", "status"});
@@ -70,6 +83,36 @@ CacheService::CacheService(CacheServiceOptions options, GroupRegistry* groups, C
       m.duration = duration->With({protocol, kOpNames[o]});
     }
   }
+}
+
+auth::Identity CacheService::Identify(std::optional<std::string_view> token) const {
+  return auth_ == nullptr ? auth::Identity::Anonymous() : auth_->Check(token);
+}
+
+absl::Status CacheService::Check(const Caller& caller, auth::Role needed, std::string_view what) {
+  if (!auth_enabled()) return absl::OkStatus();
+  absl::Status s = auth::Authorize(caller.identity, needed, what);
+  if (!s.ok()) {
+    const int reason = caller.identity.state == auth::Identity::State::kInvalid ? 1
+                       : absl::IsPermissionDenied(s)                            ? 2
+                                                                                : 0;
+    refused_[static_cast<int>(caller.protocol)][reason]->Inc();
+  }
+  return s;
+}
+
+absl::Status CacheService::Authorize(const Caller& caller, Access access) {
+  switch (access) {
+    case Access::kRead:
+      return Check(caller, options_.auth_reads ? auth::Role::kRead : auth::Role::kNone, "read");
+    case Access::kMetrics:
+      return Check(caller, options_.auth_metrics ? auth::Role::kRead : auth::Role::kNone,
+                   "read the metrics");
+    case Access::kDashboard:
+      return Check(caller, options_.auth_dashboard ? auth::Role::kRead : auth::Role::kNone,
+                   "read the dashboard");
+  }
+  return absl::InternalError("unknown access");
 }
 
 void CacheService::CountRejected(Protocol protocol, Op op) {
@@ -121,21 +164,47 @@ absl::StatusOr<Group*> CacheService::ResolveSet(std::string_view group, std::str
   return FindGroup(group);
 }
 
-absl::Status CacheService::SetPeer(Protocol protocol, std::string_view name,
+absl::Status CacheService::SetPeer(const Caller& caller, std::string_view name,
                                    std::string_view address) {
-  Call call(this, protocol, Op::kSetPeer);
-  if (name.empty()) {
+  Call call(this, caller.protocol, Op::kSetPeer);
+  auto fail = [&call](absl::Status s) {
     call.Finish(Outcome::kError);
-    return absl::InvalidArgumentError("peer is not allow empty!");
+    return s;
+  };
+  if (auth_enabled()) {
+    if (absl::Status s = Check(caller, auth::Role::kAdmin, "setpeer"); !s.ok()) return fail(s);
   }
+  if (name.empty()) return fail(absl::InvalidArgumentError("peer is not allow empty!"));
   if (name.find_first_of(",=/ ") != std::string_view::npos) {
-    call.Finish(Outcome::kError);
-    return absl::InvalidArgumentError("peer must be a node name (no ',', '=', '/' or spaces)");
+    return fail(
+        absl::InvalidArgumentError("peer must be a node name (no ',', '=', '/' or spaces)"));
   }
-  // The seed dials a bare name as NAME:<its gRPC port>, as inside its docker network.
-  cluster_->AddMember(std::string(name),
-                      address.empty() ? absl::StrCat(std::string(name), ":", options_.grpc_port)
-                                      : std::string(address));
+  const std::optional<MemberInfo> known = cluster_->KnownMember(name);
+  // Without tokens nobody is admin: only re-adding a member this node knows, where it knows it
+  // (the seed's "re-add a recovered node"), never sending a member's keys somewhere new.
+  if (!auth_enabled()) {
+    if (!known) {
+      return fail(absl::PermissionDeniedError(absl::StrCat(
+          "peer ", std::string(name),
+          " is not a known member (from --peer or etcd): adding a new member needs the admin "
+          "role (--auth-token-file)")));
+    }
+    if (!address.empty() && address != known->grpc) {
+      return fail(absl::PermissionDeniedError(
+          absl::StrCat("peer ", std::string(name), " is known at ", known->grpc,
+                       ": giving it a new address needs the admin role (--auth-token-file)")));
+    }
+  }
+  if (!address.empty()) {
+    // (A known member at the same gRPC address keeps its HTTP address.)
+    cluster_->AddMember(std::string(name), std::string(address));
+  } else if (known) {
+    cluster_->AddMember(std::string(name), known->grpc, known->http);
+  } else {
+    // The seed dials a bare name as NAME:<its gRPC port>, as inside its docker network.
+    cluster_->AddMember(std::string(name),
+                        absl::StrCat(std::string(name), ":", options_.grpc_port));
+  }
   call.Finish(Outcome::kOk);
   return absl::OkStatus();
 }

@@ -14,6 +14,16 @@
 //   Delete  as Get.
 //   SetPeer InvalidArgument "peer is not allow empty!" / a name with ',', '=', '/' or spaces.
 //
+// Authentication (auth/tokens.h): every operation takes the Caller, whose identity the front
+// got from Identify (an HTTP Bearer token, a RESP AUTH). Without --auth-token-file everything
+// is open as in the seed, except that SetPeer only re-adds a member this node knows (from
+// --peer or etcd) at its known address: a new member or a new address needs the admin role,
+// so it needs tokens. With tokens: Get (and the read routes: Access::kRead) needs the read role
+// if auth_reads, Set and Delete the write role, SetPeer the admin role, /metrics and the
+// dashboard the read role if auth_metrics / auth_dashboard; an unknown token is refused
+// everywhere. Refusals are Unauthenticated (no token, or an unknown one) or PermissionDenied
+// (a role too low), counted in nexuscache_auth_refused_total{protocol,reason}.
+//
 // Metrics: nexuscache_requests_total{protocol,op,status} (status hit/miss/error for get,
 // ok/error otherwise) and nexuscache_request_duration_seconds{protocol,op}.
 //
@@ -30,6 +40,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "auth/tokens.h"
 #include "cluster/value.h"
 #include "group/group.h"
 #include "group/registry.h"
@@ -52,12 +63,23 @@ struct CacheServiceOptions {
   int64_t max_ttl_ms = 4320LL * 60'000;
   // A member added by name only is dialled at NAME:<this port> (the seed's setpeer).
   uint16_t grpc_port = 8888;
+  // With tokens (an enabled Authenticator): what needs the read role besides nothing.
+  bool auth_reads = false;      // gets and the read routes (--auth-reads)
+  bool auth_metrics = false;    // /metrics (--auth-metrics)
+  bool auth_dashboard = false;  // /dashboard and /api/cluster (--auth-dashboard)
+};
+
+// Who asks, over which protocol. The front fills `identity` from CacheService::Identify.
+struct Caller {
+  Protocol protocol = Protocol::kHttp;
+  auth::Identity identity;
 };
 
 class CacheService {
  public:
+  // `auth` null, or without a file: no tokens (the seed's open API). It must outlive this.
   CacheService(CacheServiceOptions options, GroupRegistry* groups, ClusterView* cluster,
-               metrics::Registry* metrics);
+               metrics::Registry* metrics, const auth::Authenticator* auth = nullptr);
   CacheService(const CacheService&) = delete;
   CacheService& operator=(const CacheService&) = delete;
 
@@ -66,14 +88,27 @@ class CacheService {
   // the service adds its bookkeeping to it in place, so a request costs one callback
   // allocation, not one per layer.
   template <typename Done>  // void(absl::StatusOr<CachedValue>)
-  void Get(Protocol protocol, std::string_view group, std::string_view key, Done done);
+  void Get(const Caller& caller, std::string_view group, std::string_view key, Done done);
   template <typename Done>  // void(absl::Status)
-  void Set(Protocol protocol, std::string_view group, std::string_view key, std::string_view value,
-           int64_t ttl_ms, bool hot, Done done);
+  void Set(const Caller& caller, std::string_view group, std::string_view key,
+           std::string_view value, int64_t ttl_ms, bool hot, Done done);
   template <typename Done>  // void(absl::Status)
-  void Delete(Protocol protocol, std::string_view group, std::string_view key, Done done);
-  // Adds member `name` at `address` (empty: NAME:<grpc_port>).
-  absl::Status SetPeer(Protocol protocol, std::string_view name, std::string_view address);
+  void Delete(const Caller& caller, std::string_view group, std::string_view key, Done done);
+  // Adds member `name` at `address`. Empty `address`: where this node knows the member (its
+  // gRPC and HTTP addresses), else NAME:<grpc_port> (the seed's form; admin role only).
+  absl::Status SetPeer(const Caller& caller, std::string_view name, std::string_view address);
+
+  // The identity of a request that presented `token` (nullopt: none).
+  auth::Identity Identify(std::optional<std::string_view> token) const;
+  bool auth_enabled() const { return auth_ != nullptr && auth_->enabled(); }
+  // What a front's own routes need (the operations above check theirs themselves).
+  enum class Access {
+    kRead,       // like a get: /api/stats, /api/ring
+    kMetrics,    // /metrics
+    kDashboard,  // /dashboard, /api/cluster
+  };
+  // OK, or the refusal to answer (see the top of the file); refusals are counted.
+  absl::Status Authorize(const Caller& caller, Access access);
 
   enum class Op { kGet, kSet, kDelete, kSetPeer };
   // Counts a request that its front could not decode into an operation (e.g. the seed's
@@ -127,6 +162,8 @@ class CacheService {
   OpMetrics& MetricsOf(Protocol protocol, Op op) {
     return ops_[static_cast<int>(protocol)][static_cast<int>(op)];
   }
+  // Authorize for `needed` with `what` naming the operation, counting a refusal.
+  absl::Status Check(const Caller& caller, auth::Role needed, std::string_view what);
   absl::Status CheckKey(std::string_view key) const;
   // The group of a get or delete of `key`, or the error to answer.
   absl::StatusOr<Group*> Resolve(std::string_view group, std::string_view key,
@@ -138,15 +175,25 @@ class CacheService {
   const CacheServiceOptions options_;
   GroupRegistry* const groups_;
   ClusterView* const cluster_;
+  const auth::Authenticator* const auth_;
   OpMetrics ops_[kProtocols][kOps];
+  // nexuscache_auth_refused_total by protocol and reason: missing, invalid, forbidden.
+  metrics::Counter* refused_[kProtocols][3] = {};
   // Operations between their start and their completion (an atomic: this is the hot path;
   // only shutdown waits on it).
   std::atomic<int64_t> in_flight_{0};
 };
 
 template <typename Done>
-void CacheService::Get(Protocol protocol, std::string_view group, std::string_view key, Done done) {
-  Call call(this, protocol, Op::kGet);
+void CacheService::Get(const Caller& caller, std::string_view group, std::string_view key,
+                       Done done) {
+  Call call(this, caller.protocol, Op::kGet);
+  if (absl::Status s =
+          Check(caller, options_.auth_reads ? auth::Role::kRead : auth::Role::kNone, "get");
+      !s.ok()) {
+    call.Finish(Outcome::kError);
+    return done(std::move(s));
+  }
   absl::StatusOr<Group*> g = Resolve(group, key, /*check_length=*/true);
   if (!g.ok()) {
     call.Finish(Outcome::kError);
@@ -162,9 +209,13 @@ void CacheService::Get(Protocol protocol, std::string_view group, std::string_vi
 }
 
 template <typename Done>
-void CacheService::Set(Protocol protocol, std::string_view group, std::string_view key,
+void CacheService::Set(const Caller& caller, std::string_view group, std::string_view key,
                        std::string_view value, int64_t ttl_ms, bool hot, Done done) {
-  Call call(this, protocol, Op::kSet);
+  Call call(this, caller.protocol, Op::kSet);
+  if (absl::Status s = Check(caller, auth::Role::kWrite, "set"); !s.ok()) {
+    call.Finish(Outcome::kError);
+    return done(std::move(s));
+  }
   absl::StatusOr<Group*> g = ResolveSet(group, key, value, ttl_ms);
   if (!g.ok()) {
     call.Finish(Outcome::kError);
@@ -178,9 +229,13 @@ void CacheService::Set(Protocol protocol, std::string_view group, std::string_vi
 }
 
 template <typename Done>
-void CacheService::Delete(Protocol protocol, std::string_view group, std::string_view key,
+void CacheService::Delete(const Caller& caller, std::string_view group, std::string_view key,
                           Done done) {
-  Call call(this, protocol, Op::kDelete);
+  Call call(this, caller.protocol, Op::kDelete);
+  if (absl::Status s = Check(caller, auth::Role::kWrite, "delete"); !s.ok()) {
+    call.Finish(Outcome::kError);
+    return done(std::move(s));
+  }
   absl::StatusOr<Group*> g = Resolve(group, key, /*check_length=*/false);
   if (!g.ok()) {
     call.Finish(Outcome::kError);

@@ -17,6 +17,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "common/member.h"
 
 namespace nexus {
 
@@ -36,6 +37,10 @@ class ClusterView {
   // Adds or updates a member; true if something changed.
   virtual bool AddMember(std::string name, std::string grpc_address,
                          std::string http_address = {}) = 0;
+  // Where member `name` was when it was last a member (from --peer, etcd or an added member;
+  // kept after it left, so that the seed's /setpeer can re-add a recovered node), nullopt if
+  // this node never had such a member. This node's own name: its own addresses.
+  virtual std::optional<MemberInfo> KnownMember(std::string_view name) const = 0;
   // The Prometheus text of member `name` (not this node: render that locally). NotFound if it
   // is not a member.
   virtual void FetchMetrics(const std::string& name, std::chrono::milliseconds deadline,

@@ -1,7 +1,11 @@
 // The protocol-neutral services on a real Group (one node, no peers): what they validate, the
 // errors they answer, how they count.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -21,36 +25,64 @@ class StubCluster final : public ClusterView {
   uint64_t generation() const override { return 1; }
   std::vector<std::pair<std::string, std::string>> Members() const override { return members; }
   std::optional<std::string> OwnerOf(std::string_view) const override { return self_; }
-  bool AddMember(std::string name, std::string grpc, std::string) override {
+  bool AddMember(std::string name, std::string grpc, std::string http) override {
+    // (As RingPeerPicker: no HTTP address for the same gRPC address keeps the known one.)
+    auto it = known.find(name);
+    if (http.empty() && it != known.end() && it->second.grpc == grpc) http = it->second.http;
+    known[name] = {.name = name, .grpc = grpc, .http = http};
     members.emplace_back(std::move(name), std::move(grpc));
     return true;
+  }
+  std::optional<MemberInfo> KnownMember(std::string_view name) const override {
+    auto it = known.find(std::string(name));
+    if (it == known.end()) return std::nullopt;
+    return it->second;
   }
   void FetchMetrics(const std::string&, std::chrono::milliseconds, MetricsCallback done) override {
     done(absl::NotFoundError("stub"));
   }
   std::vector<std::pair<std::string, std::string>> members;
+  std::map<std::string, MemberInfo> known;  // what KnownMember answers
 
  private:
   std::string self_ = "self";
 };
 
 struct Fixture {
-  Fixture() {
+  explicit Fixture(CacheServiceOptions options = {}, const auth::Authenticator* auth = nullptr)
+      : service(WithLimits(options), &groups, &cluster, &metrics, auth) {
     EXPECT_TRUE(groups
                     .Add(std::make_unique<Group>(GroupOptions{.name = "scores", .jitter_seed = 1},
                                                  nullptr, nullptr, &clock))
                     .ok());
   }
   // The status a synchronous operation (one node, no loader) completed with.
-  absl::StatusOr<CachedValue> Get(Protocol p, std::string_view group, std::string_view key) {
+  static CacheServiceOptions WithLimits(CacheServiceOptions options) {
+    options.max_key_bytes = 8;
+    options.max_value_bytes = 16;
+    return options;
+  }
+  absl::StatusOr<CachedValue> Get(const Caller& c, std::string_view group, std::string_view key) {
     absl::StatusOr<CachedValue> out = absl::InternalError("not called");
-    service.Get(p, group, key, [&](absl::StatusOr<CachedValue> r) { out = std::move(r); });
+    service.Get(c, group, key, [&](absl::StatusOr<CachedValue> r) { out = std::move(r); });
+    return out;
+  }
+  absl::StatusOr<CachedValue> Get(Protocol p, std::string_view group, std::string_view key) {
+    return Get(Caller{.protocol = p}, group, key);
+  }
+  absl::Status Set(const Caller& c, std::string_view group, std::string_view key,
+                   std::string_view value, int64_t ttl_ms) {
+    absl::Status out = absl::InternalError("not called");
+    service.Set(c, group, key, value, ttl_ms, false, [&](absl::Status s) { out = std::move(s); });
     return out;
   }
   absl::Status Set(Protocol p, std::string_view group, std::string_view key, std::string_view value,
                    int64_t ttl_ms) {
+    return Set(Caller{.protocol = p}, group, key, value, ttl_ms);
+  }
+  absl::Status Delete(const Caller& c, std::string_view key) {
     absl::Status out = absl::InternalError("not called");
-    service.Set(p, group, key, value, ttl_ms, false, [&](absl::Status s) { out = std::move(s); });
+    service.Delete(c, "", key, [&](absl::Status s) { out = std::move(s); });
     return out;
   }
   double Count(std::string_view series) {
@@ -63,8 +95,7 @@ struct Fixture {
   GroupRegistry groups;
   StubCluster cluster;
   metrics::Registry metrics;
-  CacheService service{CacheServiceOptions{.max_key_bytes = 8, .max_value_bytes = 16}, &groups,
-                       &cluster, &metrics};
+  CacheService service;
   OwnerService owner{&groups, &clock, OwnerLimits{.max_key_bytes = 8, .max_value_bytes = 16}};
 };
 
@@ -98,7 +129,7 @@ TEST(CacheServiceTest, CountsByProtocolOperationAndOutcome) {
   f.Get(Protocol::kResp, "", "absent").IgnoreError();
   f.Get(Protocol::kMemcache, "", "").IgnoreError();
   absl::Status deleted = absl::InternalError("not called");
-  f.service.Delete(Protocol::kHttp, "", "k", [&](absl::Status s) { deleted = s; });
+  f.service.Delete(Caller{}, "", "k", [&](absl::Status s) { deleted = s; });
   EXPECT_TRUE(deleted.ok());
   EXPECT_EQ(f.Count(R"(nexuscache_requests_total{protocol="http",op="set",status="ok"})"), 1);
   EXPECT_EQ(f.Count(R"(nexuscache_requests_total{protocol="http",op="get",status="hit"})"), 1);
@@ -111,17 +142,121 @@ TEST(CacheServiceTest, CountsByProtocolOperationAndOutcome) {
   EXPECT_TRUE(f.service.WaitIdle(std::chrono::milliseconds(0)));
 }
 
-TEST(CacheServiceTest, SetPeerAddsByNameAtTheGrpcPortOrAtAnAddress) {
+TEST(CacheServiceTest, WithoutTokensSetPeerOnlyReAddsAKnownMemberWhereItWas) {
   Fixture f;
-  EXPECT_TRUE(f.service.SetPeer(Protocol::kHttp, "svc2", "").ok());
-  EXPECT_TRUE(f.service.SetPeer(Protocol::kHttp, "svc3", "10.0.0.3:7000").ok());
-  EXPECT_EQ(f.service.SetPeer(Protocol::kHttp, "", "").message(), "peer is not allow empty!");
-  EXPECT_TRUE(absl::IsInvalidArgument(f.service.SetPeer(Protocol::kHttp, "a=b", "")));
+  f.cluster.known["svc2"] = {.name = "svc2", .grpc = "10.0.0.2:8888", .http = "10.0.0.2:9999"};
+  const Caller anyone;
+  // The seed's "re-add a recovered node": at the addresses this node knows, HTTP included.
+  EXPECT_TRUE(f.service.SetPeer(anyone, "svc2", "").ok());
+  EXPECT_TRUE(f.service.SetPeer(anyone, "svc2", "10.0.0.2:8888").ok());
   ASSERT_EQ(f.cluster.members.size(), 2u);
-  EXPECT_EQ(f.cluster.members[0], std::make_pair(std::string("svc2"), std::string("svc2:8888")));
-  EXPECT_EQ(f.cluster.members[1].second, "10.0.0.3:7000");
+  EXPECT_EQ(f.cluster.members[0],
+            std::make_pair(std::string("svc2"), std::string("10.0.0.2:8888")));
+  EXPECT_EQ(f.cluster.known["svc2"].http, "10.0.0.2:9999");
+  // Never a new member, never a new address.
+  const absl::Status unknown = f.service.SetPeer(anyone, "svc3", "");
+  EXPECT_TRUE(absl::IsPermissionDenied(unknown));
+  EXPECT_EQ(unknown.message(),
+            "peer svc3 is not a known member (from --peer or etcd): adding a new member needs "
+            "the admin role (--auth-token-file)");
+  const absl::Status moved = f.service.SetPeer(anyone, "svc2", "6.6.6.6:8888");
+  EXPECT_TRUE(absl::IsPermissionDenied(moved));
+  EXPECT_EQ(moved.message(),
+            "peer svc2 is known at 10.0.0.2:8888: giving it a new address needs the admin role "
+            "(--auth-token-file)");
+  EXPECT_EQ(f.cluster.members.size(), 2u);
+  EXPECT_EQ(f.service.SetPeer(anyone, "", "").message(), "peer is not allow empty!");
+  EXPECT_TRUE(absl::IsInvalidArgument(f.service.SetPeer(anyone, "a=b", "")));
   EXPECT_EQ(f.Count(R"(nexuscache_requests_total{protocol="http",op="setpeer",status="error"})"),
-            2);
+            4);
+}
+
+// A token file with one token per role, in a directory of its own.
+class Tokens {
+ public:
+  Tokens() {
+    char dir[] = "/tmp/nexus_service_XXXXXX";
+    EXPECT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    std::ofstream(dir_ + "/tokens") << "read R\nwrite W\nadmin A\n";
+    absl::StatusOr<std::unique_ptr<auth::Authenticator>> a =
+        auth::Authenticator::FromFile(dir_ + "/tokens");
+    EXPECT_TRUE(a.ok()) << a.status();
+    auth_ = std::move(*a);
+  }
+  ~Tokens() {
+    std::remove((dir_ + "/tokens").c_str());
+    rmdir(dir_.c_str());
+  }
+  const auth::Authenticator* get() const { return auth_.get(); }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<auth::Authenticator> auth_;
+};
+
+TEST(CacheServiceTest, WithTokensEachOperationNeedsItsRole) {
+  Tokens tokens;
+  Fixture f({}, tokens.get());
+  ASSERT_TRUE(f.service.auth_enabled());
+  const Caller anyone, reader{.identity = f.service.Identify("R")},
+      writer{.identity = f.service.Identify("W")}, admin{.identity = f.service.Identify("A")},
+      wrong{.identity = f.service.Identify("nope")};
+  // Reads stay open by default (the seed's curl flows), writes need the write role.
+  EXPECT_TRUE(absl::IsNotFound(f.Get(anyone, "", "k").status()));
+  const absl::Status anonymous_set = f.Set(anyone, "", "k", "v", 60'000);
+  EXPECT_TRUE(absl::IsUnauthenticated(anonymous_set));
+  EXPECT_EQ(anonymous_set.message(), "set needs a token with the write role");
+  const absl::Status reader_set = f.Set(reader, "", "k", "v", 60'000);
+  EXPECT_TRUE(absl::IsPermissionDenied(reader_set));
+  EXPECT_EQ(reader_set.message(), "the token's role read may not set (it needs write)");
+  EXPECT_TRUE(absl::IsPermissionDenied(f.Delete(reader, "k")));
+  EXPECT_TRUE(f.Set(writer, "", "k", "v", 60'000).ok());
+  EXPECT_TRUE(f.Set(admin, "", "k", "v2", 60'000).ok());
+  EXPECT_TRUE(f.Delete(writer, "k").ok());
+  // A wrong token is refused even where none is needed.
+  EXPECT_EQ(f.Get(wrong, "", "k").status(), absl::UnauthenticatedError("invalid token"));
+  // setpeer is the admin's, and the admin may add anything.
+  EXPECT_TRUE(absl::IsPermissionDenied(f.service.SetPeer(writer, "svc2", "")));
+  const absl::Status anonymous_peer = f.service.SetPeer(anyone, "svc2", "");
+  EXPECT_EQ(anonymous_peer.message(), "setpeer needs a token with the admin role");
+  EXPECT_TRUE(f.service.SetPeer(admin, "svc9", "").ok());
+  EXPECT_TRUE(f.service.SetPeer(admin, "svc8", "10.0.0.8:7000").ok());
+  ASSERT_EQ(f.cluster.members.size(), 2u);
+  EXPECT_EQ(f.cluster.members[0].second, "svc9:8888");  // the seed's NAME:<grpc port>
+  // The routes: open by default.
+  EXPECT_TRUE(f.service.Authorize(anyone, CacheService::Access::kMetrics).ok());
+  EXPECT_TRUE(f.service.Authorize(anyone, CacheService::Access::kDashboard).ok());
+  EXPECT_TRUE(f.service.Authorize(anyone, CacheService::Access::kRead).ok());
+  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="http",reason="missing"})"), 2);
+  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="http",reason="forbidden"})"), 3);
+  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="http",reason="invalid"})"), 1);
+}
+
+TEST(CacheServiceTest, ReadsMetricsAndTheDashboardCanNeedTheReadRole) {
+  Tokens tokens;
+  Fixture f({.auth_reads = true, .auth_metrics = true, .auth_dashboard = true}, tokens.get());
+  const Caller anyone{.protocol = Protocol::kResp}, reader{.identity = f.service.Identify("R")};
+  const absl::Status get = f.Get(anyone, "", "k").status();
+  EXPECT_TRUE(absl::IsUnauthenticated(get));
+  EXPECT_EQ(get.message(), "get needs a token with the read role");
+  EXPECT_TRUE(absl::IsNotFound(f.Get(reader, "", "k").status()));
+  for (auto access : {CacheService::Access::kRead, CacheService::Access::kMetrics,
+                      CacheService::Access::kDashboard}) {
+    EXPECT_TRUE(absl::IsUnauthenticated(f.service.Authorize(anyone, access)));
+    EXPECT_TRUE(f.service.Authorize(reader, access).ok());
+  }
+  EXPECT_EQ(f.service.Authorize(anyone, CacheService::Access::kMetrics).message(),
+            "read the metrics needs a token with the read role");
+  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="resp",reason="missing"})"), 5);
+}
+
+TEST(CacheServiceTest, WithoutTokensEveryTokenIsIgnored) {
+  Fixture f;
+  const Caller c{.identity = f.service.Identify("whatever")};
+  EXPECT_EQ(c.identity.state, auth::Identity::State::kAnonymous);
+  EXPECT_TRUE(f.Set(c, "", "k", "v", 60'000).ok());
+  EXPECT_TRUE(f.service.Authorize(c, CacheService::Access::kMetrics).ok());
 }
 
 absl::Status OwnerSetStatus(OwnerService& owner, OwnerSet request) {

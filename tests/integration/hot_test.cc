@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -24,9 +25,13 @@ std::string Get(uint16_t port, const std::string& key) {
   return r.status == 200 ? r.body : std::to_string(r.status);
 }
 
+// (The token is ignored by nodes without --auth-token-file.)
 int SetHot(uint16_t port, const std::string& key, const std::string& value,
-           const std::string& ttl = "expire=5") {
-  return Http(port, "POST", "/api/set", "key=" + key + "&value=" + value + "&" + ttl + "&hot=true")
+           const std::string& ttl = "expire=5", const std::string& token = "") {
+  return HttpWithHeaders(port, "POST", "/api/set",
+                         "key=" + key + "&value=" + value + "&" + ttl + "&hot=true",
+                         token.empty() ? std::vector<std::string>{}
+                                       : std::vector<std::string>{"Authorization: Bearer " + token})
       .status;
 }
 
@@ -123,11 +128,15 @@ TEST(HotKeys, SurviveTheDeathOfTheirOwner) {
 TEST(HotKeys, ANodeAddedWithSetPeerReceivesTheHotSet) {
   // Static membership (the seed's flow): svc3 starts alone and the others learn of it by
   // /setpeer; each pushes the hot keys it owns as it adds the member, as on an etcd join.
-  Cluster c(2, {});
+  // (Adding a new member by /setpeer needs the admin role.)
+  const std::string tokens = TempDir() + "/hot-tokens";
+  std::ofstream(tokens) << "admin boss\n";
+  Cluster c(2, {"--auth-token-file", tokens});
   std::string error;
   ASSERT_TRUE(c.Start(&error)) << error;
   for (int i = 0; i < 10; ++i) {
-    ASSERT_EQ(SetHot(c.node(i % 2).http_port, "hot" + std::to_string(i), "x" + std::to_string(i)),
+    ASSERT_EQ(SetHot(c.node(i % 2).http_port, "hot" + std::to_string(i), "x" + std::to_string(i),
+                     "expire=5", "boss"),
               200);
   }
   const int added = c.AddNode(&error);
@@ -139,8 +148,9 @@ TEST(HotKeys, ANodeAddedWithSetPeerReceivesTheHotSet) {
   ASSERT_EQ(hot_items(), 0);
   for (int i = 0; i < 2; ++i) {
     const HttpResult r =
-        Http(c.node(i).http_port, "POST", "/setpeer",
-             "peer=svc3&addr=127.0.0.1:" + std::to_string(c.node(added).grpc_port));
+        HttpWithHeaders(c.node(i).http_port, "POST", "/setpeer",
+                        "peer=svc3&addr=127.0.0.1:" + std::to_string(c.node(added).grpc_port),
+                        {"Authorization: Bearer boss"});
     ASSERT_EQ(r.status, 200) << r.body;
   }
   const auto deadline = Clock::now() + seconds(10);

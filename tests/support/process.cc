@@ -257,17 +257,58 @@ bool LineClient::ReadsEof() {
   return ::recv(fd_, &c, 1, 0) == 0;
 }
 
-HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
-                const std::string& body, std::chrono::milliseconds timeout,
-                const std::string& content_type) {
+HttpResult LineClient::ReadHttpResponse() {
+  std::string got;
+  char buf[4096];
+  size_t want = std::string::npos;  // header bytes + Content-Length, once the headers are in
+  while (want == std::string::npos || got.size() < want) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return {};
+    got.append(buf, static_cast<size_t>(n));
+    const size_t end = got.find("\r\n\r\n");
+    if (want == std::string::npos && end != std::string::npos) {
+      const HttpResult head = ParseResponse(got.substr(0, end + 4));
+      auto length = head.headers.find("content-length");
+      want = end + 4 + (length == head.headers.end() ? 0 : std::stoul(length->second));
+    }
+  }
+  return ParseResponse(got);
+}
+
+// (With a Content-Type of the caller's.)
+static std::string HttpRequestText(uint16_t port, const std::string& method,
+                                   const std::string& target, const std::string& body,
+                                   const std::vector<std::string>& headers, bool keep_alive,
+                                   const std::string& content_type) {
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\nConnection: close\r\n";
+                    (keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
+  for (const std::string& h : headers) req += h + "\r\n";
   if (!body.empty() || method == "POST") {
     req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n";
   }
-  req += "\r\n" + body;
-  return ParseResponse(RawExchange(port, req, timeout));
+  return req + "\r\n" + body;
+}
+
+std::string HttpRequestText(uint16_t port, const std::string& method, const std::string& target,
+                            const std::string& body, const std::vector<std::string>& headers,
+                            bool keep_alive) {
+  return HttpRequestText(port, method, target, body, headers, keep_alive,
+                         "application/x-www-form-urlencoded");
+}
+
+HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body, std::chrono::milliseconds timeout,
+                const std::string& content_type) {
+  return ParseResponse(RawExchange(
+      port, HttpRequestText(port, method, target, body, {}, /*keep_alive=*/false, content_type),
+      timeout));
+}
+
+HttpResult HttpWithHeaders(uint16_t port, const std::string& method, const std::string& target,
+                           const std::string& body, const std::vector<std::string>& headers) {
+  return ParseResponse(
+      RawExchange(port, HttpRequestText(port, method, target, body, headers, false)));
 }
 
 std::string OwnerOf(uint16_t http_port, const std::string& key) {

@@ -57,6 +57,15 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
                 const std::string& content_type = "application/x-www-form-urlencoded");
 
+// The text of one HTTP/1.1 request to 127.0.0.1:`port`; `headers` are extra lines without
+// CRLF ("Authorization: Bearer x"). `body` non-empty (or POST) => a form body.
+std::string HttpRequestText(uint16_t port, const std::string& method, const std::string& target,
+                            const std::string& body, const std::vector<std::string>& headers,
+                            bool keep_alive);
+// Http with extra header lines.
+HttpResult HttpWithHeaders(uint16_t port, const std::string& method, const std::string& target,
+                           const std::string& body, const std::vector<std::string>& headers);
+
 // Sends raw bytes, then reads until the server closes or `timeout`; returns what was read.
 std::string RawExchange(uint16_t port, const std::string& bytes,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
@@ -77,6 +86,9 @@ class LineClient {
   std::string ReadLines(int lines);
   // True if the server closed the connection (the next read is EOF).
   bool ReadsEof();
+  // Reads one HTTP response (headers, then Content-Length bytes of body); status 0 if the
+  // connection closed or timed out first.
+  HttpResult ReadHttpResponse();
 
  private:
   int fd_ = -1;

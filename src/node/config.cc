@@ -227,6 +227,9 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_flag("--auth-dashboard", c.auth_dashboard,
                "With --auth-token-file: /dashboard and /api/cluster need a read token "
                "(default: open)");
+  app.add_option("--cluster-secret-file", c.cluster_secret_file,
+                 "A secret shared by every node (first line of the file, 16+ characters): sent "
+                 "with each node-to-node call (gRPC, /peer/v1), and calls without it are refused");
   app.add_option("--shutdown-grace-ms", grace_ms, "How long SIGTERM waits for in-flight requests")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
       ->capture_default_str();

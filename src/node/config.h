@@ -56,6 +56,9 @@ struct Config {
   bool auth_reads = false;      // --auth-reads: gets, /api/stats and /api/ring need read
   bool auth_metrics = false;    // --auth-metrics: /metrics needs the read role
   bool auth_dashboard = false;  // --auth-dashboard: /dashboard and /api/cluster need read
+  // --cluster-secret-file: a secret every node of the cluster shares (auth/cluster_secret.h),
+  // sent with each node-to-node call; calls without it are refused. Empty: none.
+  std::string cluster_secret_file;
   // --log-level: error, warn, info (the default), debug (membership transitions), trace (also
   // every write, copy, drop and read with its version: for following a key through a failure
   // test, not for production load).

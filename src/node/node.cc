@@ -47,6 +47,17 @@ struct Node::OriginRuntime {
 
 Node::Node(Config config) : config_(std::move(config)) {
   RingPickerOptions ring_options;
+  if (!config_.cluster_secret_file.empty()) {
+    absl::StatusOr<std::unique_ptr<auth::ClusterSecret>> secret =
+        auth::ClusterSecret::FromFile(config_.cluster_secret_file);
+    if (secret.ok()) {
+      cluster_secret_ = std::move(*secret);
+      peer_traffic_.secret = cluster_secret_.get();
+      ring_options.peer.cluster_secret = cluster_secret_->value();
+    } else {
+      init_error_ = secret.status();
+    }
+  }
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
   ring_options.forward_over_http = config_.forward_over_http;
@@ -98,7 +109,7 @@ Node::Node(Config config) : config_(std::move(config)) {
                  auth::Authenticator::FromFile(config_.auth_token_file);
              a.ok()) {
     auth_ = std::move(*a);
-  } else {
+  } else if (init_error_.ok()) {
     init_error_ = a.status();
   }
   service_ =
@@ -173,6 +184,12 @@ void Node::MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) {
 
 absl::Status Node::Start() {
   if (!init_error_.ok()) return init_error_;
+  if (cluster_secret_ != nullptr) {
+    spdlog::info(
+        "auth: node-to-node calls carry the cluster secret from {}; calls without it "
+        "are refused",
+        config_.cluster_secret_file);
+  }
   if (auth_->enabled()) {
     spdlog::info(
         "auth: {} tokens from {} (read {}, write {}, admin {}); reads {}, /metrics {}, "

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "auth/cluster_secret.h"
 #include "auth/tokens.h"
 #include "cache/expiry_sweeper.h"
 #include "discovery/etcd_membership.h"
@@ -60,6 +61,9 @@ class Node : private RingPeerPicker::Observer {
   void MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) override;
 
   const Config config_;
+  // --cluster-secret-file's secret (null without it, or if it could not be read: then
+  // init_error_ says why and Start fails).
+  std::unique_ptr<auth::ClusterSecret> cluster_secret_;
   // Counted by both peer fronts, read by metrics_: outlives them all.
   PeerTraffic peer_traffic_;
   metrics::Registry metrics_;

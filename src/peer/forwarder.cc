@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "absl/strings/cord.h"
+#include "auth/cluster_secret.h"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "common/parse.h"
@@ -47,7 +48,7 @@ absl::Status Unavailable(const ForwardTarget& t, std::string_view why) {
   return TransportFailure(absl::UnavailableError(Who(t) + " unavailable: " + std::string(why)));
 }
 
-// "<method> <path>?group=G&key=K<extra> HTTP/1.1" and the Host header.
+// "<method> <path>?group=G&key=K<extra> HTTP/1.1", the Host header and the cluster secret.
 std::string RequestHead(std::string_view method, std::string_view path, const ForwardTarget& t,
                         std::string_view group, std::string_view key, std::string_view extra) {
   std::string r;
@@ -57,6 +58,9 @@ std::string RequestHead(std::string_view method, std::string_view path, const Fo
   r.append("&key=");
   http::AppendUrlEncoded(r, key);
   r.append(extra).append(" HTTP/1.1\r\nHost: ").append(t.address).append("\r\n");
+  if (!t.secret.empty()) {
+    r.append(auth::kClusterSecretHeader).append(": ").append(t.secret).append("\r\n");
+  }
   return r;
 }
 
@@ -265,6 +269,9 @@ class Forwarder::Upstream final : public io::BufferedSocket {
                   &code) ||
         code < 0 || code > 16) {
       result = WithoutStatus(msg.result_int(), msg.body());
+    } else if (code == static_cast<int64_t>(absl::StatusCode::kUnauthenticated)) {
+      // The owner refused this node (its cluster secret), not the client: not a 401 for it.
+      result = absl::InternalError(Who(target_) + " refused the call: " + std::string(msg.body()));
     } else if (code != 0) {
       result = absl::Status(static_cast<absl::StatusCode>(code), std::move(msg.body()));
     } else {

@@ -62,6 +62,8 @@ struct ForwardTarget {
   // pipelined connections would each wait behind the other's push or peek until the deadline
   // (with R = 2, every node of a fresh cluster stalled for the 2 s peer deadline that way).
   std::string pool;
+  // Sent with every request (auth/cluster_secret.h); empty: none.
+  std::string secret;
 
   std::string PoolKey() const { return pool.empty() ? address : address + "#" + pool; }
 };

@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "auth/cluster_secret.h"
 #include "peer/call_counter.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
@@ -43,6 +44,9 @@ class GrpcPeer::Impl {
       const Impl& i = *this->impl;
       ctx.set_deadline(std::chrono::system_clock::now() + i.options_.deadline);
       ctx.set_wait_for_ready(false);
+      if (!i.options_.cluster_secret.empty()) {
+        ctx.AddMetadata(auth::kClusterSecretMetadata, i.options_.cluster_secret);
+      }
     }
     std::shared_ptr<Impl> impl;
     grpc::ClientContext ctx;

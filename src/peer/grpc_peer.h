@@ -41,6 +41,9 @@ struct GrpcPeerOptions {
   // Cap on the reconnect backoff after the peer went away. gRPC's default (120 s) would leave a
   // restarted peer unreachable for up to two minutes.
   std::chrono::milliseconds max_reconnect_backoff{5000};
+  // --cluster-secret-file's secret, sent with every call (gRPC metadata, and the header of the
+  // HTTP forwarding); empty: none.
+  std::string cluster_secret;
 };
 
 class GrpcPeer final : public Peer {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "auth/cluster_secret.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -59,14 +60,16 @@ class GetReactor final : public grpc::ServerUnaryReactor {
 class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackService {
  public:
   Service(OwnerService* owner, std::string node_name, std::function<std::string()> metrics_text,
-          std::atomic<uint64_t>* served)
+          PeerTraffic* traffic)
       : owner_(owner),
         node_name_(std::move(node_name)),
         metrics_text_(std::move(metrics_text)),
-        served_(served) {}
+        traffic_(traffic),
+        served_(traffic != nullptr ? &traffic->served_grpc : nullptr) {}
 
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nexuscachepb::Request* req,
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
+    if (!Admitted(ctx)) return Refuse(ctx);
     auto* reactor = new GetReactor(served_);
     owner_->Get(req->group(), req->key(), req->peek(),
                 [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
@@ -86,6 +89,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
                                 const nexuscachepb::SetRequest* req,
                                 nexuscachepb::SetResponse* resp) override {
+    if (!Admitted(ctx)) return Refuse(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     owner_->Set(OwnerSet{.group = req->group(),
                          .key = req->key(),
@@ -102,6 +106,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const nexuscachepb::DeleteRequest* req,
                                    nexuscachepb::DeleteResponse* resp) override {
+    if (!Admitted(ctx)) return Refuse(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     owner_->Delete(
         req->group(), req->key(), [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); },
@@ -112,6 +117,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Replicate(grpc::CallbackServerContext* ctx,
                                       const nexuscachepb::ReplicateRequest* req,
                                       nexuscachepb::ReplicateResponse* resp) override {
+    if (!Admitted(ctx)) return Refuse(ctx);
     Replica r{.key = req->key(),
               .value = req->value(),
               .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
@@ -127,6 +133,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Metrics(grpc::CallbackServerContext* ctx,
                                     const nexuscachepb::MetricsRequest*,
                                     nexuscachepb::MetricsResponse* resp) override {
+    if (!Admitted(ctx)) return Refuse(ctx);
     if (!metrics_text_) {
       return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no metrics here"));
     }
@@ -136,6 +143,22 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   }
 
  private:
+  // Whether the call carries the cluster secret (or none is configured).
+  bool Admitted(grpc::CallbackServerContext* ctx) const {
+    if (traffic_ == nullptr || traffic_->secret == nullptr) return true;
+    std::optional<std::string_view> presented;
+    const auto& metadata = ctx->client_metadata();
+    if (auto it = metadata.find(auth::kClusterSecretMetadata); it != metadata.end()) {
+      presented = std::string_view(it->second.data(), it->second.size());
+    }
+    return traffic_->Admit(PeerTraffic::kGrpc, presented, ctx->peer());
+  }
+  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx) {
+    return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                       "this node takes peer calls only with the cluster "
+                                       "secret (--cluster-secret-file)"));
+  }
+
   template <typename Response>
   void Done(grpc::ServerUnaryReactor* reactor, Response* resp, const absl::Status& s) {
     resp->set_ok(s.ok());
@@ -153,6 +176,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   OwnerService* const owner_;
   const std::string node_name_;
   const std::function<std::string()> metrics_text_;
+  PeerTraffic* const traffic_;           // may be null
   std::atomic<uint64_t>* const served_;  // may be null
 };
 
@@ -162,9 +186,8 @@ struct PeerServer::Running {
 
 PeerServer::PeerServer(OwnerService* owner, PeerServerOptions options)
     : options_(std::move(options)),
-      service_(std::make_unique<Service>(
-          owner, options_.node_name, options_.metrics_text,
-          options_.traffic != nullptr ? &options_.traffic->served_grpc : nullptr)) {}
+      service_(std::make_unique<Service>(owner, options_.node_name, options_.metrics_text,
+                                         options_.traffic)) {}
 
 PeerServer::~PeerServer() { Stop(std::chrono::milliseconds(0)); }
 

@@ -42,7 +42,8 @@ struct PeerServerOptions {
   // call (any gRPC thread). Without it Metrics answers UNIMPLEMENTED.
   std::string node_name;
   std::function<std::string()> metrics_text;
-  // Counts the RPCs answered (any status) in served_grpc; may be null.
+  // Counts the RPCs answered (any status) in served_grpc, and with its cluster secret set
+  // refuses every call without it (UNAUTHENTICATED, counted); may be null.
   PeerTraffic* traffic = nullptr;
 };
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "auth/cluster_secret.h"
 #include "common/parse.h"
 #include "peer/http_wire.h"
 
@@ -14,7 +15,27 @@ namespace {
 // What the three handlers share: the owner service and the answer counter.
 class PeerRoutes {
  public:
-  PeerRoutes(OwnerService* owner, std::atomic<uint64_t>* served) : owner_(owner), served_(served) {}
+  PeerRoutes(OwnerService* owner, PeerTraffic* traffic)
+      : owner_(owner),
+        traffic_(traffic),
+        served_(traffic != nullptr ? &traffic->served_http : nullptr) {}
+
+  // Whether `req` carries the cluster secret (or none is configured); if not, answers the
+  // refusal (Unauthenticated).
+  bool Admitted(const http::Request& req, http::Responder& respond) const {
+    if (traffic_ == nullptr || traffic_->secret == nullptr) return true;
+    const std::string* presented = req.Header(auth::kClusterSecretHeader);
+    if (traffic_->Admit(
+            PeerTraffic::kHttp,
+            presented == nullptr ? std::nullopt : std::optional<std::string_view>(*presented),
+            req.remote)) {
+      return true;
+    }
+    respond(Answer(served_, absl::UnauthenticatedError(
+                                "this node takes peer calls only with the cluster secret "
+                                "(--cluster-secret-file)")));
+    return false;
+  }
 
   // An answer in the protocol's form (X-Nexus-Status; the message as the body for errors),
   // counted in `served`. Static: completions capture `served` only, as they may outlive the
@@ -97,6 +118,7 @@ class PeerRoutes {
   }
 
   OwnerService* const owner_;
+  PeerTraffic* const traffic_;  // may be null
   std::atomic<uint64_t>* const served_;
 };
 
@@ -104,22 +126,25 @@ class PeerRoutes {
 
 void InstallPeerRoutes(http::Router& router, OwnerService* owner, PeerTraffic* traffic) {
   // Shared by the handlers, which the router keeps as long as it lives.
-  auto routes = std::make_shared<const PeerRoutes>(
-      owner, traffic != nullptr ? &traffic->served_http : nullptr);
+  auto routes = std::make_shared<const PeerRoutes>(owner, traffic);
   router.Handle("GET", std::string(peerwire::kGetPath),
                 [routes](http::Request&& req, http::Responder respond) {
+                  if (!routes->Admitted(req, respond)) return;
                   routes->Get(std::move(req), std::move(respond));
                 });
   router.Handle("POST", std::string(peerwire::kSetPath),
                 [routes](http::Request&& req, http::Responder respond) {
+                  if (!routes->Admitted(req, respond)) return;
                   routes->Set(std::move(req), std::move(respond));
                 });
   router.Handle("POST", std::string(peerwire::kDeletePath),
                 [routes](http::Request&& req, http::Responder respond) {
+                  if (!routes->Admitted(req, respond)) return;
                   routes->Delete(std::move(req), std::move(respond));
                 });
   router.Handle("POST", std::string(peerwire::kReplicatePath),
                 [routes](http::Request&& req, http::Responder respond) {
+                  if (!routes->Admitted(req, respond)) return;
                   routes->Replicate(std::move(req), std::move(respond));
                 });
 }

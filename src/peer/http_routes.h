@@ -11,8 +11,10 @@
 
 namespace nexus {
 
-// Registers the three routes on `router`. `owner` must outlive the router; `traffic` (when
-// not null) counts the answers the handlers give, and must outlive every request in flight.
+// Registers the routes on `router`. `owner` must outlive the router; `traffic` (when not
+// null) counts the answers the handlers give and, with its cluster secret set, refuses every
+// request without it (X-Nexus-Status Unauthenticated, counted); it must outlive every request
+// in flight.
 void InstallPeerRoutes(http::Router& router, OwnerService* owner, PeerTraffic* traffic = nullptr);
 
 }  // namespace nexus

@@ -14,15 +14,16 @@ namespace {
 // The forwarding target of a member whose HTTP address is numeric ("1.2.3.4:80", "[::1]:80");
 // nullopt for anything else (host names are not resolved: that could block the event loop).
 std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& address,
-                                           std::chrono::milliseconds deadline,
-                                           uint64_t max_response_bytes) {
+                                           const GrpcPeerOptions& options) {
   std::optional<io::SocketAddress> resolved = io::ParseNumericAddress(address);
   if (!resolved.has_value()) return std::nullopt;
-  return ForwardTarget{.name = std::move(name),
-                       .address = address,
-                       .sockaddr = *resolved,
-                       .deadline = deadline,
-                       .max_response_bytes = max_response_bytes};
+  return ForwardTarget{
+      .name = std::move(name),
+      .address = address,
+      .sockaddr = *resolved,
+      .deadline = options.deadline,
+      .max_response_bytes = static_cast<uint64_t>(options.max_receive_message_bytes),
+      .secret = options.cluster_secret};
 }
 
 int64_t SteadyMillis() {
@@ -96,8 +97,7 @@ RemotePeer::RemotePeer(std::string name, std::string grpc_address, std::string h
   shared_->http_address = http_address;
   shared_->grpc = std::make_shared<GrpcPeer>(name, std::move(grpc_address), options);
   if (!http_address.empty()) {
-    shared_->target = NumericTarget(std::move(name), http_address, options.deadline,
-                                    static_cast<uint64_t>(options.max_receive_message_bytes));
+    shared_->target = NumericTarget(std::move(name), http_address, options);
     if (shared_->target.has_value()) {
       shared_->immediate_target = shared_->target;
       shared_->immediate_target->pool = "immediate";

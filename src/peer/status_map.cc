@@ -20,6 +20,9 @@ absl::Status FromPeerGrpcStatus(const grpc::Status& status, std::string_view pee
                                          std::to_string(deadline.count()) + " ms");
     case grpc::StatusCode::UNAVAILABLE:
       return absl::UnavailableError(who() + " unavailable: " + status.error_message());
+    case grpc::StatusCode::UNAUTHENTICATED:
+      // (The peer refused this node, not the client: not a 401 for the client.)
+      return absl::InternalError(who() + " refused the call: " + status.error_message());
     default:
       return FromGrpcStatus(status);
   }

@@ -62,21 +62,16 @@ void Handoff::RingChanging() {
   changed_ = true;
 }
 
-void Handoff::Rejoined() {
-  const std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(self_);
-  absl::MutexLock lock(&mu_);
-  store_->BeginTransition(without, /*replace=*/true);
-  last_change_ = clock_->NowMillis();
-  rejoining_ = false;
-  changed_ = true;
-}
+void Handoff::Rejoined() { BeginRejoin(/*registering=*/false); }
 
-void Handoff::Rejoining() {
+void Handoff::Rejoining() { BeginRejoin(/*registering=*/true); }
+
+void Handoff::BeginRejoin(bool registering) {
   const std::shared_ptr<const RingSnapshot> without = peers_.RingWithout(self_);
   absl::MutexLock lock(&mu_);
   store_->BeginTransition(without, /*replace=*/true);
   last_change_ = clock_->NowMillis();
-  rejoining_ = true;
+  rejoining_ = registering;
   changed_ = true;
 }
 

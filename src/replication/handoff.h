@@ -140,6 +140,9 @@ class Handoff {
   HandoffStats stats() const;
 
  private:
+  // Rejoined (registering false) and Rejoining (true): a transition from the ring without
+  // this node, which settles only once `registering` is false.
+  void BeginRejoin(bool registering);
   struct Item;
   enum class WalkEnd { kDone, kInterrupted, kOutOfTime };
   struct Walk {

@@ -1,17 +1,20 @@
 // Client and admin authentication on real nexuscache processes: the seed's open flows without
 // tokens (and /setpeer limited to members the node knows), Bearer tokens with their roles, a
 // reload on SIGHUP that keeps connections open, the flags that close reads, /metrics and the
-// dashboard, a bad token file at start, and /setpeer against etcd's membership.
+// dashboard, a bad token file at start, /setpeer against etcd's membership; and the cluster
+// secret on the node-to-node plane (gRPC with the real client, /peer/v1 over raw HTTP).
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "peer/grpc_peer.h"
 #include "support/cluster.h"
 #include "support/etcd.h"
 #include "support/process.h"
@@ -233,6 +236,121 @@ TEST(Auth, WithEtcdAManualAddDoesNotOutliveTheNextMembershipUpdate) {
   ASSERT_GE(c.AddNode(&error), 0) << error;
   ASSERT_TRUE(WaitFor([&] { return RingAddress(port, "svc2") == real; }, seconds(10)))
       << RingAddress(port, "svc2");
+}
+
+// A peer call over gRPC with the real client (GrpcPeer), with `secret` (empty: none).
+absl::StatusOr<CachedValue> GrpcGet(uint16_t port, const std::string& secret,
+                                    const std::string& key) {
+  GrpcPeer peer("svc1", "127.0.0.1:" + std::to_string(port),
+                GrpcPeerOptions{.deadline = seconds(5), .cluster_secret = secret});
+  std::promise<absl::StatusOr<CachedValue>> answer;
+  peer.Get("scores", key, [&](absl::StatusOr<CachedValue> r) { answer.set_value(std::move(r)); });
+  return answer.get_future().get();
+}
+
+TEST(ClusterSecret, OnlyCallsWithTheSecretReachTheOwnerOverEitherTransport) {
+  const std::string secret = "0123456789abcdef0123456789abcdef";
+  const std::string file = WriteTokens("secret", secret + "\n");
+  Cluster c(3, {"--cluster-secret-file", file});
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  // The cluster works: writes and reads through every node reach the owners (HTTP
+  // forwarding), hot keys reach every node (gRPC).
+  for (int i = 0; i < 30; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(Http(c.node(i % 3).http_port, "POST", "/api/set",
+                   "key=" + key + "&value=v" + std::to_string(i) + "&expire=5")
+                  .status,
+              200)
+        << key;
+  }
+  ASSERT_EQ(
+      Http(c.node(0).http_port, "POST", "/api/set", "key=hot&value=h&expire=5&hot=true").status,
+      200);
+  for (int i = 0; i < 30; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    EXPECT_EQ(Http(c.node((i + 1) % 3).http_port, "GET", "/api/get?key=" + key).body,
+              "value=v" + std::to_string(i) + "\n");
+  }
+  EXPECT_GT(MetricSum(c.node(0).http_port, "nexuscache_peer_requests_served_total"), 0);
+
+  const uint16_t grpc = c.node(0).grpc_port, http = c.node(0).http_port;
+  const std::string owned = KeyOwnedBy(http, "svc1", "own");
+  ASSERT_EQ(Http(http, "POST", "/api/set", "key=" + owned + "&value=mine&expire=5").status, 200);
+  // gRPC: the seed's Get with the secret answers; without it, or with another, it does not.
+  absl::StatusOr<CachedValue> with = GrpcGet(grpc, secret, owned);
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->data, "mine");
+  for (const std::string& presented : {std::string(), std::string("fedcba9876543210fedcba98")}) {
+    absl::StatusOr<CachedValue> refused = GrpcGet(grpc, presented, owned);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find(
+                  "refused the call: this node takes peer calls only with the cluster secret"),
+              std::string::npos)
+        << refused.status();
+  }
+  // /peer/v1 over HTTP: the same.
+  const std::string get = "/peer/v1/get?group=scores&key=" + owned;
+  const HttpResult ok =
+      HttpWithHeaders(http, "GET", get, "", {"X-Nexus-Cluster-Secret: " + secret});
+  EXPECT_EQ(ok.body, "mine");
+  EXPECT_EQ(ok.headers.at("x-nexus-status"), "0");
+  const HttpResult missing = Http(http, "GET", get);
+  EXPECT_EQ(missing.headers.at("x-nexus-status"), "16");  // Unauthenticated
+  EXPECT_EQ(missing.body,
+            "this node takes peer calls only with the cluster secret (--cluster-secret-file)");
+  const HttpResult wrong =
+      HttpWithHeaders(http, "POST",
+                      "/peer/v1/replicate?group=scores&key=" + owned +
+                          "&deadline_ms=0&version=999999999999999999&remove=0&ring=1",
+                      "poison", {"X-Nexus-Cluster-Secret: not-the-secret-0123456789"});
+  EXPECT_EQ(wrong.headers.at("x-nexus-status"), "16");
+  EXPECT_EQ(Http(http, "GET", "/api/get?key=" + owned).body, "value=mine\n")
+      << "a refused replicate changed nothing";
+
+  const std::string metrics = Http(http, "GET", "/metrics").body;
+  for (const char* series : {
+           R"(nexuscache_peer_auth_refused_total{transport="grpc",reason="missing"} 1)",
+           R"(nexuscache_peer_auth_refused_total{transport="grpc",reason="wrong"} 1)",
+           R"(nexuscache_peer_auth_refused_total{transport="http",reason="missing"} 1)",
+           R"(nexuscache_peer_auth_refused_total{transport="http",reason="wrong"} 1)",
+       }) {
+    EXPECT_NE(metrics.find(series), std::string::npos) << series;
+  }
+  EXPECT_NE(c.node(0).process->Log().find("peer: refused a gRPC call from"), std::string::npos);
+}
+
+TEST(ClusterSecret, ANodeWithoutTheSecretGetsNoAnswerFromOneWithIt) {
+  // svc2 has the secret, svc1 does not: svc1's forwarded requests are refused by svc2, and
+  // svc1's client hears that its peer refused the call (a 502, not a 401 for the client).
+  const std::string file = WriteTokens("secret2", "0123456789abcdef0123456789abcdef\n");
+  Cluster c(2, {});
+  c.node(1).argv.push_back("--cluster-secret-file");
+  c.node(1).argv.push_back(file);
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc2", "x");
+  const HttpResult r =
+      Http(c.node(0).http_port, "POST", "/api/set", "key=" + key + "&value=v&expire=5");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(r.body.find("peer svc2"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("refused the call"), std::string::npos) << r.body;
+}
+
+TEST(ClusterSecret, ABadSecretFileStopsTheStart) {
+  const std::string file = WriteTokens("secret3", "short\n");
+  auto p =
+      Process::Start({NEXUSCACHE_BIN, "--name", "svc1", "--port", std::to_string(FreePort()),
+                      "--http-port", std::to_string(FreePort()), "--cluster-secret-file", file},
+                     {}, TempDir() + "/bad-secret.log");
+  ASSERT_NE(p, nullptr);
+  int code = 0;
+  ASSERT_TRUE(p->WaitExit(seconds(10), &code));
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(p->Log().find("cannot start: " + file +
+                          ": the cluster secret must be 16 to 4096 printable ASCII characters"),
+            std::string::npos)
+      << p->Log();
 }
 
 }  // namespace

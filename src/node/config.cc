@@ -132,7 +132,7 @@ absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
 ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env_ip_address) {
   Config c;
   std::string peers, etcd, cache_bytes = "64M", hot_cache_bytes = "16M";
-  std::string handoff_rate = "64M", drain_timeout = "10s", advertise;
+  std::string handoff_rate = "64M", drain_timeout = "10s", advertise, version_skew = "60s";
   int metrics_port = 0;
   int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
   int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
@@ -227,6 +227,10 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_flag("--auth-dashboard", c.auth_dashboard,
                "With --auth-token-file: /dashboard and /api/cluster need a read token "
                "(default: open)");
+  app.add_option("--max-version-skew", version_skew,
+                 "Refuse a replica change whose version was drawn further ahead of this node's "
+                 "clock (e.g. 60s, 500ms; 0 = no bound)")
+      ->capture_default_str();
   app.add_option("--cluster-secret-file", c.cluster_secret_file,
                  "A secret shared by every node (first line of the file, 16+ characters): sent "
                  "with each node-to-node call (gRPC, /peer/v1), and calls without it are refused");
@@ -275,6 +279,9 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   auto drain = ParseDuration(drain_timeout);
   if (!drain.ok()) return fail("--drain-timeout " + std::string(drain.status().message()));
   c.drain_timeout = *drain;
+  auto skew = ParseDuration(version_skew);
+  if (!skew.ok()) return fail("--max-version-skew " + std::string(skew.status().message()));
+  c.max_version_skew = *skew;
   if (c.cache_bytes < 4096) return fail("--cache-bytes must be at least 4K");
   if (c.hot_cache_bytes < 4096) return fail("--hot-cache-bytes must be at least 4K");
   if (c.demo_data && !c.origin.empty()) return fail("--demo-data and --origin exclude each other");

@@ -100,9 +100,16 @@ Node::Node(Config config) : config_(std::move(config)) {
   }
   groups_.Add(std::make_unique<Group>(group, loader, picker_, &SystemClock::Get())).IgnoreError();
 
-  owner_ = std::make_unique<OwnerService>(&groups_, &SystemClock::Get(),
-                                          OwnerLimits{.max_key_bytes = config_.max_key_bytes,
-                                                      .max_value_bytes = config_.max_value_bytes});
+  owner_ = std::make_unique<OwnerService>(
+      &groups_, &SystemClock::Get(),
+      OwnerLimits{.max_key_bytes = config_.max_key_bytes,
+                  .max_value_bytes = config_.max_value_bytes,
+                  .max_version_skew_ms = config_.max_version_skew.count()});
+  metrics_.AddCounterFn(
+      "nexuscache_replica_versions_refused_total",
+      "Replica changes refused because their version was drawn further ahead "
+      "of this node's clock than --max-version-skew.",
+      [owner = owner_.get()] { return static_cast<double>(owner->versions_refused()); });
   if (config_.auth_token_file.empty()) {
     auth_ = std::make_unique<auth::Authenticator>();
   } else if (absl::StatusOr<std::unique_ptr<auth::Authenticator>> a =

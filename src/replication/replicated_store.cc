@@ -298,7 +298,7 @@ UnixMillis ReplicatedStore::TombstoneDeadline(UnixMillis copy_deadline, UnixMill
 }
 
 uint64_t ReplicatedStore::NextVersion(uint64_t above) {
-  const uint64_t floor = static_cast<uint64_t>(clock_->NowMillis()) << 20;
+  const uint64_t floor = static_cast<uint64_t>(clock_->NowMillis()) << kVersionClockShift;
   uint64_t last = last_version_.load(std::memory_order_relaxed);
   uint64_t next;
   do {

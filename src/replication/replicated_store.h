@@ -205,6 +205,13 @@ class ReplicatedStore {
   const ShardedCache& main() const { return main_; }
   const ShardedCache& hot() const { return hot_; }
 
+  // The wall-clock time (unix ms) a version was drawn at, or later: versions are
+  // (unix ms << kVersionClockShift) plus a count.
+  static constexpr int kVersionClockShift = 20;
+  static UnixMillis VersionTime(uint64_t version) {
+    return static_cast<UnixMillis>(version >> kVersionClockShift);
+  }
+
  private:
   // A version above `above`, above every version handed out or seen here, and not below the
   // wall-clock floor.

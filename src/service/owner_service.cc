@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "group/group.h"
+#include "replication/replicated_store.h"
+#include "spdlog/spdlog.h"
 
 namespace nexus {
 
@@ -84,6 +86,23 @@ absl::StatusOr<bool> OwnerService::Replicate(std::string_view group, const Repli
   absl::StatusOr<Group*> g = Target(group, replica.key);
   if (!g.ok()) return g.status();
   if (replica.version == 0) return absl::InvalidArgumentError("a replica needs a version");
+  if (limits_.max_version_skew_ms > 0) {
+    const UnixMillis now = clock_->NowMillis();
+    const UnixMillis drawn = ReplicatedStore::VersionTime(replica.version);
+    if (drawn - now > limits_.max_version_skew_ms) {
+      const uint64_t n = versions_refused_.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (n == 1 || n % 1000 == 0) {
+        spdlog::warn(
+            "replication: refused a change of '{}' with a version {} ms ahead of this "
+            "node's clock ({} refused so far; --max-version-skew {} ms)",
+            replica.key, drawn - now, n, limits_.max_version_skew_ms);
+      }
+      return absl::OutOfRangeError(
+          absl::StrCat("version ", replica.version, " was drawn ", drawn - now,
+                       " ms ahead of this node's clock (at most ", limits_.max_version_skew_ms,
+                       " ms: --max-version-skew)"));
+    }
+  }
   return (*g)->store().Apply(replica);
 }
 

@@ -33,6 +33,10 @@ namespace nexus {
 struct OwnerLimits {
   size_t max_key_bytes = std::numeric_limits<size_t>::max();
   size_t max_value_bytes = std::numeric_limits<size_t>::max();
+  // A pushed change (Replicate) whose version was drawn more than this far ahead of this
+  // node's clock is refused (--max-version-skew; 0 = no bound): a replica keeps the highest
+  // version, so one far in the future would pin its value against every later write.
+  int64_t max_version_skew_ms = 0;
 };
 
 // A store at the owner: exactly one way of saying when it expires.
@@ -60,8 +64,11 @@ class OwnerService {
   void Set(const OwnerSet& request, StatusCallback done);
   void Delete(std::string_view group, std::string_view key, StatusCallback done,
               UnixMillis answer_by = 0);
-  // Whether the change was newer than what this node holds (and so applied).
+  // Whether the change was newer than what this node holds (and so applied). OutOfRange for a
+  // version too far ahead (OwnerLimits::max_version_skew_ms), counted.
   absl::StatusOr<bool> Replicate(std::string_view group, const Replica& replica);
+  // Changes refused for a version too far ahead of this node's clock.
+  uint64_t versions_refused() const { return versions_refused_.load(std::memory_order_relaxed); }
 
  private:
   // The group of a request about `key`, or the error to answer.
@@ -70,6 +77,7 @@ class OwnerService {
   GroupRegistry* const groups_;
   const Clock* const clock_;
   const OwnerLimits limits_;
+  std::atomic<uint64_t> versions_refused_{0};
 };
 
 }  // namespace nexus

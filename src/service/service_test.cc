@@ -345,3 +345,39 @@ TEST(OwnerServiceTest, SetTakesATtlADeadlineOrTheSeedsExpire) {
 
 }  // namespace
 }  // namespace nexus
+
+namespace nexus {
+namespace {
+
+TEST(OwnerServiceTest, RefusesAVersionDrawnFarAheadOfItsClock) {
+  Fixture f;
+  OwnerService owner{&f.groups, &f.clock, OwnerLimits{.max_version_skew_ms = 60'000}};
+  const auto version_at = [](UnixMillis ms) {
+    return static_cast<uint64_t>(ms) << ReplicatedStore::kVersionClockShift;
+  };
+  const UnixMillis now = f.clock.NowMillis();
+  // A poisoned push: a version an hour ahead would win against every write for an hour.
+  const absl::StatusOr<bool> poisoned = owner.Replicate(
+      "scores", Replica{.key = "k", .value = "poison", .version = version_at(now + 3'600'000)});
+  ASSERT_TRUE(absl::IsOutOfRange(poisoned.status())) << poisoned.status();
+  EXPECT_EQ(poisoned.status().message(),
+            "version " + std::to_string(version_at(now + 3'600'000)) +
+                " was drawn 3600000 ms ahead of this node's clock (at most 60000 ms: "
+                "--max-version-skew)");
+  EXPECT_EQ(owner.versions_refused(), 1u);
+  // Within the bound (a clock a little ahead), and behind: applied.
+  EXPECT_TRUE(*owner.Replicate(
+      "scores", Replica{.key = "k", .value = "ahead", .version = version_at(now + 30'000)}));
+  EXPECT_TRUE(f.Get(Protocol::kHttp, "", "k").ok());
+  EXPECT_EQ(f.Get(Protocol::kHttp, "", "k")->data, "ahead");
+  EXPECT_EQ(owner.versions_refused(), 1u);
+  // No bound: anything goes (the default of OwnerLimits, kept for tests and tools).
+  EXPECT_TRUE(
+      f.owner
+          .Replicate("scores",
+                     Replica{.key = "j", .value = "far", .version = version_at(now + 3'600'000)})
+          .ok());
+}
+
+}  // namespace
+}  // namespace nexus

@@ -337,6 +337,32 @@ TEST(ClusterSecret, ANodeWithoutTheSecretGetsNoAnswerFromOneWithIt) {
   EXPECT_NE(r.body.find("refused the call"), std::string::npos) << r.body;
 }
 
+TEST(ReplicaVersions, APushFarAheadOfTheReceiversClockIsRefused) {
+  // The attack, without a cluster secret: a Replicate with a version an hour ahead
+  // would pin its value in the replica against every later write for that hour.
+  Cluster c(1, {});
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  const uint16_t port = c.node(0).http_port;
+  ASSERT_EQ(Http(port, "POST", "/api/set", "key=h&value=good&expire=5&hot=true").status, 200);
+  const int64_t hour_ahead =
+      std::chrono::duration_cast<milliseconds>(
+          (std::chrono::system_clock::now() + std::chrono::hours(1)).time_since_epoch())
+          .count();
+  const std::string push =
+      "/peer/v1/replicate?group=scores&key=h&deadline_ms=0&remove=0&ring=0&version=";
+  const HttpResult refused = Http(port, "POST", push + std::to_string(hour_ahead << 20), "poison");
+  EXPECT_EQ(refused.headers.at("x-nexus-status"), "11");  // OutOfRange
+  EXPECT_NE(
+      refused.body.find("ms ahead of this node's clock (at most 60000 ms: --max-version-skew)"),
+      std::string::npos)
+      << refused.body;
+  EXPECT_EQ(Http(port, "GET", "/api/get?key=h").body, "value=good\n");
+  EXPECT_EQ(MetricSum(port, "nexuscache_replica_versions_refused_total"), 1);
+  ASSERT_EQ(Http(port, "POST", "/api/set", "key=h&value=newer&expire=5&hot=true").status, 200);
+  EXPECT_EQ(Http(port, "GET", "/api/get?key=h").body, "value=newer\n");
+}
+
 TEST(ClusterSecret, ABadSecretFileStopsTheStart) {
   const std::string file = WriteTokens("secret3", "short\n");
   auto p =

@@ -12,4 +12,9 @@ namespace nexus {
 // on (they never call this), so lock-order bugs are still caught there.
 void ConfigureMutexesForProduction();
 
+// Raises the soft limit of open files to the hard limit (as Go's runtime does), so that
+// --max-connections, not a default soft limit of 1024, bounds the connections a node takes.
+// Returns the soft limit in force afterwards (0 if it cannot be read).
+unsigned long RaiseOpenFileLimit();
+
 }  // namespace nexus

@@ -530,6 +530,29 @@ TEST_F(ServerTest, ManyConcurrentConnections) {
   EXPECT_TRUE(WaitForConnections(0));
 }
 
+TEST_F(ServerTest, BeyondMaxConnectionsANewConnectionIsClosedAtOnceAndCounted) {
+  StartServer({.max_connections = 3});
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 3; ++i) conns.push_back(std::make_unique<RawConn>(server_->port()));
+  ASSERT_TRUE(WaitForConnections(3));
+  RawConn extra(server_->port());
+  EXPECT_TRUE(extra.WaitForClose()) << "the fourth connection stays open";
+  EXPECT_EQ(server_->refused_connections(), 1u);
+  // The three keep being served; once one goes, a new one is taken.
+  for (auto& c : conns) {
+    c->Send(Get("/echo?key=a"));
+    ASSERT_TRUE(c->Read());
+  }
+  conns.pop_back();
+  ASSERT_TRUE(WaitForConnections(2));
+  RawConn next(server_->port());
+  next.Send(Get("/echo?key=b"));
+  auto r = next.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "path=/echo key=b\n");
+  EXPECT_EQ(server_->refused_connections(), 1u);
+}
+
 TEST_F(ServerTest, LateAnswerFromOtherThreadDoesNotBlockOthers) {
   StartServer();
   RawConn slow(server_->port());

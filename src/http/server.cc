@@ -19,6 +19,7 @@ absl::Status Server::Start() {
                                                     .server_name = options_.server_name},
                                     router_));
   if (!port.ok()) return port.status();
+  loops_.set_max_connections(options_.max_connections);
   if (absl::Status s = loops_.Start(); !s.ok()) return s;
   port_.store(*port);
   return absl::OkStatus();

@@ -38,6 +38,9 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30000};
   std::chrono::milliseconds write_timeout{30000};
   std::string server_name = "nexuscache";
+  // Beyond this many open connections a new one is closed at once and counted
+  // (refused_connections). 0: no limit.
+  size_t max_connections = 0;
 };
 
 class Server {
@@ -62,6 +65,8 @@ class Server {
 
   // Open connections (including ones waiting for a handler).
   size_t active_connections() const { return loops_.active_connections(); }
+  // Connections closed at once because max_connections were open.
+  uint64_t refused_connections() const { return loops_.refused_connections(); }
 
  private:
   const ServerOptions options_;

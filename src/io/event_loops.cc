@@ -50,8 +50,10 @@ absl::Status EventLoops::Start() {
     return absl::FailedPreconditionError(name_ + ": Start called twice or after Stop");
   }
   for (int i = 0; i < threads_count_; ++i) {
-    auto loop = std::make_unique<Loop>(
-        LoopOptions{.tick = tick_, .connections = &connections_, .name = name_});
+    auto loop = std::make_unique<Loop>(LoopOptions{.tick = tick_,
+                                                   .connections = &connections_,
+                                                   .max_connections = max_connections_,
+                                                   .name = name_});
     absl::Status status = loop->Init();
     for (size_t l = 0; status.ok() && l < listeners_.size(); ++l) {
       status = loop->AddListener(listeners_[l].fd, listeners_[l].factory.get());

@@ -48,9 +48,15 @@ class EventLoops {
   // `grace` has passed. Then closes everything and joins the threads. Idempotent.
   void Stop(std::chrono::milliseconds grace);
 
+  // Before Start: beyond `max` open connections over every listener, new ones are closed at
+  // once and counted (refused_connections). 0 (the default): no limit.
+  void set_max_connections(size_t max) { max_connections_ = max; }
+
   int size() const { return threads_count_; }
   // Open accepted connections over every listener.
   size_t active_connections() const { return connections_.value(); }
+  // Connections closed at once for the limit.
+  uint64_t refused_connections() const { return connections_.refused(); }
 
  private:
   // Closes the listening sockets still open (the factories stay: connections use them).
@@ -60,6 +66,7 @@ class EventLoops {
   const std::string name_;
   const std::chrono::milliseconds tick_;
   ConnectionCount connections_;
+  size_t max_connections_ = 0;
 
   absl::Mutex lifecycle_mu_;
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;

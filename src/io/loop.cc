@@ -115,20 +115,27 @@ void Loop::Accept(Listener& listener) {
       ::close(fd);
       continue;
     }
+    // (Counted before the connection exists, so that the limit holds across loops.)
+    if (options_.connections != nullptr &&
+        !options_.connections->TryAdd(options_.max_connections)) {
+      ::close(fd);  // over --max-connections: closed at once, counted
+      continue;
+    }
     SetNoDelay(fd);
     std::unique_ptr<Connection> conn =
         listener.factory->Create(*this, fd, AddressString(reinterpret_cast<sockaddr*>(&addr)));
     if (conn == nullptr) {
       ::close(fd);
+      if (options_.connections != nullptr) options_.connections->Add(-1);
       continue;
     }
     if (absl::Status s = conn->Adopt(fd); !s.ok()) {
       spdlog::warn("{}: cannot watch a new connection: {}", options_.name,
                    std::string(s.message()));
+      if (options_.connections != nullptr) options_.connections->Add(-1);
       continue;  // Adopt closed the fd
     }
     conn->id_ = next_id_++;
-    if (options_.connections != nullptr) options_.connections->Add(1);
     Connection* raw = conn.get();
     conns_.emplace(raw->id_, std::move(conn));
     raw->Start();

@@ -83,6 +83,21 @@ class ConnectionCount {
     absl::MutexLock lock(&mu_);
     count_ += delta;
   }
+  // Counts one more connection unless `max` (0: no limit) are open; false (and counted as
+  // refused) when the limit is reached.
+  bool TryAdd(size_t max) {
+    absl::MutexLock lock(&mu_);
+    if (max != 0 && count_ >= max) {
+      ++refused_;
+      return false;
+    }
+    ++count_;
+    return true;
+  }
+  uint64_t refused() const {
+    absl::MutexLock lock(&mu_);
+    return refused_;
+  }
   size_t value() const {
     absl::MutexLock lock(&mu_);
     return count_;
@@ -97,6 +112,7 @@ class ConnectionCount {
   bool ZeroLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; }
   mutable absl::Mutex mu_;
   size_t count_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 struct LoopOptions {
@@ -104,6 +120,9 @@ struct LoopOptions {
   std::chrono::milliseconds tick{50};
   // Where accepted connections are counted (may be null).
   ConnectionCount* connections = nullptr;
+  // With `connections`: beyond this many open connections (over every loop sharing the
+  // count), a new one is closed at once and counted as refused. 0: no limit.
+  size_t max_connections = 0;
   // For log lines ("http: accept failed: ...").
   std::string name = "io";
 };

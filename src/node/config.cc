@@ -189,6 +189,10 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--ttl-jitter-cap", jitter_cap_seconds, "Max random extra TTL, in seconds")
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))
       ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections,
+                 "Open HTTP connections beyond which new ones are closed at once and counted "
+                 "(0 = no limit)")
+      ->capture_default_str();
   app.add_option("--threads", c.threads, "HTTP event-loop threads (0 = number of cores)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();

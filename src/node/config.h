@@ -26,14 +26,17 @@ struct Config {
   // --advertise HOST:PORT[/HTTP_PORT]: what peers dial instead (a node behind a proxy or NAT);
   // empty members: IP_ADDRESS with the ports this node listens on.
   MemberInfo advertise;
-  size_t cache_bytes = 64 << 20;         // --cache-bytes (K/M/G suffixes accepted)
-  size_t hot_cache_bytes = 16 << 20;     // --hot-cache-bytes
-  int vnodes = 50;                       // --vnodes
-  int replicas = 1;                      // --replicas: members holding each key (R)
-  int write_quorum = 0;                  // --write-quorum: copies before a write's ack (W; 0 = R)
-  double ttl_jitter = 0.1;               // --ttl-jitter: max extra TTL as a fraction of the TTL
-  int64_t ttl_jitter_cap_ms = 180'000;   // --ttl-jitter-cap: and at most this (seconds on CLI)
-  int threads = 0;                       // --threads: HTTP event-loop threads (0 = cores)
+  size_t cache_bytes = 64 << 20;        // --cache-bytes (K/M/G suffixes accepted)
+  size_t hot_cache_bytes = 16 << 20;    // --hot-cache-bytes
+  int vnodes = 50;                      // --vnodes
+  int replicas = 1;                     // --replicas: members holding each key (R)
+  int write_quorum = 0;                 // --write-quorum: copies before a write's ack (W; 0 = R)
+  double ttl_jitter = 0.1;              // --ttl-jitter: max extra TTL as a fraction of the TTL
+  int64_t ttl_jitter_cap_ms = 180'000;  // --ttl-jitter-cap: and at most this (seconds on CLI)
+  int threads = 0;                      // --threads: HTTP event-loop threads (0 = cores)
+  // --max-connections: open HTTP connections (clients and peers forwarding) beyond which a
+  // new one is closed at once and counted; 0 = no limit.
+  size_t max_connections = 10000;
   std::string origin;                    // --origin: read-through URL template with {key}
   bool demo_data = false;                // --demo-data: the seed's "scores" demo store
   std::string group = "scores";          // --group: the group served (the seed's default)

@@ -34,6 +34,15 @@ int main(int argc, char** argv) {
   // (Debug and trace logs are for following a failure: every line reaches the log at once, so
   // a kill -9 loses none of them.)
   if (level <= spdlog::level::debug) spdlog::flush_on(level);
+  const unsigned long files = nexus::RaiseOpenFileLimit();
+  if (outcome.config->max_connections != 0 && files != 0 &&
+      files < outcome.config->max_connections + 256) {
+    spdlog::warn(
+        "the open-file limit ({}) is below --max-connections {} plus room for peers "
+        "and files: connections beyond it fail to be accepted; raise it (ulimit -n, "
+        "LimitNOFILE=) or lower --max-connections",
+        files, outcome.config->max_connections);
+  }
   nexus::Node node(std::move(*outcome.config));
   if (absl::Status s = node.Start(); !s.ok()) {
     spdlog::error("cannot start: {}", std::string(s.message()));

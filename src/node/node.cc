@@ -151,6 +151,17 @@ Node::Node(Config config) : config_(std::move(config)) {
   ExportGroupMetrics(groups_, metrics_);
   picker_->ExportMetrics(metrics_);
   metrics::ExportProcessMetrics(metrics_);
+  metrics_.AddGauge("nexuscache_http_connections",
+                    "Open connections on the HTTP port (clients and peers forwarding).", [this] {
+                      const http::Server* s = http_ready_.load(std::memory_order_acquire);
+                      return s == nullptr ? 0.0 : static_cast<double>(s->active_connections());
+                    });
+  metrics_.AddCounterFn(
+      "nexuscache_http_connections_refused_total",
+      "Connections to the HTTP port closed at once because --max-connections were open.", [this] {
+        const http::Server* s = http_ready_.load(std::memory_order_acquire);
+        return s == nullptr ? 0.0 : static_cast<double>(s->refused_connections());
+      });
   peer_traffic_.ExportMetrics(metrics_);
 }
 
@@ -223,6 +234,7 @@ absl::Status Node::Start() {
   http_options.address = config_.bind_address;
   http_options.port = config_.http_port;
   http_options.threads = config_.threads;
+  http_options.max_connections = config_.max_connections;
   // Room for the largest value plus the form encoding around it (up to 3 bytes per byte).
   http_options.max_body_bytes = config_.max_value_bytes * 3 + config_.max_key_bytes * 3 + 4096;
   http_ = std::make_unique<http::Server>(http_options, router);
@@ -230,6 +242,7 @@ absl::Status Node::Start() {
     grpc_->Stop(std::chrono::milliseconds(0));
     return s;
   }
+  http_ready_.store(http_.get(), std::memory_order_release);
 
   if (config_.metrics_port) {
     auto metrics_router = std::make_shared<http::Router>();

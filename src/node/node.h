@@ -79,6 +79,7 @@ class Node : private RingPeerPicker::Observer {
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;
   std::unique_ptr<http::Server> http_;
+  std::atomic<const http::Server*> http_ready_{nullptr};  // http_ once started (metrics)
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;
   std::unique_ptr<EtcdMembership> membership_;  // when --etcd is given

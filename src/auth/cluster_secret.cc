@@ -1,13 +1,11 @@
 #include "auth/cluster_secret.h"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-
 #include <fstream>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "auth/digest.h"
 
 namespace nexus::auth {
 
@@ -15,12 +13,6 @@ namespace {
 
 constexpr size_t kMinBytes = 16;
 constexpr size_t kMaxBytes = 4096;
-
-std::array<uint8_t, 32> Digest(std::string_view text) {
-  std::array<uint8_t, 32> out;
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), out.data());
-  return out;
-}
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -35,8 +27,7 @@ absl::StatusOr<std::unique_ptr<ClusterSecret>> ClusterSecret::FromText(std::stri
   }
   while (!text.empty() && IsSpace(text.front())) text.remove_prefix(1);
   while (!text.empty() && IsSpace(text.back())) text.remove_suffix(1);
-  bool printable = true;
-  for (const char c : text) printable = printable && c > ' ' && c <= '~';
+  const bool printable = PrintableWithoutSpaces(text);
   if (text.size() < kMinBytes || text.size() > kMaxBytes || !printable) {
     return absl::InvalidArgumentError(
         absl::StrCat("the cluster secret must be ", kMinBytes, " to ", kMaxBytes,
@@ -60,9 +51,7 @@ absl::StatusOr<std::unique_ptr<ClusterSecret>> ClusterSecret::FromFile(const std
 
 ClusterSecret::Check ClusterSecret::Verify(std::optional<std::string_view> presented) const {
   if (!presented) return Check::kMissing;
-  const std::array<uint8_t, 32> digest = Digest(*presented);
-  return CRYPTO_memcmp(digest.data(), digest_.data(), digest.size()) == 0 ? Check::kOk
-                                                                          : Check::kWrong;
+  return SameDigest(Digest(*presented), digest_) ? Check::kOk : Check::kWrong;
 }
 
 std::string_view CheckName(ClusterSecret::Check check) {

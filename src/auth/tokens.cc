@@ -1,13 +1,11 @@
 #include "auth/tokens.h"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-
 #include <fstream>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "auth/digest.h"
 
 namespace nexus::auth {
 
@@ -15,24 +13,11 @@ namespace {
 
 constexpr size_t kMaxTokenBytes = 4096;
 
-std::array<uint8_t, 32> Digest(std::string_view token) {
-  std::array<uint8_t, 32> out;
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), out.data());
-  return out;
-}
-
 std::optional<Role> ParseRole(std::string_view name) {
   if (name == "read") return Role::kRead;
   if (name == "write") return Role::kWrite;
   if (name == "admin") return Role::kAdmin;
   return std::nullopt;
-}
-
-bool PrintableWithoutSpaces(std::string_view token) {
-  for (const char c : token) {
-    if (c <= ' ' || c > '~') return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -164,7 +149,7 @@ Identity Authenticator::Check(std::optional<std::string_view> token) const {
   // duplicates), so OR-ing the matches' roles is the match's role.
   uint8_t role = 0;
   for (const TokenSet::Entry& e : tokens->entries) {
-    const uint8_t equal = CRYPTO_memcmp(digest.data(), e.digest.data(), digest.size()) == 0;
+    const uint8_t equal = SameDigest(digest, e.digest);
     role |= static_cast<uint8_t>(-equal) & static_cast<uint8_t>(e.role);
   }
   if (role == 0) return Identity::Invalid();

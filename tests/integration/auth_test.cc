@@ -46,6 +46,25 @@ std::string RingAddress(uint16_t port, const std::string& member) {
   return "";
 }
 
+// Runs a node with `flags` that must not start: expects exit code `code` and `message` in its
+// log.
+void ExpectNoStart(const std::vector<std::string>& flags, int code, const std::string& message) {
+  std::vector<std::string> argv = {NEXUSCACHE_BIN,
+                                   "--name",
+                                   "svc1",
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--http-port",
+                                   std::to_string(FreePort())};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto p = Process::Start(argv, {}, TempDir() + "/no-start-" + std::to_string(FreePort()) + ".log");
+  ASSERT_NE(p, nullptr);
+  int exit_code = 0;
+  ASSERT_TRUE(p->WaitExit(seconds(10), &exit_code));
+  EXPECT_EQ(exit_code, code);
+  EXPECT_NE(p->Log().find(message), std::string::npos) << p->Log();
+}
+
 TEST(Auth, WithoutTokensTheSeedsFlowsWorkAndSetPeerOnlyReAddsKnownMembers) {
   Cluster c(2, {});
   std::string error;
@@ -195,26 +214,10 @@ TEST(Auth, ReadsMetricsAndTheDashboardCanNeedAReadToken) {
 
 TEST(Auth, ABadTokenFileStopsTheStartWithItsReason) {
   const std::string tokens = WriteTokens("tokens3", "read ok\nwrite\n");
-  const std::string log = TempDir() + "/bad-tokens.log";
-  auto p = Process::Start({NEXUSCACHE_BIN, "--name", "svc1", "--port", std::to_string(FreePort()),
-                           "--http-port", std::to_string(FreePort()), "--auth-token-file", tokens},
-                          {}, log);
-  ASSERT_NE(p, nullptr);
-  int code = 0;
-  ASSERT_TRUE(p->WaitExit(seconds(10), &code));
-  EXPECT_EQ(code, 1);
-  EXPECT_NE(p->Log().find("cannot start: token file " + tokens +
-                          ": line 2: expected ROLE TOKEN (two fields), found 1"),
-            std::string::npos)
-      << p->Log();
-
-  auto flag = Process::Start({NEXUSCACHE_BIN, "--name", "svc1", "--auth-reads"}, {},
-                             TempDir() + "/flag.log");
-  ASSERT_NE(flag, nullptr);
-  ASSERT_TRUE(flag->WaitExit(seconds(10), &code));
-  EXPECT_EQ(code, 2);
-  EXPECT_NE(flag->Log().find("--auth-reads needs --auth-token-file"), std::string::npos)
-      << flag->Log();
+  ExpectNoStart(
+      {"--auth-token-file", tokens}, 1,
+      "cannot start: token file " + tokens + ": line 2: expected ROLE TOKEN (two fields), found 1");
+  ExpectNoStart({"--auth-reads"}, 2, "--auth-reads needs --auth-token-file");
 }
 
 TEST(Auth, WithEtcdAManualAddDoesNotOutliveTheNextMembershipUpdate) {
@@ -365,18 +368,9 @@ TEST(ReplicaVersions, APushFarAheadOfTheReceiversClockIsRefused) {
 
 TEST(ClusterSecret, ABadSecretFileStopsTheStart) {
   const std::string file = WriteTokens("secret3", "short\n");
-  auto p =
-      Process::Start({NEXUSCACHE_BIN, "--name", "svc1", "--port", std::to_string(FreePort()),
-                      "--http-port", std::to_string(FreePort()), "--cluster-secret-file", file},
-                     {}, TempDir() + "/bad-secret.log");
-  ASSERT_NE(p, nullptr);
-  int code = 0;
-  ASSERT_TRUE(p->WaitExit(seconds(10), &code));
-  EXPECT_EQ(code, 1);
-  EXPECT_NE(p->Log().find("cannot start: " + file +
-                          ": the cluster secret must be 16 to 4096 printable ASCII characters"),
-            std::string::npos)
-      << p->Log();
+  ExpectNoStart({"--cluster-secret-file", file}, 1,
+                "cannot start: " + file +
+                    ": the cluster secret must be 16 to 4096 printable ASCII characters");
 }
 
 }  // namespace

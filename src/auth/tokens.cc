@@ -64,8 +64,13 @@ absl::StatusOr<TokenSet> ParseTokens(std::string_view text) {
     std::string_view line = text.substr(at, eol - at);
     at = eol + 1;
     ++number;
-    if (const size_t hash = line.find('#'); hash != std::string_view::npos) {
-      line = line.substr(0, hash);
+    // '#' starts a comment where a field could start (the line's start or after a space or
+    // tab); inside a token it is part of the token.
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line = line.substr(0, i);
+        break;
+      }
     }
     const std::vector<std::string_view> fields = Fields(line);
     if (fields.empty()) continue;

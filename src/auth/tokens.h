@@ -2,11 +2,12 @@
 // token against them. Every client protocol (HTTP now, RESP and memcached next) asks the same
 // Authenticator through CacheService, which decides what each operation needs.
 //
-// File format: one "ROLE TOKEN" pair per line; '#' starts a comment that runs to the end of the
-// line; blank lines are ignored. Roles: read, write, admin, each implying the ones before it. A
-// token is 1 to 4096 printable ASCII characters without spaces (it fits an Authorization
-// header and a RESP AUTH argument). A token listed twice with different roles is an error, so
-// is a file with no token at all (an empty file would lock every writer out by accident).
+// File format: one "ROLE TOKEN" pair per line; '#' at the start of a field (the line's start or
+// after a space or tab) starts a comment that runs to the end of the line, inside a token it
+// is part of the token; blank lines are ignored. Roles: read, write, admin, each implying the ones
+// before it. A token is 1 to 4096 printable ASCII characters without spaces (it fits an
+// Authorization header and a RESP AUTH argument). A token listed twice with different roles is an
+// error, so is a file with no token at all (an empty file would lock every writer out by accident).
 //
 // Tokens are kept only as SHA-256 digests. A presented token is hashed and compared with every
 // digest, each comparison in constant time (CRYPTO_memcmp) and none cut short, so how long the

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include "auth/digest.h"
+
 namespace nexus::auth {
 namespace {
 
@@ -23,6 +25,13 @@ TEST(ParseTokens, ReadsRolesAndTokensWithCommentsAndBlankLines) {
   EXPECT_EQ(set->count(Role::kRead), 2u);
   EXPECT_EQ(set->count(Role::kWrite), 1u);
   EXPECT_EQ(set->count(Role::kAdmin), 1u);
+}
+
+TEST(ParseTokens, AHashInsideATokenIsPartOfIt) {
+  const absl::StatusOr<TokenSet> set = ParseTokens("write ab#cd #comment\n");
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->entries.size(), 1u);
+  EXPECT_EQ(set->entries[0].digest, Digest("ab#cd"));
 }
 
 TEST(ParseTokens, NamesTheLineOfEveryMistake) {

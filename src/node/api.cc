@@ -136,6 +136,12 @@ void Api::Set(http::Request&& req, http::Responder respond) {
     service_->CountRejected(Protocol::kHttp, CacheService::Op::kSet);
     respond(Text(400, std::move(text)));
   };
+  // The role first: a caller without it hears 401/403 whatever its form holds.
+  const Caller caller = CallerOf(req);
+  if (absl::Status s = service_->Authorize(caller, CacheService::Access::kSet); !s.ok()) {
+    service_->CountRejected(Protocol::kHttp, CacheService::Op::kSet);
+    return respond(ErrorResponse(s));
+  }
   // The seed's form: `expire` in minutes (1..4320), with its error texts; `ttl_ms` (an
   // extension, for short TTLs in tests and tools) replaces it when given.
   int64_t ttl_ms = 0;
@@ -157,7 +163,7 @@ void Api::Set(http::Request&& req, http::Responder respond) {
   if (!hot_text.empty() && hot_text != "true" && hot_text != "false") {
     return Reject(respond, "Invalid Param \"hot\"\n");
   }
-  service_->Set(CallerOf(req), Param(req, "group"), Param(req, "key"), Param(req, "value"), ttl_ms,
+  service_->Set(caller, Param(req, "group"), Param(req, "key"), Param(req, "value"), ttl_ms,
                 hot_text == "true", [respond = std::move(respond)](absl::Status s) mutable {
                   respond(s.ok() ? Text(200, "done\n") : ErrorResponse(s));
                 });
@@ -244,7 +250,7 @@ namespace nexus {
 // dead member costs the dashboard one slow refresh, never a hang. The callbacks hold only the
 // shared Gather, not the Api.
 void Api::Cluster(http::Request&& req, http::Responder respond) {
-  if (!Allowed(req, CacheService::Access::kDashboard, respond)) return;
+  if (!Allowed(req, CacheService::Access::kClusterMetrics, respond)) return;
   struct Gather {
     absl::Mutex mu;
     nlohmann::json nodes = nlohmann::json::array();  // one slot per member, sorted by name

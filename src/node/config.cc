@@ -298,6 +298,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
           std::pair{"--auth-dashboard", c.auth_dashboard}}) {
       if (set) return fail(std::string(flag) + " needs --auth-token-file (the tokens to check)");
     }
+  } else if (c.cluster_secret_file.empty()) {
+    // The /peer/v1 routes share the HTTP port and take writes, deletes and replica pushes from
+    // any other node: without a cluster secret they would be a way around every token.
+    return fail(
+        "--auth-token-file needs --cluster-secret-file: without it the node-to-node routes on "
+        "the same ports (/peer/v1, gRPC) take writes from anyone, around the tokens (make one "
+        "with: head -c 24 /dev/urandom | base64 > cluster.secret)");
   }
   if (c.write_quorum == 0) c.write_quorum = c.replicas;
   if (c.write_quorum > c.replicas) {

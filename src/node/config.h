@@ -46,10 +46,10 @@ struct Config {
   bool forward_over_http = true;         // --forward http|grpc: how requests reach their owner
   std::chrono::milliseconds peer_timeout{2000};    // --peer-timeout-ms: deadline of peer calls
   std::chrono::milliseconds origin_timeout{2000};  // --origin-timeout-ms
-  std::chrono::milliseconds shutdown_grace{5000};
+  std::chrono::milliseconds shutdown_grace{5000};  // --shutdown-grace-ms
   // --max-version-skew: a pushed change whose version was drawn further ahead of this node's
   // clock is refused and counted ("60s", "500ms"; 0 = no bound).
-  std::chrono::milliseconds max_version_skew{60'000};  // --shutdown-grace-ms
+  std::chrono::milliseconds max_version_skew{60'000};
   // --handoff-rate: bytes per second of copies handed to new holders on a membership change
   // (K/M/G accepted; 0 = no limit).
   size_t handoff_rate = 64 << 20;

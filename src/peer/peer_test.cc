@@ -792,6 +792,25 @@ TEST(RingPeerPickerTest, AddMemberIsIdempotentAndReplacesOnNewAddress) {
   EXPECT_EQ(static_cast<RemotePeer*>(after.get())->name(), "b");
 }
 
+TEST(RingPeerPickerTest, MembersThatLeftAreRememberedAndTheFirstToLeaveIsForgottenFirst) {
+  RingPeerPicker picker("a", "127.0.0.1:1");
+  ASSERT_TRUE(picker.AddMember("zz", "10.0.0.9:1", "10.0.0.9:2"));
+  ASSERT_TRUE(picker.RemoveMember("zz"));
+  const std::optional<MemberInfo> zz = picker.KnownMember("zz");
+  ASSERT_TRUE(zz.has_value());
+  EXPECT_EQ(zz->grpc, "10.0.0.9:1");
+  EXPECT_EQ(zz->http, "10.0.0.9:2");
+  // kMaxRemembered more leave, each sorted before "zz": "zz" left first and is forgotten.
+  for (size_t i = 0; i < RingPeerPicker::kMaxRemembered; ++i) {
+    const std::string name = "m" + std::to_string(10000 + i);
+    ASSERT_TRUE(picker.AddMember(name, "10.0.1.1:" + std::to_string(i + 1)));
+    ASSERT_TRUE(picker.RemoveMember(name));
+  }
+  EXPECT_FALSE(picker.KnownMember("zz").has_value());
+  EXPECT_TRUE(picker.KnownMember("m10000").has_value());
+  EXPECT_EQ(picker.KnownMember("m10001")->grpc, "10.0.1.1:2");
+}
+
 TEST(RingPeerPickerTest, TheObserverHearsOfEveryChangeBeforeAndAfterTheRingChanges) {
   RingPeerPicker picker("a", "127.0.0.1:1");
   struct Recorder final : RingPeerPicker::Observer {

@@ -218,15 +218,20 @@ bool RingPeerPicker::RemoveMember(std::string_view name) {
 
 void RingPeerPicker::RememberLocked(const MemberInfo& address) {
   if (left_.size() >= kMaxRemembered && !left_.contains(address.name)) {
-    left_.erase(left_.begin());
+    // The one that left first goes (a scan, on the rare leave beyond the bound).
+    auto oldest = left_.begin();
+    for (auto it = left_.begin(); it != left_.end(); ++it) {
+      if (it->second.order < oldest->second.order) oldest = it;
+    }
+    left_.erase(oldest);
   }
-  left_[address.name] = address;
+  left_[address.name] = {.address = address, .order = ++left_order_};
 }
 
 std::optional<MemberInfo> RingPeerPicker::KnownMember(std::string_view name) const {
   absl::ReaderMutexLock lock(&mu_);
   if (auto it = members_.find(name); it != members_.end()) return it->second.address;
-  if (auto it = left_.find(name); it != left_.end()) return it->second;
+  if (auto it = left_.find(name); it != left_.end()) return it->second.address;
   return std::nullopt;
 }
 

@@ -168,8 +168,14 @@ class RingPeerPicker final : public PeerPicker, public ClusterView {
   // (peer, op, status) -> finished calls of clients that were dropped.
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> retired_counts_
       ABSL_GUARDED_BY(mu_);
-  // Members that left, by name: where they were (at most kMaxRemembered).
-  std::map<std::string, MemberInfo, std::less<>> left_ ABSL_GUARDED_BY(mu_);
+  // Members that left, by name: where they were and when (at most kMaxRemembered; beyond it
+  // the one that left first is forgotten).
+  struct Left {
+    MemberInfo address;
+    uint64_t order = 0;  // left_order_ when it left
+  };
+  std::map<std::string, Left, std::less<>> left_ ABSL_GUARDED_BY(mu_);
+  uint64_t left_order_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace nexus

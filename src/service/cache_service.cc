@@ -111,6 +111,13 @@ absl::Status CacheService::Authorize(const Caller& caller, Access access) {
     case Access::kDashboard:
       return Check(caller, options_.auth_dashboard ? auth::Role::kRead : auth::Role::kNone,
                    "read the dashboard");
+    case Access::kClusterMetrics:
+      return Check(
+          caller,
+          options_.auth_dashboard || options_.auth_metrics ? auth::Role::kRead : auth::Role::kNone,
+          "read the cluster's metrics");
+    case Access::kSet:
+      return auth_enabled() ? Check(caller, auth::Role::kWrite, "set") : absl::OkStatus();
   }
   return absl::InternalError("unknown access");
 }
@@ -195,8 +202,11 @@ absl::Status CacheService::SetPeer(const Caller& caller, std::string_view name,
                        ": giving it a new address needs the admin role (--auth-token-file)")));
     }
   }
-  if (!address.empty()) {
-    // (A known member at the same gRPC address keeps its HTTP address.)
+  if (known && (address.empty() || address == known->grpc)) {
+    // Re-added where it was: with its HTTP address too (also a member that left, which the
+    // ring no longer has).
+    cluster_->AddMember(std::string(name), known->grpc, known->http);
+  } else if (!address.empty()) {
     cluster_->AddMember(std::string(name), std::string(address));
   } else if (known) {
     cluster_->AddMember(std::string(name), known->grpc, known->http);

@@ -105,7 +105,13 @@ class CacheService {
   enum class Access {
     kRead,       // like a get: /api/stats, /api/ring
     kMetrics,    // /metrics
-    kDashboard,  // /dashboard, /api/cluster
+    kDashboard,  // /dashboard
+    // /api/cluster: the dashboard's data, every member's metrics; needs read under either
+    // --auth-dashboard or --auth-metrics.
+    kClusterMetrics,
+    // What a set needs, for a front that checks it before parsing the rest of a write (so that
+    // a caller without the role hears 401/403, not the form's 400); Set checks it again.
+    kSet,
   };
   // OK, or the refusal to answer (see the top of the file); refusals are counted.
   absl::Status Authorize(const Caller& caller, Access access);

@@ -26,9 +26,7 @@ class StubCluster final : public ClusterView {
   std::vector<std::pair<std::string, std::string>> Members() const override { return members; }
   std::optional<std::string> OwnerOf(std::string_view) const override { return self_; }
   bool AddMember(std::string name, std::string grpc, std::string http) override {
-    // (As RingPeerPicker: no HTTP address for the same gRPC address keeps the known one.)
-    auto it = known.find(name);
-    if (http.empty() && it != known.end() && it->second.grpc == grpc) http = it->second.http;
+    added_http.push_back(http);
     known[name] = {.name = name, .grpc = grpc, .http = http};
     members.emplace_back(std::move(name), std::move(grpc));
     return true;
@@ -43,6 +41,7 @@ class StubCluster final : public ClusterView {
   }
   std::vector<std::pair<std::string, std::string>> members;
   std::map<std::string, MemberInfo> known;  // what KnownMember answers
+  std::vector<std::string> added_http;      // the HTTP address of each AddMember
 
  private:
   std::string self_ = "self";
@@ -152,7 +151,8 @@ TEST(CacheServiceTest, WithoutTokensSetPeerOnlyReAddsAKnownMemberWhereItWas) {
   ASSERT_EQ(f.cluster.members.size(), 2u);
   EXPECT_EQ(f.cluster.members[0],
             std::make_pair(std::string("svc2"), std::string("10.0.0.2:8888")));
-  EXPECT_EQ(f.cluster.known["svc2"].http, "10.0.0.2:9999");
+  // (Both with the HTTP address: a member that left is no longer in the ring to keep it.)
+  EXPECT_EQ(f.cluster.added_http, std::vector<std::string>({"10.0.0.2:9999", "10.0.0.2:9999"}));
   // Never a new member, never a new address.
   const absl::Status unknown = f.service.SetPeer(anyone, "svc3", "");
   EXPECT_TRUE(absl::IsPermissionDenied(unknown));
@@ -242,13 +242,26 @@ TEST(CacheServiceTest, ReadsMetricsAndTheDashboardCanNeedTheReadRole) {
   EXPECT_EQ(get.message(), "get needs a token with the read role");
   EXPECT_TRUE(absl::IsNotFound(f.Get(reader, "", "k").status()));
   for (auto access : {CacheService::Access::kRead, CacheService::Access::kMetrics,
-                      CacheService::Access::kDashboard}) {
+                      CacheService::Access::kDashboard, CacheService::Access::kClusterMetrics}) {
     EXPECT_TRUE(absl::IsUnauthenticated(f.service.Authorize(anyone, access)));
     EXPECT_TRUE(f.service.Authorize(reader, access).ok());
   }
   EXPECT_EQ(f.service.Authorize(anyone, CacheService::Access::kMetrics).message(),
             "read the metrics needs a token with the read role");
-  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="resp",reason="missing"})"), 5);
+  EXPECT_EQ(f.Count(R"(nexuscache_auth_refused_total{protocol="resp",reason="missing"})"), 6);
+}
+
+TEST(CacheServiceTest, TheClusterMetricsNeedReadUnderEitherMetricsOrDashboardFlag) {
+  Tokens tokens;
+  for (const bool metrics : {false, true}) {
+    Fixture f({.auth_metrics = metrics, .auth_dashboard = !metrics}, tokens.get());
+    const Caller anyone{.protocol = Protocol::kHttp};
+    const absl::Status s = f.service.Authorize(anyone, CacheService::Access::kClusterMetrics);
+    EXPECT_TRUE(absl::IsUnauthenticated(s)) << metrics;
+    EXPECT_EQ(s.message(), "read the cluster's metrics needs a token with the read role");
+    EXPECT_EQ(f.service.Authorize(anyone, CacheService::Access::kDashboard).ok(), metrics);
+    EXPECT_EQ(f.service.Authorize(anyone, CacheService::Access::kMetrics).ok(), !metrics);
+  }
 }
 
 TEST(CacheServiceTest, WithoutTokensEveryTokenIsIgnored) {

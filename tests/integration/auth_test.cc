@@ -27,9 +27,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 std::string WriteTokens(const std::string& name, const std::string& text) {
-  const std::string path = TempDir() + "/" + name;
-  std::ofstream(path, std::ios::trunc) << text;
-  return path;
+  return WriteTempFile(name, text);
 }
 
 HttpResult As(uint16_t port, const std::string& token, const std::string& method,
@@ -99,7 +97,7 @@ TEST(Auth, WithoutTokensTheSeedsFlowsWorkAndSetPeerOnlyReAddsKnownMembers) {
 TEST(Auth, TokensGuardWritesAndAdminAndASighupReloadKeepsConnectionsOpen) {
   const std::string tokens =
       WriteTokens("tokens1", "# test tokens\nread reader-1\nwrite writer-1\nadmin admin-1\n");
-  Cluster c(1, {"--auth-token-file", tokens});
+  Cluster c(1, {"--auth-token-file", tokens, "--cluster-secret-file", ClusterSecretFile()});
   std::string error;
   ASSERT_TRUE(c.Start(&error)) << error;
   const uint16_t port = c.node(0).http_port;
@@ -117,6 +115,9 @@ TEST(Auth, TokensGuardWritesAndAdminAndASighupReloadKeepsConnectionsOpen) {
   const HttpResult reader = As(port, "reader-1", "POST", "/api/set", "key=k&value=v&expire=5");
   EXPECT_EQ(reader.status, 403);
   EXPECT_EQ(reader.body, "the token's role read may not set (it needs write)\n");
+  // The role before the form: a bad form without the role is still 401, with it 400.
+  EXPECT_EQ(Http(port, "POST", "/api/set", "key=k&value=v&expire=x").status, 401);
+  EXPECT_EQ(As(port, "writer-1", "POST", "/api/set", "key=k&value=v&expire=x").status, 400);
   EXPECT_EQ(As(port, "writer-1", "POST", "/api/set", "key=k&value=v&expire=5").status, 200);
   EXPECT_EQ(As(port, "reader-1", "GET", "/api/get?key=k").body, "value=v\n");
   EXPECT_EQ(Http(port, "DELETE", "/api/delete?key=k").status, 401);
@@ -194,7 +195,8 @@ TEST(Auth, TokensGuardWritesAndAdminAndASighupReloadKeepsConnectionsOpen) {
 
 TEST(Auth, ReadsMetricsAndTheDashboardCanNeedAReadToken) {
   const std::string tokens = WriteTokens("tokens2", "read r\nwrite w\n");
-  Cluster c(1, {"--auth-token-file", tokens, "--auth-reads", "--auth-metrics", "--auth-dashboard"});
+  Cluster c(1, {"--auth-token-file", tokens, "--cluster-secret-file", ClusterSecretFile(),
+                "--auth-reads", "--auth-metrics", "--auth-dashboard"});
   std::string error;
   ASSERT_TRUE(c.Start(&error)) << error;  // (readiness is /healthz: open)
   const uint16_t port = c.node(0).http_port;
@@ -215,9 +217,12 @@ TEST(Auth, ReadsMetricsAndTheDashboardCanNeedAReadToken) {
 TEST(Auth, ABadTokenFileStopsTheStartWithItsReason) {
   const std::string tokens = WriteTokens("tokens3", "read ok\nwrite\n");
   ExpectNoStart(
-      {"--auth-token-file", tokens}, 1,
+      {"--auth-token-file", tokens, "--cluster-secret-file", ClusterSecretFile()}, 1,
       "cannot start: token file " + tokens + ": line 2: expected ROLE TOKEN (two fields), found 1");
   ExpectNoStart({"--auth-reads"}, 2, "--auth-reads needs --auth-token-file");
+  // Tokens without a cluster secret would leave /peer/v1 (on the same port) open for writes.
+  ExpectNoStart({"--auth-token-file", WriteTokens("tokens3b", "write w\n")}, 2,
+                "--auth-token-file needs --cluster-secret-file");
 }
 
 TEST(Auth, WithEtcdAManualAddDoesNotOutliveTheNextMembershipUpdate) {
@@ -225,7 +230,9 @@ TEST(Auth, WithEtcdAManualAddDoesNotOutliveTheNextMembershipUpdate) {
   auto etcd = EtcdServer::Start(seconds(20), &error);
   ASSERT_NE(etcd, nullptr) << error;
   const std::string tokens = WriteTokens("tokens4", "admin boss\n");
-  Cluster c(2, {"--etcd", etcd->endpoint(), "--lease-ttl", "2", "--auth-token-file", tokens},
+  Cluster c(2,
+            {"--etcd", etcd->endpoint(), "--lease-ttl", "2", "--auth-token-file", tokens,
+             "--cluster-secret-file", ClusterSecretFile()},
             /*static_peers=*/false);
   ASSERT_TRUE(c.Start(&error)) << error;
   ASSERT_TRUE(c.RingsHave(2, {0, 1}));

@@ -129,9 +129,8 @@ TEST(HotKeys, ANodeAddedWithSetPeerReceivesTheHotSet) {
   // Static membership (the seed's flow): svc3 starts alone and the others learn of it by
   // /setpeer; each pushes the hot keys it owns as it adds the member, as on an etcd join.
   // (Adding a new member by /setpeer needs the admin role.)
-  const std::string tokens = TempDir() + "/hot-tokens";
-  std::ofstream(tokens) << "admin boss\n";
-  Cluster c(2, {"--auth-token-file", tokens});
+  const std::string tokens = WriteTempFile("hot-tokens", "admin boss\n");
+  Cluster c(2, {"--auth-token-file", tokens, "--cluster-secret-file", ClusterSecretFile()});
   std::string error;
   ASSERT_TRUE(c.Start(&error)) << error;
   for (int i = 0; i < 10; ++i) {

@@ -378,4 +378,16 @@ std::string TempDir() {
   return *dir;
 }
 
+std::string WriteTempFile(const std::string& name, const std::string& text) {
+  const std::string path = TempDir() + "/" + name;
+  std::ofstream(path, std::ios::trunc) << text;
+  return path;
+}
+
+std::string ClusterSecretFile() {
+  static const std::string path =
+      WriteTempFile("cluster.secret", "test-cluster-secret-0123456789\n");
+  return path;
+}
+
 }  // namespace nexus::testing

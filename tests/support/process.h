@@ -116,5 +116,10 @@ bool WaitHealthy(uint16_t http_port, std::chrono::milliseconds timeout);
 // A directory under $TMPDIR unique to this test process, for logs; removed when the process
 // exits, unless NEXUS_KEEP_TEST_LOGS is set.
 std::string TempDir();
+// Writes `text` to TempDir()/`name` (replacing it) and returns the path.
+std::string WriteTempFile(const std::string& name, const std::string& text);
+// A cluster secret file (--cluster-secret-file) in TempDir(), the same for every caller: nodes
+// that use it accept each other's calls.
+std::string ClusterSecretFile();
 
 }  // namespace nexus::testing

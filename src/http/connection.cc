@@ -8,10 +8,7 @@
 #include <optional>
 #include <utility>
 
-#include "boost/beast/core/string.hpp"
-#include "boost/beast/http/error.hpp"
-#include "boost/beast/http/parser.hpp"
-#include "boost/beast/http/string_body.hpp"
+#include "http/decoder.h"
 #include "http/response_writer.h"
 #include "io/connection.h"
 #include "spdlog/spdlog.h"
@@ -19,8 +16,6 @@
 namespace nexus::http {
 namespace {
 
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
 using io::kNever;
 using io::TimePoint;
 
@@ -96,7 +91,8 @@ class HttpConnection final : public io::Connection {
   HttpConnection(io::Loop* loop, std::string remote, std::shared_ptr<const Shared> shared)
       : io::Connection(loop, std::move(remote)),
         shared_(std::move(shared)),
-        options_(shared_->options) {
+        options_(shared_->options),
+        decoder_(options_.max_header_bytes, options_.max_body_bytes) {
     StartRequest();
   }
 
@@ -137,7 +133,7 @@ class HttpConnection final : public io::Connection {
   // Feeds buffered input to the parser; true when the state changed (request complete or
   // rejected), false when more input is needed.
   bool ParseBuffered();
-  void OnParseError(const beast::error_code& ec);
+  void OnParseError();
   void OnRequest();
   // Reads once into the buffer; false when there is nothing to read now or the connection is
   // done reading.
@@ -148,7 +144,7 @@ class HttpConnection final : public io::Connection {
   void Discard();
   bool Idle() const {
     return state_ == State::kReading && input().empty() && !output_pending() &&
-           parser_.has_value() && !parser_->got_some();
+           !decoder_.got_some();
   }
   void CloseNow() {
     state_ = State::kClosed;
@@ -159,8 +155,7 @@ class HttpConnection final : public io::Connection {
   const ProtocolOptions& options_;
   State state_ = State::kReading;
   bool in_drive_ = false;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  bool continue_sent_ = false;
+  RequestDecoder decoder_;
   TimePoint read_deadline_ = kNever;
   TimePoint write_deadline_ = kNever;
   uint64_t seq_ = 0;  // numbers requests so a stale Responder cannot answer a later one
@@ -208,55 +203,39 @@ void HttpConnection::Drive() {
 
 void HttpConnection::StartRequest() {
   state_ = State::kReading;
-  parser_.emplace();
-  parser_->eager(true);
-  parser_->header_limit(static_cast<std::uint32_t>(
-      std::min<size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-  parser_->body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
-  continue_sent_ = false;
+  decoder_.Reset();
   // One deadline for the whole request (and the idle time before it): slow-loris clients
   // cannot hold a connection by trickling bytes.
   read_deadline_ = loop().now() + options_.read_timeout;
 }
 
 bool HttpConnection::ParseBuffered() {
-  while (!input().empty()) {
-    const std::string_view in = input();
-    beast::error_code ec;
-    const size_t used = parser_->put(boost::asio::const_buffer(in.data(), in.size()), ec);
-    Consume(used);
-    if (ec == bhttp::error::need_more) break;
-    if (ec) {
-      OnParseError(ec);
+  if (!input().empty()) {
+    const RequestDecoder::Fed fed = decoder_.Feed(input());
+    Consume(fed.used);
+    if (fed.state == RequestDecoder::State::kError) {
+      OnParseError();
       return true;
     }
-    if (parser_->is_done()) {
+    if (fed.state == RequestDecoder::State::kRequest) {
       OnRequest();
       return true;
     }
-    if (used == 0) break;
   }
-  if (parser_->is_header_done() && !parser_->is_done() && !continue_sent_) {
-    continue_sent_ = true;
-    const auto& req = parser_->get();
-    // curl sends "Expect: 100-continue" for bodies over 1 KiB and waits for this.
-    if (req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
-      output().append(kContinue);
-    }
-  }
+  // curl sends "Expect: 100-continue" for bodies over 1 KiB and waits for this.
+  if (decoder_.TakeContinue()) output().append(kContinue);
   return false;
 }
 
-void HttpConnection::OnParseError(const beast::error_code& ec) {
+void HttpConnection::OnParseError() {
   // The request never parsed: answer as HTTP/1.1, with a body.
   version_ = 11;
   head_ = false;
-  if (ec == bhttp::error::body_limit) return Reply(Text(413, "request body too large\n"), false);
-  if (ec == bhttp::error::header_limit) {
-    return Reply(Text(431, "request header too large\n"), false);
+  Response rejection = decoder_.Rejection();
+  if (rejection.status == 400) {
+    spdlog::debug("http: bad request from {}: {}", remote(), decoder_.error_text());
   }
-  spdlog::debug("http: bad request from {}: {}", remote(), ec.message());
-  Reply(Text(400, "bad request\n"), false);
+  Reply(std::move(rejection), false);
 }
 
 bool HttpConnection::Read() {
@@ -268,7 +247,7 @@ bool HttpConnection::Read() {
     case ReadResult::kEof:
       // The client half-closed after whole requests: what they were answered still goes out,
       // then the connection closes. Mid-request there is nothing to answer.
-      if (output_pending() && !parser_->got_some()) {
+      if (output_pending() && !decoder_.got_some()) {
         state_ = State::kClosing;
         read_deadline_ = kNever;
         return false;
@@ -286,23 +265,11 @@ void HttpConnection::OnRequest() {
   state_ = State::kHandling;
   // The handler may take long (peer fetch, origin load); the read deadline does not apply.
   read_deadline_ = kNever;
-  auto msg = parser_->release();
-  parser_.reset();
-  head_ = msg.method() == bhttp::verb::head;
-  keep_alive_ = msg.keep_alive();
-  version_ = msg.version();
-
-  Request req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
-  req.headers.reserve(std::distance(msg.begin(), msg.end()));
-  for (const auto& field : msg) {
-    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  req.body = std::move(msg.body());
-  req.keep_alive = keep_alive_;
+  Request req = decoder_.Take();
+  head_ = req.method == "HEAD";
+  keep_alive_ = req.keep_alive;
+  version_ = decoder_.version();
   req.remote = remote();
-  DecodeRequest(req);
 
   const uint64_t seq = ++seq_;
   Responder respond(ResponderImpl(&loop(), id(), seq));
@@ -310,7 +277,7 @@ void HttpConnection::OnRequest() {
     shared_->router->Dispatch(std::move(req), std::move(respond));
   } catch (const std::exception& e) {
     // The Responder died in the unwinding and answered 500.
-    spdlog::error("http: handler for {} threw: {}", std::string(msg.target()), e.what());
+    spdlog::error("http: a handler for a request from {} threw: {}", remote(), e.what());
   }
 }
 
@@ -322,7 +289,6 @@ void HttpConnection::Reply(Response response, bool keep_alive) {
   } else {
     state_ = State::kClosing;
     read_deadline_ = kNever;
-    parser_.reset();
   }
 }
 

@@ -280,8 +280,9 @@ void Api::Cluster(http::Request&& req, http::Responder respond) {
     respond(Json(body));
   };
   if (calls.empty()) return finish(*gather);
-  for (const auto& [slot, name] : calls) {
-    cluster_->FetchMetrics(name, kClusterFetchDeadline,
+  for (const auto& call : calls) {
+    const size_t slot = call.first;  // (clang 14 cannot capture a structured binding)
+    cluster_->FetchMetrics(call.second, kClusterFetchDeadline,
                            [gather, slot, finish](absl::StatusOr<std::string> text) {
                              absl::MutexLock lock(&gather->mu);
                              nlohmann::json& node = gather->nodes[slot];

@@ -9,9 +9,8 @@
 
 #include "absl/strings/cord.h"
 #include "auth/cluster_secret.h"
-#include "boost/beast/http/parser.hpp"
-#include "boost/beast/http/string_body.hpp"
 #include "common/parse.h"
+#include "http/decoder.h"
 #include "http/message.h"
 #include "io/connection.h"
 #include "peer/http_wire.h"
@@ -30,7 +29,6 @@ std::string AnswerBy(const ForwardTarget& target) {
              std::chrono::duration_cast<std::chrono::milliseconds>(by.time_since_epoch()).count());
 }
 
-namespace bhttp = boost::beast::http;
 using TimePoint = std::chrono::steady_clock::time_point;
 
 constexpr char kTransportPayload[] = "nexus.peer/transport";
@@ -66,6 +64,44 @@ std::string RequestHead(std::string_view method, std::string_view path, const Fo
 
 }  // namespace
 
+absl::StatusOr<CachedValue> InterpretAnswer(const ForwardTarget& from, int http_status,
+                                            std::optional<std::string_view> status_field,
+                                            std::optional<std::string_view> deadline_field,
+                                            std::string body) {
+  int64_t code = 0;
+  if (!status_field || !ParseInt(*status_field, &code) || code < 0 || code > 16) {
+    // Not from the forwarding routes: 404/405 mean the owner does not serve them (an older
+    // version); anything else is the owner's HTTP server rejecting the request (e.g. 413 when
+    // its --max-value-bytes is smaller) or failing.
+    const std::string what = Who(from) + " answered HTTP " + std::to_string(http_status);
+    switch (http_status) {
+      case 404:
+      case 405: {
+        absl::Status s =
+            absl::UnimplementedError(what + " without " + std::string(peerwire::kStatusHeader) +
+                                     ": it does not serve the forwarding routes");
+        s.SetPayload(kNoRoutesPayload, absl::Cord("1"));
+        return s;
+      }
+      case 400:
+      case 431:
+        return absl::InvalidArgumentError(what + ": " + body);
+      case 413:
+        return absl::ResourceExhaustedError(what + ": " + body);
+      default:
+        return absl::InternalError(what + ": " + body);
+    }
+  }
+  if (code == static_cast<int64_t>(absl::StatusCode::kUnauthenticated)) {
+    // The owner refused this node (its cluster secret), not the client: not a 401 for it.
+    return absl::InternalError(Who(from) + " refused the call: " + body);
+  }
+  if (code != 0) return absl::Status(static_cast<absl::StatusCode>(code), std::move(body));
+  int64_t deadline = 0;
+  if (deadline_field) ParseInt(*deadline_field, &deadline);
+  return CachedValue{.data = std::move(body), .deadline = deadline == 0 ? kNoDeadline : deadline};
+}
+
 bool IsTransportFailure(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kTransportPayload).has_value();
 }
@@ -92,9 +128,7 @@ struct Forwarder::Pending {
 class Forwarder::Upstream final : public io::BufferedSocket {
  public:
   Upstream(Forwarder* owner, const ForwardTarget& target)
-      : io::BufferedSocket(owner->loop_, kReadChunk), owner_(owner), target_(target) {
-    StartResponse();
-  }
+      : io::BufferedSocket(owner->loop_, kReadChunk), owner_(owner), target_(target) {}
 
   absl::Status Open() {
     if (absl::Status s = Connect(target_.sockaddr); !s.ok()) {
@@ -165,12 +199,6 @@ class Forwarder::Upstream final : public io::BufferedSocket {
   }
 
  private:
-  void StartResponse() {
-    parser_.emplace();
-    parser_->eager(true);
-    parser_->body_limit(target_.max_response_bytes);
-  }
-
   void Close() {
     if (closed_) return;
     closed_ = true;
@@ -202,86 +230,44 @@ class Forwarder::Upstream final : public io::BufferedSocket {
   // cannot use yet (an incomplete header) stays in the input buffer for the next read.
   bool Parse() {
     while (!input().empty()) {
-      const std::string_view in = input();
-      boost::beast::error_code ec;
-      const size_t used = parser_->put(boost::asio::const_buffer(in.data(), in.size()), ec);
-      Consume(used);
-      if (ec == bhttp::error::need_more) break;
-      if (ec == bhttp::error::body_limit) {
-        Fail(absl::ResourceExhaustedError(Who(target_) + " answered more than " +
-                                          std::to_string(target_.max_response_bytes) + " bytes"),
-             Unavailable(target_, "abandoned behind an answer that was too large"));
-        return false;
-      }
-      if (ec) {
-        Fail(Unavailable(target_, "bad answer: " + ec.message()));
-        return false;
-      }
-      if (parser_->is_done()) {
-        if (!OnResponse()) return false;
-      } else if (used == 0) {
-        break;
+      const http::ResponseDecoder::Fed fed = decoder_.Feed(input());
+      Consume(fed.used);
+      switch (fed.state) {
+        case http::ResponseDecoder::State::kNeedMore:
+          return true;  // (an incomplete header stays in the input buffer)
+        case http::ResponseDecoder::State::kTooLarge:
+          Fail(absl::ResourceExhaustedError(Who(target_) + " answered more than " +
+                                            std::to_string(target_.max_response_bytes) + " bytes"),
+               Unavailable(target_, "abandoned behind an answer that was too large"));
+          return false;
+        case http::ResponseDecoder::State::kError:
+          Fail(Unavailable(target_, "bad answer: " + decoder_.error_text()));
+          return false;
+        case http::ResponseDecoder::State::kResponse:
+          if (!OnResponse()) return false;
+          break;
       }
     }
     return true;
   }
 
-  // An answer that did not come from the forwarding routes: 404/405 mean the owner does not
-  // serve them (an older version); anything else is the owner's HTTP server rejecting the
-  // request (e.g. 413 when its --max-value-bytes is smaller) or failing.
-  absl::Status WithoutStatus(unsigned http_status, std::string_view body) const {
-    const std::string what = Who(target_) + " answered HTTP " + std::to_string(http_status);
-    switch (http_status) {
-      case 404:
-      case 405: {
-        absl::Status s =
-            absl::UnimplementedError(what + " without " + std::string(peerwire::kStatusHeader) +
-                                     ": it does not serve the forwarding routes");
-        s.SetPayload(kNoRoutesPayload, absl::Cord("1"));
-        return s;
-      }
-      case 400:
-      case 431:
-        return absl::InvalidArgumentError(what + ": " + std::string(body));
-      case 413:
-        return absl::ResourceExhaustedError(what + ": " + std::string(body));
-      default:
-        return absl::InternalError(what + ": " + std::string(body));
-    }
-  }
-
   bool OnResponse() {
-    auto msg = parser_->release();
-    StartResponse();
-    if (msg.result_int() < 200) return true;  // an interim answer (1xx); the real one follows
+    const int http_status = decoder_.status();
+    if (http_status < 200) {  // an interim answer (1xx); the real one follows
+      decoder_.Next();
+      return true;
+    }
     if (pending_.empty()) {
       Fail(Unavailable(target_, "an answer nobody asked for"));
       return false;
     }
     Pending pending = std::move(pending_.front());
     pending_.pop_front();
-    const bool keep_alive = msg.keep_alive();
-    const auto status_field = msg.find(std::string(peerwire::kStatusHeader));
-    int64_t code = 0;
-    absl::StatusOr<CachedValue> result;
-    if (status_field == msg.end() ||
-        !ParseInt(std::string_view(status_field->value().data(), status_field->value().size()),
-                  &code) ||
-        code < 0 || code > 16) {
-      result = WithoutStatus(msg.result_int(), msg.body());
-    } else if (code == static_cast<int64_t>(absl::StatusCode::kUnauthenticated)) {
-      // The owner refused this node (its cluster secret), not the client: not a 401 for it.
-      result = absl::InternalError(Who(target_) + " refused the call: " + std::string(msg.body()));
-    } else if (code != 0) {
-      result = absl::Status(static_cast<absl::StatusCode>(code), std::move(msg.body()));
-    } else {
-      int64_t deadline = 0;
-      const auto d = msg.find(std::string(peerwire::kDeadlineHeader));
-      if (d != msg.end())
-        ParseInt(std::string_view(d->value().data(), d->value().size()), &deadline);
-      result = CachedValue{.data = std::move(msg.body()),
-                           .deadline = deadline == 0 ? kNoDeadline : deadline};
-    }
+    const bool keep_alive = decoder_.keep_alive();
+    absl::StatusOr<CachedValue> result =
+        InterpretAnswer(target_, http_status, decoder_.Header(peerwire::kStatusHeader),
+                        decoder_.Header(peerwire::kDeadlineHeader), decoder_.TakeBody());
+    decoder_.Next();
     // The owner closes after this answer: what is pipelined behind it will not be answered.
     // Leave the connection before running the callback, which may forward again.
     std::deque<Pending> orphans;
@@ -299,7 +285,7 @@ class Forwarder::Upstream final : public io::BufferedSocket {
   Forwarder* const owner_;
   const ForwardTarget target_;
   bool closed_ = false;
-  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  http::ResponseDecoder decoder_{target_.max_response_bytes};
   std::deque<Pending> pending_;
   TimePoint last_used_{};
 };

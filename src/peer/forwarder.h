@@ -34,12 +34,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "cluster/value.h"
 #include "io/loop.h"
 #include "io/socket.h"
@@ -74,6 +76,15 @@ bool IsTransportFailure(const absl::Status& status);
 // True for the Unimplemented of an owner that does not serve the forwarding routes (404/405
 // without X-Nexus-Status), as opposed to an Unimplemented the owner answered.
 bool IsNoRoutes(const absl::Status& status);
+
+// What an answer of the forwarding routes means for its call (http_wire.h): from its HTTP
+// status, the values of X-Nexus-Status and X-Nexus-Deadline-Ms (nullopt: absent) and its body,
+// as described at the top of this file. (The upstream connections use it on every answer; it
+// is public for the fuzz target of the answer path.)
+absl::StatusOr<CachedValue> InterpretAnswer(const ForwardTarget& from, int http_status,
+                                            std::optional<std::string_view> status_field,
+                                            std::optional<std::string_view> deadline_field,
+                                            std::string body);
 
 class Forwarder final : public io::LoopService {
  public:

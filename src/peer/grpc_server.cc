@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "auth/cluster_secret.h"
+#include "peer/grpc_requests.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -91,14 +92,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
                                 nexuscachepb::SetResponse* resp) override {
     if (!Admitted(ctx)) return Refuse(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    owner_->Set(OwnerSet{.group = req->group(),
-                         .key = req->key(),
-                         .value = req->value(),
-                         .ttl_ms = req->ttl_ms(),
-                         .deadline_ms = req->deadline_ms(),
-                         .expire_s = req->expire(),
-                         .hot = req->ishot(),
-                         .answer_by = req->answer_by_ms()},
+    owner_->Set(OwnerSetOf(*req),
                 [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
     return reactor;
   }
@@ -118,14 +112,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
                                       const nexuscachepb::ReplicateRequest* req,
                                       nexuscachepb::ReplicateResponse* resp) override {
     if (!Admitted(ctx)) return Refuse(ctx);
-    Replica r{.key = req->key(),
-              .value = req->value(),
-              .deadline = req->deadline_ms() == 0 ? kNoDeadline : req->deadline_ms(),
-              .version = req->version(),
-              .remove = req->remove(),
-              .ring = req->ring(),
-              .handoff = req->handoff()};
-    absl::StatusOr<bool> applied = owner_->Replicate(req->group(), r);
+    absl::StatusOr<bool> applied = owner_->Replicate(req->group(), ReplicaOf(*req));
     if (applied.ok()) resp->set_applied(*applied);
     return FinishNow(ctx, ToGrpcStatus(applied.status()));
   }

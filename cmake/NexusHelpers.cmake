@@ -16,6 +16,10 @@ function(nexus_setup_sanitizers)
     add_compile_options(${flags})
     add_link_options(${flags})
   endif()
+  if(NEXUS_FUZZ)
+    # Coverage for libFuzzer in every object; fuzz targets link the fuzzer itself.
+    add_compile_options(-fsanitize=fuzzer-no-link)
+  endif()
 endfunction()
 
 # nexus_add_library(name SOURCES ... DEPS ...)

@@ -174,7 +174,7 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
       // Fits in the block as allocated, with the same layout, and is charged the same: rewrite
       // in place, no allocation. (Only shrinking: the block's usable size beyond what was
       // requested is glibc's business, not ours.)
-      std::memcpy(old->data() + old->key_size, value.data(), value.size());
+      if (!value.empty()) std::memcpy(old->data() + old->key_size, value.data(), value.size());
       old->value_size = static_cast<uint32_t>(value.size());
       old->deadline = deadline;
       old->tombstone = meta.tombstone;
@@ -199,8 +199,9 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
   e->tombstone = meta.tombstone;
   e->value_size = static_cast<uint32_t>(value.size());
   if (versioned) std::memcpy(e + 1, &meta.version, kVersionSize);
-  std::memcpy(e->data(), key.key.data(), key.key.size());
-  std::memcpy(e->data() + key.key.size(), value.data(), value.size());
+  // (An empty view may have a null data(), which memcpy must not be given even for 0 bytes.)
+  if (!key.key.empty()) std::memcpy(e->data(), key.key.data(), key.key.size());
+  if (!value.empty()) std::memcpy(e->data() + key.key.size(), value.data(), value.size());
   index_.insert(e);
   PushFront(e);
   entry_bytes_ += charge;

@@ -32,6 +32,17 @@ TEST_F(LruCacheTest, GetReturnsWhatSetStored) {
   EXPECT_EQ(c.items(), 1u);
 }
 
+// Found by fuzz/http_request_fuzz: an empty value as a default string_view (null data())
+// went to memcpy, undefined behaviour even for 0 bytes (UBSan: nonnull argument).
+TEST_F(LruCacheTest, AnEmptyValueWithNullDataIsStoredAndRewritten) {
+  LruCache c(1 << 20, &clock_);
+  EXPECT_EQ(c.Set(MakeKeyRef("k"), std::string_view(), kNoDeadline), StoreResult::kStored);
+  EXPECT_EQ(c.Set(MakeKeyRef("k"), std::string_view(), kNoDeadline), StoreResult::kStored);
+  std::string v = "x";
+  EXPECT_TRUE(c.Get(MakeKeyRef("k"), &v));
+  EXPECT_EQ(v, "");
+}
+
 TEST_F(LruCacheTest, EvictsLeastRecentlyUsedAndGetRefreshesRecency) {
   LruCache probe(1 << 20, &clock_);
   for (const char* k : {"a", "b", "c"}) probe.Set(MakeKeyRef(k), Val('x'), kNoDeadline);

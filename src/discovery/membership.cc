@@ -9,7 +9,8 @@ namespace nexus {
 std::string MemberInfoToJson(const MemberInfo& info) {
   nlohmann::json j{{"name", info.name}, {"grpc", info.grpc}, {"http", info.http}};
   if (!info.incarnation.empty()) j["incarnation"] = info.incarnation;
-  return j.dump();
+  // (Invalid UTF-8 becomes U+FFFD rather than an exception; --name is printable ASCII.)
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 absl::StatusOr<MemberInfo> MemberInfoFromJson(std::string_view json) {

@@ -71,6 +71,15 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
   void OnWrite(beast::error_code ec, size_t /*bytes*/) {
     if (ec) return Fail("write", ec);
     parser_.body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
+    // The header alone first: Beast 1.74's async_read parses eagerly, and then drops the
+    // body_limit error of the header and reserves the whole Content-Length (an origin
+    // answering "Content-Length: 8888888888888880" ended the node in std::bad_alloc).
+    bhttp::async_read_header(stream_, buffer_, parser_,
+                             beast::bind_front_handler(&GetOp::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) return Fail("read", ec);
     bhttp::async_read(stream_, buffer_, parser_,
                       beast::bind_front_handler(&GetOp::OnRead, shared_from_this()));
   }

@@ -83,6 +83,8 @@ class ResponseDecoder {
   ResponseDecoder& operator=(const ResponseDecoder&) = delete;
 
   Fed Feed(std::string_view bytes);
+  // Whether any byte of the next response has arrived.
+  bool got_some() const;
 
   // After kResponse, until Next(): its status code, whether the server keeps the connection,
   // the first header field named `name` (case-insensitive; the view lives until Next()), the

@@ -2,6 +2,7 @@
 // sockets (so malformed, pipelined and half-sent requests can be produced) and by the Client.
 #include "boost/beast/http.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -888,6 +889,31 @@ TEST_F(ClientTest, SilentServerTimesOut) {
   EXPECT_EQ(r.status().message(), "origin timed out after 200 ms");
   EXPECT_GE(elapsed, milliseconds(150));
   EXPECT_LT(elapsed, milliseconds(3000));
+}
+
+// Beast 1.74's eager read reserved the whole Content-Length before the limit (std::bad_alloc,
+// the node ended); found by fuzz/peer_answer_fuzz in the same parser.
+TEST_F(ClientTest, AnOriginClaimingAHugeBodyIsRefusedWithoutReservingIt) {
+  net::io_context ioc;
+  tcp::acceptor origin(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  const uint16_t port = origin.local_endpoint().port();
+  std::thread answer([&origin] {
+    tcp::socket s = origin.accept();
+    std::array<char, 4096> request;
+    beast::error_code ec;
+    s.read_some(net::buffer(request), ec);
+    net::write(s,
+               net::buffer(std::string_view("HTTP/1.1 200 OK\r\nContent-Length: "
+                                            "8888888888888880\r\n\r\nabc")),
+               ec);
+    s.shutdown(tcp::socket::shutdown_send, ec);
+    s.read_some(net::buffer(request), ec);  // until the client closes
+  });
+  auto r = Fetch("http://127.0.0.1:" + std::to_string(port) + "/x", milliseconds(5000));
+  answer.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("response body exceeds"));
 }
 
 TEST_F(ClientTest, BadUrlIsInvalidArgument) {

@@ -24,7 +24,9 @@ using http::Text;
 http::Response Json(const nlohmann::json& j) {
   http::Response r;
   r.content_type = "application/json";
-  r.body = j.dump() + "\n";
+  // (Keys and names in answers are the client's bytes: invalid UTF-8 becomes U+FFFD instead
+  // of an exception.)
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   return r;
 }
 

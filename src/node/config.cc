@@ -262,8 +262,9 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
 
   c.metrics_port = metrics_port > 0 ? std::optional<uint16_t>(metrics_port) : std::nullopt;
   if (metrics_port < 0 || metrics_port > 65535) return fail("--metrics-port out of range");
-  if (c.name.empty() || c.name.find_first_of(",= /") != std::string::npos) {
-    return fail("--name must be non-empty without ',', '=', '/' or spaces");
+  if (c.name.empty() || c.name.find_first_of(",= /") != std::string::npos ||
+      !std::all_of(c.name.begin(), c.name.end(), [](char ch) { return ch > ' ' && ch < 127; })) {
+    return fail("--name must be non-empty printable ASCII without ',', '=', '/' or spaces");
   }
   if (env_ip_address != nullptr && *env_ip_address != '\0') c.ip_address = env_ip_address;
   if (c.log_level != "error" && c.log_level != "warn" && c.log_level != "info" &&

@@ -64,10 +64,12 @@ std::string RequestHead(std::string_view method, std::string_view path, const Fo
 
 }  // namespace
 
-absl::StatusOr<CachedValue> InterpretAnswer(const ForwardTarget& from, int http_status,
-                                            std::optional<std::string_view> status_field,
-                                            std::optional<std::string_view> deadline_field,
-                                            std::string body) {
+std::optional<absl::StatusOr<CachedValue>> TakeAnswer(const ForwardTarget& from,
+                                                      http::ResponseDecoder& decoder) {
+  const int http_status = decoder.status();
+  if (http_status >= 100 && http_status < 200) return std::nullopt;
+  const std::optional<std::string_view> status_field = decoder.Header(peerwire::kStatusHeader);
+  std::string body = decoder.TakeBody();
   int64_t code = 0;
   if (!status_field || !ParseInt(*status_field, &code) || code < 0 || code > 16) {
     // Not from the forwarding routes: 404/405 mean the owner does not serve them (an older
@@ -96,9 +98,13 @@ absl::StatusOr<CachedValue> InterpretAnswer(const ForwardTarget& from, int http_
     // The owner refused this node (its cluster secret), not the client: not a 401 for it.
     return absl::InternalError(Who(from) + " refused the call: " + body);
   }
-  if (code != 0) return absl::Status(static_cast<absl::StatusCode>(code), std::move(body));
+  if (code != 0) {
+    if (body.empty())
+      body = Who(from) + " answered status " + std::to_string(code) + " without a message";
+    return absl::Status(static_cast<absl::StatusCode>(code), std::move(body));
+  }
   int64_t deadline = 0;
-  if (deadline_field) ParseInt(*deadline_field, &deadline);
+  if (auto d = decoder.Header(peerwire::kDeadlineHeader)) ParseInt(*d, &deadline);
   return CachedValue{.data = std::move(body), .deadline = deadline == 0 ? kNoDeadline : deadline};
 }
 
@@ -252,22 +258,17 @@ class Forwarder::Upstream final : public io::BufferedSocket {
   }
 
   bool OnResponse() {
-    const int http_status = decoder_.status();
-    if (http_status < 200) {  // an interim answer (1xx); the real one follows
-      decoder_.Next();
-      return true;
-    }
+    const bool keep_alive = decoder_.keep_alive();
+    std::optional<absl::StatusOr<CachedValue>> answer = TakeAnswer(target_, decoder_);
+    decoder_.Next();
+    if (!answer) return true;  // an interim answer (1xx); the real one follows
     if (pending_.empty()) {
       Fail(Unavailable(target_, "an answer nobody asked for"));
       return false;
     }
     Pending pending = std::move(pending_.front());
     pending_.pop_front();
-    const bool keep_alive = decoder_.keep_alive();
-    absl::StatusOr<CachedValue> result =
-        InterpretAnswer(target_, http_status, decoder_.Header(peerwire::kStatusHeader),
-                        decoder_.Header(peerwire::kDeadlineHeader), decoder_.TakeBody());
-    decoder_.Next();
+    absl::StatusOr<CachedValue> result = std::move(*answer);
     // The owner closes after this answer: what is pipelined behind it will not be answered.
     // Leave the connection before running the callback, which may forward again.
     std::deque<Pending> orphans;

@@ -43,6 +43,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cluster/value.h"
+#include "http/decoder.h"
 #include "io/loop.h"
 #include "io/socket.h"
 
@@ -77,14 +78,14 @@ bool IsTransportFailure(const absl::Status& status);
 // without X-Nexus-Status), as opposed to an Unimplemented the owner answered.
 bool IsNoRoutes(const absl::Status& status);
 
-// What an answer of the forwarding routes means for its call (http_wire.h): from its HTTP
-// status, the values of X-Nexus-Status and X-Nexus-Deadline-Ms (nullopt: absent) and its body,
-// as described at the top of this file. (The upstream connections use it on every answer; it
-// is public for the fuzz target of the answer path.)
-absl::StatusOr<CachedValue> InterpretAnswer(const ForwardTarget& from, int http_status,
-                                            std::optional<std::string_view> status_field,
-                                            std::optional<std::string_view> deadline_field,
-                                            std::string body);
+// What one complete answer in `decoder` (after ResponseDecoder::kResponse) means for its call
+// (http_wire.h): nullopt for an interim answer (1xx), which is skipped; else the result, from
+// X-Nexus-Status, X-Nexus-Deadline-Ms and the body (moved out), or from the HTTP status of an
+// answer without X-Nexus-Status, as described at the top of this file. The caller then calls
+// decoder.Next(). (The upstream connections use it on every answer; public for the fuzz target
+// of the answer path.)
+std::optional<absl::StatusOr<CachedValue>> TakeAnswer(const ForwardTarget& from,
+                                                      http::ResponseDecoder& decoder);
 
 class Forwarder final : public io::LoopService {
  public:

@@ -613,6 +613,17 @@ TEST(ForwarderTest, AnAnswerArrivingWithTheFinIsReadAndTheConnectionDropped) {
   EXPECT_EQ(peer->grpc()->calls(), 0u);
 }
 
+// Found by fuzz/peer_answer_fuzz: Beast reserved the whole Content-Length before the limit
+// (std::bad_alloc, the node ended).
+TEST(ForwarderTest, AnAnswerClaimingAHugeBodyFailsWithoutReservingIt) {
+  AnswerAndClose owner(
+      "HTTP/1.1 200 OK\r\nX-Nexus-Status: 0\r\nContent-Length: 8888888888888880\r\n\r\nabc");
+  auto peer = std::make_shared<RemotePeer>("b", Loopback(FreePort()), Loopback(owner.port()));
+  Front front(peer);
+  EXPECT_THAT(front.Get("k"), HasSubstr("answered more than"));
+  EXPECT_EQ(peer->grpc()->calls(), 0u);
+}
+
 TEST(ForwarderTest, AnOwnerRejectingTheRequestIsNotMistakenForAnOlderVersion) {
   Owner owner;
   // The owner's HTTP server accepts smaller bodies than this value: 413 without X-Nexus-Status.

@@ -11,40 +11,18 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <string>
 
-#include "common/clock.h"
-#include "group/group.h"
-#include "group/registry.h"
+#include "one_node.h"
 #include "peer/grpc_requests.h"
 #include "peer/status_map.h"
 #include "proto/nexuscache.pb.h"
 #include "service/owner_service.h"
-#include "spdlog/spdlog.h"
 
 namespace nexus {
 namespace {
 
-constexpr size_t kMaxValueBytes = 64 * 1024;
-
-struct Owner {
-  Owner() {
-    spdlog::set_level(spdlog::level::off);
-    GroupOptions group{.name = "scores"};
-    group.cache_bytes = 1 << 20;
-    group.hot_cache_bytes = 256 << 10;
-    if (!groups.Add(std::make_unique<Group>(group, nullptr, nullptr, &SystemClock::Get())).ok()) {
-      std::abort();
-    }
-    service = std::make_unique<OwnerService>(
-        &groups, &SystemClock::Get(),
-        OwnerLimits{.max_key_bytes = 250, .max_value_bytes = kMaxValueBytes,
-                    .max_version_skew_ms = 60'000});
-  }
-  GroupRegistry groups;
-  std::unique_ptr<OwnerService> service;
-};
+using fuzz::kMaxValueBytes;
 
 void Check(const absl::Status& s, int* calls) {
   ++*calls;
@@ -61,7 +39,8 @@ void Check(const absl::Status& s, int* calls) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace nexus;
-  static Owner* const owner = new Owner();
+  static fuzz::OneNode* const node = new fuzz::OneNode();
+  OwnerService* const owner = node->owner.get();
   if (size == 0) return 0;
   const void* message = data + 1;
   const int length = static_cast<int>(size - 1);
@@ -70,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       nexuscachepb::Request req;
       if (!req.ParseFromArray(message, length)) return -1;
-      owner->service->Get(req.group(), req.key(), req.peek(),
+      owner->Get(req.group(), req.key(), req.peek(),
                           [&calls](absl::StatusOr<CachedValue> r) {
                             Check(r.status(), &calls);
                             if (r.ok() && r->data.size() > kMaxValueBytes) std::abort();
@@ -80,13 +59,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 1: {
       nexuscachepb::SetRequest req;
       if (!req.ParseFromArray(message, length)) return -1;
-      owner->service->Set(OwnerSetOf(req), [&calls](absl::Status s) { Check(s, &calls); });
+      owner->Set(OwnerSetOf(req), [&calls](absl::Status s) { Check(s, &calls); });
       break;
     }
     case 2: {
       nexuscachepb::DeleteRequest req;
       if (!req.ParseFromArray(message, length)) return -1;
-      owner->service->Delete(
+      owner->Delete(
           req.group(), req.key(), [&calls](absl::Status s) { Check(s, &calls); },
           req.answer_by_ms());
       break;
@@ -94,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: {
       nexuscachepb::ReplicateRequest req;
       if (!req.ParseFromArray(message, length)) return -1;
-      Check(owner->service->Replicate(req.group(), ReplicaOf(req)).status(), &calls);
+      Check(owner->Replicate(req.group(), ReplicaOf(req)).status(), &calls);
       break;
     }
   }

@@ -23,26 +23,22 @@
 
 #include "auth/cluster_secret.h"
 #include "auth/tokens.h"
-#include "common/clock.h"
-#include "group/group.h"
-#include "group/registry.h"
 #include "http/decoder.h"
 #include "http/router.h"
 #include "metrics/metrics.h"
 #include "node/api.h"
+#include "one_node.h"
 #include "node/config.h"
 #include "peer/http_routes.h"
 #include "peer/peer_traffic.h"
 #include "peer/ring_picker.h"
 #include "service/cache_service.h"
-#include "service/owner_service.h"
-#include "spdlog/spdlog.h"
 
 namespace nexus {
 namespace {
 
 constexpr size_t kMaxHeaderBytes = 16 * 1024;
-constexpr size_t kMaxBodyBytes = 64 * 1024;
+constexpr size_t kMaxBodyBytes = fuzz::kMaxValueBytes;
 
 std::string WriteTemp(const std::string& text) {
   char path[] = "/tmp/nexus-fuzz-XXXXXX";
@@ -57,7 +53,6 @@ std::string WriteTemp(const std::string& text) {
 // as a real node's does between requests.
 struct Front {
   Front() {
-    spdlog::set_level(spdlog::level::off);
     config.name = "fuzz";
     std::random_device random;
     const std::string admin = "admin-" + std::to_string(random()) + std::to_string(random());
@@ -67,23 +62,14 @@ struct Front {
     secret = std::move(*auth::ClusterSecret::FromText("fuzz-cluster-secret-0123"));
     traffic.secret = secret.get();
     picker = std::make_shared<RingPeerPicker>("fuzz", "127.0.0.1:1");
-    GroupOptions group{.name = "scores"};
-    group.cache_bytes = 1 << 20;
-    group.hot_cache_bytes = 256 << 10;
-    if (!groups.Add(std::make_unique<Group>(group, nullptr, picker, &SystemClock::Get())).ok()) {
-      std::abort();
-    }
-    owner = std::make_unique<OwnerService>(
-        &groups, &SystemClock::Get(),
-        OwnerLimits{.max_key_bytes = 250, .max_value_bytes = kMaxBodyBytes,
-                    .max_version_skew_ms = 60'000});
+    node = std::make_unique<fuzz::OneNode>(picker);
     service = std::make_unique<CacheService>(
-        CacheServiceOptions{.max_value_bytes = kMaxBodyBytes, .auth_metrics = true}, &groups,
+        CacheServiceOptions{.max_value_bytes = kMaxBodyBytes, .auth_metrics = true}, &node->groups,
         picker.get(), &metrics, auth.get());
     api = std::make_unique<Api>(&config, service.get(), picker.get(), &metrics);
     router = std::make_shared<http::Router>();
     api->Install(*router);
-    InstallPeerRoutes(*router, owner.get(), &traffic);
+    InstallPeerRoutes(*router, node->owner.get(), &traffic);
   }
 
   Config config;
@@ -91,9 +77,8 @@ struct Front {
   std::unique_ptr<auth::ClusterSecret> secret;
   PeerTraffic traffic;
   std::shared_ptr<RingPeerPicker> picker;
-  GroupRegistry groups;
+  std::unique_ptr<fuzz::OneNode> node;
   metrics::Registry metrics;
-  std::unique_ptr<OwnerService> owner;
   std::unique_ptr<CacheService> service;
   std::unique_ptr<Api> api;
   std::shared_ptr<http::Router> router;

@@ -49,11 +49,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       nexuscachepb::Request req;
       if (!req.ParseFromArray(message, length)) return -1;
-      owner->Get(req.group(), req.key(), req.peek(),
-                          [&calls](absl::StatusOr<CachedValue> r) {
-                            Check(r.status(), &calls);
-                            if (r.ok() && r->data.size() > kMaxValueBytes) std::abort();
-                          });
+      owner->Get(req.group(), req.key(), req.peek(), [&calls](absl::StatusOr<CachedValue> r) {
+        Check(r.status(), &calls);
+        if (r.ok() && r->data.size() > kMaxValueBytes) std::abort();
+      });
       break;
     }
     case 1: {

@@ -27,11 +27,12 @@
 #include "http/router.h"
 #include "metrics/metrics.h"
 #include "node/api.h"
-#include "one_node.h"
 #include "node/config.h"
+#include "one_node.h"
 #include "peer/http_routes.h"
 #include "peer/peer_traffic.h"
 #include "peer/ring_picker.h"
+#include "pieces.h"
 #include "service/cache_service.h"
 
 namespace nexus {
@@ -92,39 +93,33 @@ struct Decoded {
   bool incomplete = false;  // the input ended inside a request
 };
 
-// Feeds `bytes` in pieces of `piece` bytes (0: all at once), keeping what the decoder did not
-// use for the next piece, as the connection keeps it in its input buffer.
+// Feeds `bytes` in pieces of `piece` bytes (0: all at once), as a connection receives them.
 Decoded Decode(std::string_view bytes, size_t piece) {
   Decoded out;
   http::RequestDecoder decoder(kMaxHeaderBytes, kMaxBodyBytes);
   std::string pending;
-  size_t at = 0;
-  while (at < bytes.size() || !pending.empty()) {
-    const size_t n = piece == 0 ? bytes.size() - at : std::min(piece, bytes.size() - at);
-    pending.append(bytes.substr(at, n));
-    at += n;
-    for (;;) {
-      if (pending.empty()) break;
-      const http::RequestDecoder::Fed fed = decoder.Feed(pending);
-      pending.erase(0, fed.used);
+  fuzz::FeedInPieces(bytes, piece, pending, [&](std::string& in) {
+    while (!in.empty()) {
+      const http::RequestDecoder::Fed fed = decoder.Feed(in);
+      in.erase(0, fed.used);
       if (fed.state == http::RequestDecoder::State::kError) {
         out.error = decoder.Rejection().status;
-        return out;
+        return false;
       }
       if (fed.state == http::RequestDecoder::State::kNeedMore) break;
       out.requests.push_back(decoder.Take());
       out.versions.push_back(decoder.version());
       decoder.Reset();
     }
-    if (n == 0) break;  // no more input: what is pending is an incomplete request
-  }
-  out.incomplete = !pending.empty() || decoder.got_some();
+    return true;
+  });
+  out.incomplete = out.error == 0 && (!pending.empty() || decoder.got_some());
   return out;
 }
 
 bool Same(const http::Request& a, const http::Request& b) {
-  return a.method == b.method && a.target == b.target && a.path == b.path &&
-         a.query == b.query && a.form == b.form && a.headers == b.headers && a.body == b.body &&
+  return a.method == b.method && a.target == b.target && a.path == b.path && a.query == b.query &&
+         a.form == b.form && a.headers == b.headers && a.body == b.body &&
          a.keep_alive == b.keep_alive;
 }
 
@@ -145,8 +140,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // has: an error on one side may be an input that ended inside a request on the other
     // (the connection then waits for more, and fails the request when it comes or times out).
     // Never a request more or less, or a different one.
-    const bool same_end = split.error == whole.error ||
-                          (split.error == 0 && split.incomplete) ||
+    const bool same_end = split.error == whole.error || (split.error == 0 && split.incomplete) ||
                           (whole.error == 0 && whole.incomplete);
     if (!same_end || split.requests.size() != whole.requests.size() ||
         split.versions != whole.versions) {

@@ -19,10 +19,10 @@
 
 namespace {
 
+using nexus::MemberInfo;
 using nexus::MembershipEntry;
 using nexus::MembershipEvent;
 using nexus::MembershipView;
-using nexus::MemberInfo;
 
 void Fail(const char* what) {
   std::fprintf(stderr, "%s\n", what);

@@ -30,10 +30,10 @@ struct OneNode {
              .ok()) {
       std::abort();
     }
-    owner = std::make_unique<OwnerService>(
-        &groups, &SystemClock::Get(),
-        OwnerLimits{.max_key_bytes = 250, .max_value_bytes = kMaxValueBytes,
-                    .max_version_skew_ms = 60'000});
+    owner = std::make_unique<OwnerService>(&groups, &SystemClock::Get(),
+                                           OwnerLimits{.max_key_bytes = 250,
+                                                       .max_value_bytes = kMaxValueBytes,
+                                                       .max_version_skew_ms = 60'000});
   }
   GroupRegistry groups;
   std::unique_ptr<OwnerService> owner;

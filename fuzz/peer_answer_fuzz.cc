@@ -20,6 +20,7 @@
 #include "http/decoder.h"
 #include "peer/forwarder.h"
 #include "peer/http_wire.h"
+#include "pieces.h"
 
 namespace nexus {
 namespace {
@@ -48,21 +49,17 @@ Outcome Decode(std::string_view bytes, size_t piece, const ForwardTarget& from) 
   Outcome out;
   http::ResponseDecoder decoder(kMaxAnswerBytes);
   std::string pending;
-  size_t at = 0;
-  while (at < bytes.size() || !pending.empty()) {
-    const size_t n = piece == 0 ? bytes.size() - at : std::min(piece, bytes.size() - at);
-    pending.append(bytes.substr(at, n));
-    at += n;
-    while (!pending.empty()) {
-      const http::ResponseDecoder::Fed fed = decoder.Feed(pending);
-      pending.erase(0, fed.used);
+  fuzz::FeedInPieces(bytes, piece, pending, [&](std::string& in) {
+    while (!in.empty()) {
+      const http::ResponseDecoder::Fed fed = decoder.Feed(in);
+      in.erase(0, fed.used);
       if (fed.state == http::ResponseDecoder::State::kTooLarge) {
         out.failure = 1;
-        return out;
+        return false;
       }
       if (fed.state == http::ResponseDecoder::State::kError) {
         out.failure = 2;
-        return out;
+        return false;
       }
       if (fed.state == http::ResponseDecoder::State::kNeedMore) break;
       const std::optional<std::string_view> field = decoder.Header(peerwire::kStatusHeader);
@@ -81,9 +78,9 @@ Outcome Decode(std::string_view bytes, size_t piece, const ForwardTarget& from) 
       }
       decoder.Next();
     }
-    if (n == 0) break;
-  }
-  out.incomplete = !pending.empty() || decoder.got_some();
+    return true;
+  });
+  out.incomplete = out.failure == 0 && (!pending.empty() || decoder.got_some());
   return out;
 }
 

@@ -91,6 +91,7 @@ class HttpConnection final : public io::Connection {
         shared_(std::move(shared)),
         options_(shared_->options),
         decoder_(options_.max_header_bytes, options_.max_body_bytes) {
+    if (options_.tls != nullptr) UseTls(options_.tls, {}, this->remote());
     StartRequest();
   }
 
@@ -268,6 +269,7 @@ void HttpConnection::OnRequest() {
   keep_alive_ = req.keep_alive;
   version_ = decoder_.version();
   req.remote = remote();
+  req.peer_certificate_verified = tls_peer_verified();
 
   const uint64_t seq = ++seq_;
   Responder respond(ResponderImpl(&loop(), id(), seq));

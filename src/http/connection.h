@@ -29,6 +29,7 @@
 
 #include "http/router.h"
 #include "io/loop.h"
+#include "tls/context.h"
 
 namespace nexus::http {
 
@@ -43,6 +44,10 @@ struct ProtocolOptions {
   std::chrono::milliseconds write_timeout{30000};
   // Value of the Server header.
   std::string server_name = "nexuscache";
+  // A server context (tls/context.h): connections that open with a TLS handshake speak TLS
+  // (requests from them carry peer_certificate_verified); the others stay plaintext. Null: all
+  // plaintext.
+  std::shared_ptr<const tls::Context> tls;
 };
 
 // The connection factory of an HTTP listener serving `router`.

@@ -38,6 +38,9 @@ struct Request {
   std::string body;
   bool keep_alive = false;  // what the client asked for (HTTP/1.0 vs 1.1 + Connection)
   std::string remote;       // peer address, "ip:port"
+  // Received over TLS from a client whose certificate chains to the server context's CA (a
+  // cluster member, under --tls-*).
+  bool peer_certificate_verified = false;
 
   // The value of `name` in the form, else in the query, else nullptr (Go's FormValue order).
   const std::string* Param(std::string_view name) const;

@@ -16,7 +16,8 @@ absl::Status Server::Start() {
                                                     .max_body_bytes = options_.max_body_bytes,
                                                     .read_timeout = options_.read_timeout,
                                                     .write_timeout = options_.write_timeout,
-                                                    .server_name = options_.server_name},
+                                                    .server_name = options_.server_name,
+                                                    .tls = options_.tls},
                                     router_));
   if (!port.ok()) return port.status();
   loops_.set_max_connections(options_.max_connections);

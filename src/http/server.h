@@ -22,6 +22,7 @@
 #include "http/connection.h"
 #include "http/router.h"
 #include "io/event_loops.h"
+#include "tls/context.h"
 
 namespace nexus::http {
 
@@ -41,6 +42,8 @@ struct ServerOptions {
   // Beyond this many open connections a new one is closed at once and counted
   // (refused_connections). 0: no limit.
   size_t max_connections = 0;
+  // As in ProtocolOptions: connections opening with a TLS handshake speak TLS.
+  std::shared_ptr<const tls::Context> tls;
 };
 
 class Server {

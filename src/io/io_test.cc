@@ -1,5 +1,6 @@
 // The event-loop layer on its own: a line protocol served on two listeners of the same loops,
-// a client socket on a loop driven by RunOnce, connect failures, the mailbox, draining.
+// a client socket on a loop driven by RunOnce, connect failures, the mailbox, draining; TLS on
+// both sides of the socket state machine (certificates made by scripts/make-certs).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include "io/event_loops.h"
 #include "io/loop.h"
 #include "io/socket.h"
+#include "support/certs.h"
 #include "support/process.h"
 
 namespace nexus::io {
@@ -24,11 +26,16 @@ namespace {
 using std::chrono::milliseconds;
 
 // A tiny line protocol: each "\n"-terminated line is answered with `prefix` + the line, or with
-// the line upper-cased when `upper`. "quit" closes after answering "bye".
+// the line upper-cased when `upper`. "quit" closes after answering "bye". With a TLS server
+// context, lines from a client with a verified certificate are answered with "tls" before the
+// prefix.
 class LineConnection final : public Connection {
  public:
-  LineConnection(Loop* loop, std::string remote, std::string prefix, bool upper)
-      : Connection(loop, std::move(remote), 16), prefix_(std::move(prefix)), upper_(upper) {}
+  LineConnection(Loop* loop, std::string remote, std::string prefix, bool upper,
+                 std::shared_ptr<const tls::Context> tls = nullptr)
+      : Connection(loop, std::move(remote), 16), prefix_(std::move(prefix)), upper_(upper) {
+    if (tls != nullptr) UseTls(std::move(tls), {}, this->remote());
+  }
 
   void OnReady(uint32_t) override {
     for (;;) {
@@ -42,6 +49,7 @@ class LineConnection final : public Connection {
           closing_ = true;
           break;
         }
+        if (tls_peer_verified()) output() += "tls";
         output() += upper_ ? absl::AsciiStrToUpper(line) : prefix_ + line;
         output() += '\n';
         continue;
@@ -66,14 +74,16 @@ class LineConnection final : public Connection {
 
 class LineFactory final : public ConnectionFactory {
  public:
-  LineFactory(std::string prefix, bool upper) : prefix_(std::move(prefix)), upper_(upper) {}
+  LineFactory(std::string prefix, bool upper, std::shared_ptr<const tls::Context> tls = nullptr)
+      : prefix_(std::move(prefix)), upper_(upper), tls_(std::move(tls)) {}
   std::unique_ptr<Connection> Create(Loop& loop, int, std::string remote) override {
-    return std::make_unique<LineConnection>(&loop, std::move(remote), prefix_, upper_);
+    return std::make_unique<LineConnection>(&loop, std::move(remote), prefix_, upper_, tls_);
   }
 
  private:
   const std::string prefix_;
   const bool upper_;
+  const std::shared_ptr<const tls::Context> tls_;
 };
 
 TEST(EventLoopsTest, TwoProtocolsOnTwoListenersOfTheSameLoops) {
@@ -140,6 +150,7 @@ class LineClient final : public BufferedSocket {
  public:
   explicit LineClient(Loop* loop) : BufferedSocket(loop) {}
   using BufferedSocket::Connect;
+  using BufferedSocket::UseTls;
   void Say(std::string_view line) {
     output().append(line).append("\n");
     if (!connecting()) Flush();
@@ -151,6 +162,7 @@ class LineClient final : public BufferedSocket {
     while (readable()) {
       const ReadResult r = ReadSome();
       if (r == ReadResult::kEof) eof = true;
+      if (r == ReadResult::kError) failed = true;
       if (r != ReadResult::kData) break;
     }
     received += std::string(input());
@@ -239,6 +251,167 @@ TEST(SocketTest, ParsesNumericAddressesOnly) {
   EXPECT_FALSE(ParseNumericAddress("127.0.0.1:0").has_value());
   EXPECT_FALSE(ParseNumericAddress("127.0.0.1:99999").has_value());
   EXPECT_EQ(AddressString(ParseNumericAddress("[::1]:8080")->get()), "[::1]:8080");
+}
+
+// Runs `loop` until `done` or 5 s.
+template <typename Done>
+bool RunUntil(Loop& loop, Done done) {
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
+  while (!done() && SteadyClock::now() < deadline) loop.RunOnce(milliseconds(20));
+  return done();
+}
+
+std::shared_ptr<const tls::Context> TlsContext(tls::Side side, const std::string& dir,
+                                               const std::string& name,
+                                               tls::HandshakeFailures* failures,
+                                               const std::string& ca_dir = "") {
+  absl::StatusOr<std::shared_ptr<const tls::Context>> ctx =
+      tls::Context::Create(side,
+                           {.cert = dir + "/" + name + ".pem",
+                            .key = dir + "/" + name + ".key",
+                            .ca = (ca_dir.empty() ? dir : ca_dir) + "/ca.pem"},
+                           "", failures);
+  EXPECT_TRUE(ctx.ok()) << ctx.status();
+  return ctx.ok() ? *ctx : nullptr;
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    certs_ = testing::MakeCerts("io-tls", {"svc1", "svc2"});
+    other_ca_ = testing::MakeCerts("io-tls-other", {"svc2"});
+    server_ctx_ = TlsContext(tls::Side::kServer, certs_, "svc1", &server_failures_);
+    ASSERT_NE(server_ctx_, nullptr);
+    absl::StatusOr<uint16_t> port =
+        server_.Listen("127.0.0.1", 0, std::make_shared<LineFactory>("> ", false, server_ctx_));
+    ASSERT_TRUE(port.ok());
+    port_ = *port;
+    ASSERT_TRUE(server_.Start().ok());
+    ASSERT_TRUE(loop_.Init().ok());
+  }
+  void TearDown() override { server_.Stop(milliseconds(1000)); }
+
+  // A client of the server with `ctx`, expecting the server's certificate to carry `name`.
+  std::unique_ptr<LineClient> Client(std::shared_ptr<const tls::Context> ctx,
+                                     const std::string& name = "svc1") {
+    auto client = std::make_unique<LineClient>(&loop_);
+    client->UseTls(std::move(ctx), name, "the test server");
+    EXPECT_TRUE(client->Connect(*ParseNumericAddress("127.0.0.1:" + std::to_string(port_))).ok());
+    return client;
+  }
+
+  std::string certs_, other_ca_;
+  tls::HandshakeFailures server_failures_, client_failures_;
+  std::shared_ptr<const tls::Context> server_ctx_;
+  EventLoops server_{1, "tls-test"};
+  uint16_t port_ = 0;
+  Loop loop_;
+};
+
+TEST_F(TlsTest, LinesOverMutualTlsAndPlaintextOnTheSameListener) {
+  std::unique_ptr<LineClient> client =
+      Client(TlsContext(tls::Side::kClient, certs_, "svc2", &client_failures_));
+  client->Say("one");  // queued through the connect and the handshake
+  ASSERT_TRUE(RunUntil(loop_, [&] { return client->received == "tls> one\n"; }))
+      << client->received << " / " << client->tls_error();
+  EXPECT_TRUE(client->tls_peer_verified());
+  // A megabyte each way: partial TLS writes on both sides, many records per read.
+  const std::string big(1 << 20, 'b');
+  client->received.clear();
+  client->Say(big);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return client->received.size() == big.size() + 6; }))
+      << client->received.size();
+  EXPECT_EQ(client->received, "tls> " + big + "\n");
+
+  // The same listener still speaks plaintext to a client that does not open with TLS.
+  testing::LineClient plain(port_);
+  ASSERT_TRUE(plain.Send("two\n"));
+  EXPECT_EQ(plain.ReadLines(1), "> two\n");
+
+  client->Say("quit");
+  EXPECT_TRUE(RunUntil(loop_, [&] { return client->eof; }));
+  for (int f = 0; f < static_cast<int>(tls::Failure::kCount); ++f) {
+    EXPECT_EQ(server_failures_.count(tls::Side::kServer, static_cast<tls::Failure>(f)), 0u);
+    EXPECT_EQ(client_failures_.count(tls::Side::kClient, static_cast<tls::Failure>(f)), 0u);
+  }
+}
+
+TEST_F(TlsTest, RefusedHandshakesAreCountedByReasonAndTheServerGoesOn) {
+  struct Case {
+    std::string what;
+    std::shared_ptr<const tls::Context> ctx;
+    std::string server_name;
+    tls::Side counted_by;
+    tls::Failure reason;
+  };
+  // (An expired client certificate: tests/integration/tls_test.cc, with curl, since a context
+  // refuses to load one.)
+  const std::vector<Case> cases = {
+      // A client certificate from another CA: the server refuses it.
+      {"another CA", TlsContext(tls::Side::kClient, other_ca_, "svc2", &client_failures_, certs_),
+       "svc1", tls::Side::kServer, tls::Failure::kUntrusted},
+      // The server's certificate is fine but not the member the client meant (svc2).
+      {"wrong name", TlsContext(tls::Side::kClient, certs_, "svc2", &client_failures_), "svc2",
+       tls::Side::kClient, tls::Failure::kWrongName},
+      // The client trusts another CA only: the server's certificate does not chain to it.
+      {"server untrusted",
+       TlsContext(tls::Side::kClient, certs_, "svc2", &client_failures_, other_ca_), "svc1",
+       tls::Side::kClient, tls::Failure::kUntrusted},
+  };
+  for (const Case& c : cases) {
+    ASSERT_NE(c.ctx, nullptr) << c.what;
+    tls::HandshakeFailures& failures =
+        c.counted_by == tls::Side::kServer ? server_failures_ : client_failures_;
+    const uint64_t before = failures.count(c.counted_by, c.reason);
+    std::unique_ptr<LineClient> client = Client(c.ctx, c.server_name);
+    client->Say("never answered");
+    EXPECT_TRUE(RunUntil(loop_,
+                         [&] {
+                           return failures.count(c.counted_by, c.reason) == before + 1 &&
+                                  (client->connect_error != 0 || client->failed || client->eof);
+                         }))
+        << c.what << ": " << client->tls_error();
+    EXPECT_EQ(client->received, "") << c.what;
+    if (client->connect_error == EPROTO) {
+      EXPECT_NE(client->tls_error(), "") << c.what;
+    }
+  }
+  // Server-side refusals leave the client with the server's alert: counted on its side too.
+  EXPECT_GE(client_failures_.count(tls::Side::kClient, tls::Failure::kRefusedByPeer), 1u);
+
+  // The server goes on serving.
+  std::unique_ptr<LineClient> good =
+      Client(TlsContext(tls::Side::kClient, certs_, "svc2", &client_failures_));
+  good->Say("still here");
+  EXPECT_TRUE(RunUntil(loop_, [&] { return good->received == "tls> still here\n"; }))
+      << good->received;
+}
+
+TEST(TlsContextTest, BadFilesAreRefusedWithTheirFlagAndReason) {
+  const std::string certs = testing::MakeCerts("io-tls-files", {"svc1", "svc2"});
+  auto create = [&](const std::string& cert, const std::string& key, const std::string& ca,
+                    const std::string& name) {
+    return tls::Context::Create(tls::Side::kServer, {.cert = cert, .key = key, .ca = ca}, name,
+                                nullptr)
+        .status();
+  };
+  const std::string c1 = certs + "/svc1.pem", k1 = certs + "/svc1.key", ca = certs + "/ca.pem";
+  EXPECT_TRUE(create(c1, k1, ca, "svc1").ok());
+  EXPECT_EQ(create(certs + "/nope.pem", k1, ca, "svc1").message(),
+            "--tls-cert " + certs + "/nope.pem: cannot be read");
+  EXPECT_EQ(create(c1, certs + "/svc2.key", ca, "svc1").message(),
+            "--tls-key " + certs + "/svc2.key: does not match --tls-cert " + c1);
+  EXPECT_NE(create(c1, k1, k1, "svc1")
+                .message()
+                .find("--tls-ca " + k1 + ": holds no usable CA certificate: "),
+            std::string::npos);
+  EXPECT_EQ(create(c1, k1, ca, "svc2").message(),
+            "--tls-cert " + c1 +
+                ": does not carry this node's name 'svc2' (peers check it: add it as a DNS "
+                "subjectAltName)");
+  const std::string old = testing::MakeCerts("io-tls-files", {"old"}, -1);
+  EXPECT_EQ(create(old + "/old.pem", old + "/old.key", ca, "").message(),
+            "--tls-cert " + old + "/old.pem: has expired");
 }
 
 }  // namespace

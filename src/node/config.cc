@@ -238,6 +238,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--cluster-secret-file", c.cluster_secret_file,
                  "A secret shared by every node (first line of the file, 16+ characters): sent "
                  "with each node-to-node call (gRPC, /peer/v1), and calls without it are refused");
+  app.add_option("--tls-cert", c.tls_cert,
+                 "Mutual TLS between nodes: this node's certificate (PEM), which must carry "
+                 "--name as a DNS subjectAltName; with --tls-key and --tls-ca");
+  app.add_option("--tls-key", c.tls_key, "Mutual TLS between nodes: the key of --tls-cert (PEM)");
+  app.add_option("--tls-ca", c.tls_ca,
+                 "Mutual TLS between nodes: the CA certificate(s) (PEM) every node's certificate "
+                 "must chain to");
   app.add_option("--shutdown-grace-ms", grace_ms, "How long SIGTERM waits for in-flight requests")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
       ->capture_default_str();
@@ -299,13 +306,18 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
           std::pair{"--auth-dashboard", c.auth_dashboard}}) {
       if (set) return fail(std::string(flag) + " needs --auth-token-file (the tokens to check)");
     }
-  } else if (c.cluster_secret_file.empty()) {
+  } else if (c.cluster_secret_file.empty() && !c.cluster_tls()) {
     // The /peer/v1 routes share the HTTP port and take writes, deletes and replica pushes from
-    // any other node: without a cluster secret they would be a way around every token.
+    // any other node: without an authenticated cluster plane they would be a way around every
+    // token.
     return fail(
-        "--auth-token-file needs --cluster-secret-file: without it the node-to-node routes on "
-        "the same ports (/peer/v1, gRPC) take writes from anyone, around the tokens (make one "
-        "with: head -c 24 /dev/urandom | base64 > cluster.secret)");
+        "--auth-token-file needs --cluster-secret-file or mutual TLS (--tls-cert, --tls-key, "
+        "--tls-ca): without either the node-to-node routes on the same ports (/peer/v1, gRPC) "
+        "take writes from anyone, around the tokens (make a secret with: head -c 24 "
+        "/dev/urandom | base64 > cluster.secret)");
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty() || c.tls_cert.empty() != c.tls_ca.empty()) {
+    return fail("--tls-cert, --tls-key and --tls-ca go together (all three or none)");
   }
   if (c.write_quorum == 0) c.write_quorum = c.replicas;
   if (c.write_quorum > c.replicas) {

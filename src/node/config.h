@@ -65,6 +65,12 @@ struct Config {
   // --cluster-secret-file: a secret every node of the cluster shares (auth/cluster_secret.h),
   // sent with each node-to-node call; calls without it are refused. Empty: none.
   std::string cluster_secret_file;
+  // --tls-cert, --tls-key, --tls-ca: mutual TLS on the cluster plane (tls/context.h). All three
+  // or none. The certificate must carry --name (as a DNS subjectAltName).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  bool cluster_tls() const { return !tls_cert.empty(); }
   // --log-level: error, warn, info (the default), debug (membership transitions), trace (also
   // every write, copy, drop and read with its version: for following a key through a failure
   // test, not for production load).

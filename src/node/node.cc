@@ -58,6 +58,7 @@ Node::Node(Config config) : config_(std::move(config)) {
       init_error_ = secret.status();
     }
   }
+  if (config_.cluster_tls() && init_error_.ok()) init_error_ = LoadClusterTls(&ring_options);
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
   ring_options.forward_over_http = config_.forward_over_http;
@@ -163,6 +164,24 @@ Node::Node(Config config) : config_(std::move(config)) {
         return s == nullptr ? 0.0 : static_cast<double>(s->refused_connections());
       });
   peer_traffic_.ExportMetrics(metrics_);
+  metrics_.AddCollector(
+      "nexuscache_tls_handshake_failures_total",
+      "TLS handshakes of the cluster plane (--tls-*) that failed, by side (server: a connection "
+      "to this node's HTTP port refused; client: this node's connection to a member) and reason "
+      "(no_certificate, untrusted, expired, wrong_name, refused_by_peer, not_tls, other). The "
+      "gRPC port's refusals are in gRPC's log only.",
+      "counter", {"side", "reason"}, [failures = &tls_failures_] {
+        metrics::Registry::Samples out;
+        for (tls::Side side : {tls::Side::kServer, tls::Side::kClient}) {
+          for (int f = 0; f < static_cast<int>(tls::Failure::kCount); ++f) {
+            out.push_back(
+                {{side == tls::Side::kServer ? "server" : "client",
+                  std::string(tls::FailureName(static_cast<tls::Failure>(f)))},
+                 static_cast<double>(failures->count(side, static_cast<tls::Failure>(f)))});
+          }
+        }
+        return out;
+      });
 }
 
 Node::~Node() { Stop(); }
@@ -200,6 +219,24 @@ void Node::MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) {
   for (Group* g : groups_.All()) g->handoff().RingChanged();
 }
 
+absl::Status Node::LoadClusterTls(RingPickerOptions* ring_options) {
+  const tls::Files files{.cert = config_.tls_cert, .key = config_.tls_key, .ca = config_.tls_ca};
+  absl::StatusOr<std::shared_ptr<const tls::Context>> server =
+      tls::Context::Create(tls::Side::kServer, files, config_.name, &tls_failures_);
+  if (!server.ok()) return server.status();
+  absl::StatusOr<std::shared_ptr<const tls::Context>> client =
+      tls::Context::Create(tls::Side::kClient, files, config_.name, &tls_failures_);
+  if (!client.ok()) return client.status();
+  absl::StatusOr<tls::Pem> pem = tls::Pem::Read(files);
+  if (!pem.ok()) return pem.status();
+  tls_server_ = *std::move(server);
+  cluster_pem_ = *pem;
+  ring_options->peer.tls = *std::move(pem);
+  ring_options->peer.tls_context = *std::move(client);
+  peer_traffic_.require_certificate = true;
+  return absl::OkStatus();
+}
+
 absl::Status Node::Start() {
   if (!init_error_.ok()) return init_error_;
   if (cluster_secret_ != nullptr) {
@@ -219,12 +256,19 @@ absl::Status Node::Start() {
         config_.auth_metrics ? "needs a token" : "open",
         config_.auth_dashboard ? "needs a token" : "open");
   }
+  if (config_.cluster_tls()) {
+    spdlog::info(
+        "tls: node-to-node calls use mutual TLS ({}; CA {}); peer calls without a cluster "
+        "certificate are refused",
+        config_.tls_cert, config_.tls_ca);
+  }
   grpc_ = std::make_unique<PeerServer>(
       owner_.get(), PeerServerOptions{.address = config_.bind_address,
                                       .port = config_.grpc_port,
                                       .node_name = config_.name,
                                       .metrics_text = [this] { return metrics_.Render(); },
-                                      .traffic = &peer_traffic_});
+                                      .traffic = &peer_traffic_,
+                                      .tls = cluster_pem_});
   if (absl::Status s = grpc_->Start(); !s.ok()) return s;
 
   auto router = std::make_shared<http::Router>();
@@ -235,6 +279,7 @@ absl::Status Node::Start() {
   http_options.port = config_.http_port;
   http_options.threads = config_.threads;
   http_options.max_connections = config_.max_connections;
+  http_options.tls = tls_server_;
   // Room for the largest value plus the form encoding around it (up to 3 bytes per byte).
   http_options.max_body_bytes = config_.max_value_bytes * 3 + config_.max_key_bytes * 3 + 4096;
   http_ = std::make_unique<http::Server>(http_options, router);

@@ -28,6 +28,7 @@
 #include "peer/ring_picker.h"
 #include "service/cache_service.h"
 #include "service/owner_service.h"
+#include "tls/context.h"
 
 namespace nexus {
 
@@ -64,6 +65,12 @@ class Node : private RingPeerPicker::Observer {
   // --cluster-secret-file's secret (null without it, or if it could not be read: then
   // init_error_ says why and Start fails).
   std::unique_ptr<auth::ClusterSecret> cluster_secret_;
+  // --tls-*: the refused handshakes (outlives the contexts), the HTTP port's server context
+  // and the files' text for gRPC (null / empty without it).
+  tls::HandshakeFailures tls_failures_;
+  std::shared_ptr<const tls::Context> tls_server_;
+  tls::Pem cluster_pem_;
+  absl::Status LoadClusterTls(RingPickerOptions* ring_options);
   // Counted by both peer fronts, read by metrics_: outlives them all.
   PeerTraffic peer_traffic_;
   metrics::Registry metrics_;

@@ -134,7 +134,9 @@ struct Forwarder::Pending {
 class Forwarder::Upstream final : public io::BufferedSocket {
  public:
   Upstream(Forwarder* owner, const ForwardTarget& target)
-      : io::BufferedSocket(owner->loop_, kReadChunk), owner_(owner), target_(target) {}
+      : io::BufferedSocket(owner->loop_, kReadChunk), owner_(owner), target_(target) {
+    if (target_.tls != nullptr) UseTls(target_.tls, target_.name, Who(target_));
+  }
 
   absl::Status Open() {
     if (absl::Status s = Connect(target_.sockaddr); !s.ok()) {
@@ -161,7 +163,9 @@ class Forwarder::Upstream final : public io::BufferedSocket {
   }
 
   void OnConnectFailed(int err) override {
-    Fail(Unavailable(target_, "connect: " + io::ErrnoText(err)));
+    Fail(Unavailable(target_, err == EPROTO && !tls_error().empty()
+                                  ? "TLS handshake: " + tls_error()
+                                  : "connect: " + io::ErrnoText(err)));
   }
 
   void OnReady(uint32_t) override {
@@ -222,7 +226,7 @@ class Forwarder::Upstream final : public io::BufferedSocket {
         case ReadResult::kDrained:
           return;
         case ReadResult::kError:
-          return Fail(Unavailable(target_, "recv: " + io::ErrnoText(read_error())));
+          return Fail(Unavailable(target_, "recv: " + read_error_text()));
         case ReadResult::kEof:
           // The owner closed (its idle timeout, a restart, or it answered "Connection: close").
           if (pending_.empty()) return Close();

@@ -46,6 +46,7 @@
 #include "http/decoder.h"
 #include "io/loop.h"
 #include "io/socket.h"
+#include "tls/context.h"
 
 namespace nexus {
 
@@ -67,6 +68,9 @@ struct ForwardTarget {
   std::string pool;
   // Sent with every request (auth/cluster_secret.h); empty: none.
   std::string secret;
+  // A client context (tls/context.h): connections speak TLS and the member's certificate must
+  // carry `name`. Null: plaintext.
+  std::shared_ptr<const tls::Context> tls;
 
   std::string PoolKey() const { return pool.empty() ? address : address + "#" + pool; }
 };

@@ -32,7 +32,15 @@ class GrpcPeer::Impl {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampMs(options_.max_reconnect_backoff));
     args.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
-    channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options_.tls.empty()) {
+      credentials =
+          grpc::SslCredentials(grpc::SslCredentialsOptions{.pem_root_certs = options_.tls.ca,
+                                                           .pem_private_key = options_.tls.key,
+                                                           .pem_cert_chain = options_.tls.cert});
+      args.SetSslTargetNameOverride(name_);  // the member name its certificate carries
+    }
+    channel_ = grpc::CreateCustomChannel(address_, credentials, args);
     stub_ = nexuscachepb::NexusCache::NewStub(channel_);
   }
 

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "cluster/peer.h"
 #include "peer/call_counter.h"
+#include "tls/context.h"
 
 namespace nexus {
 
@@ -44,6 +45,13 @@ struct GrpcPeerOptions {
   // --cluster-secret-file's secret, sent with every call (gRPC metadata, and the header of the
   // HTTP forwarding); empty: none.
   std::string cluster_secret;
+  // Mutual TLS (--tls-*): this node's certificate and key, and the CA the peer's certificate
+  // must chain to; the certificate must carry the peer's name (the channel's target name).
+  // Empty: plaintext.
+  tls::Pem tls;
+  // The same as a client context for the HTTP forwarding of RemotePeer (peer/forwarder.h);
+  // set together with `tls`.
+  std::shared_ptr<const tls::Context> tls_context;
 };
 
 class GrpcPeer final : public Peer {

@@ -70,7 +70,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const nexuscachepb::Request* req,
                                 nexuscachepb::Response* resp) override {
-    if (!Admitted(ctx)) return Refuse(ctx);
+    if (std::string refusal; !Admitted(ctx, &refusal)) return Refuse(ctx, refusal);
     auto* reactor = new GetReactor(served_);
     owner_->Get(req->group(), req->key(), req->peek(),
                 [reactor, state = reactor->state(), resp](absl::StatusOr<CachedValue> r) {
@@ -90,7 +90,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
                                 const nexuscachepb::SetRequest* req,
                                 nexuscachepb::SetResponse* resp) override {
-    if (!Admitted(ctx)) return Refuse(ctx);
+    if (std::string refusal; !Admitted(ctx, &refusal)) return Refuse(ctx, refusal);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     owner_->Set(OwnerSetOf(*req),
                 [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); });
@@ -100,7 +100,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const nexuscachepb::DeleteRequest* req,
                                    nexuscachepb::DeleteResponse* resp) override {
-    if (!Admitted(ctx)) return Refuse(ctx);
+    if (std::string refusal; !Admitted(ctx, &refusal)) return Refuse(ctx, refusal);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     owner_->Delete(
         req->group(), req->key(), [this, reactor, resp](absl::Status s) { Done(reactor, resp, s); },
@@ -111,7 +111,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Replicate(grpc::CallbackServerContext* ctx,
                                       const nexuscachepb::ReplicateRequest* req,
                                       nexuscachepb::ReplicateResponse* resp) override {
-    if (!Admitted(ctx)) return Refuse(ctx);
+    if (std::string refusal; !Admitted(ctx, &refusal)) return Refuse(ctx, refusal);
     absl::StatusOr<bool> applied = owner_->Replicate(req->group(), ReplicaOf(*req));
     if (applied.ok()) resp->set_applied(*applied);
     return FinishNow(ctx, ToGrpcStatus(applied.status()));
@@ -120,7 +120,7 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   grpc::ServerUnaryReactor* Metrics(grpc::CallbackServerContext* ctx,
                                     const nexuscachepb::MetricsRequest*,
                                     nexuscachepb::MetricsResponse* resp) override {
-    if (!Admitted(ctx)) return Refuse(ctx);
+    if (std::string refusal; !Admitted(ctx, &refusal)) return Refuse(ctx, refusal);
     if (!metrics_text_) {
       return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no metrics here"));
     }
@@ -130,20 +130,25 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   }
 
  private:
-  // Whether the call carries the cluster secret (or none is configured).
-  bool Admitted(grpc::CallbackServerContext* ctx) const {
-    if (traffic_ == nullptr || traffic_->secret == nullptr) return true;
+  // Whether the call passes the cluster plane's authentication (PeerTraffic::Admit); if not,
+  // *refusal says why. Under mutual TLS gRPC has verified the client's certificate already
+  // (a call without one never gets here); IsPeerAuthenticated confirms it.
+  bool Admitted(grpc::CallbackServerContext* ctx, std::string* refusal) const {
+    if (traffic_ == nullptr || !traffic_->checks()) return true;
     std::optional<std::string_view> presented;
     const auto& metadata = ctx->client_metadata();
     if (auto it = metadata.find(auth::kClusterSecretMetadata); it != metadata.end()) {
       presented = std::string_view(it->second.data(), it->second.size());
     }
-    return traffic_->Admit(PeerTraffic::kGrpc, presented, ctx->peer());
+    const std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+    const absl::Status admitted = traffic_->Admit(
+        PeerTraffic::kGrpc, auth != nullptr && auth->IsPeerAuthenticated(), presented, ctx->peer());
+    if (admitted.ok()) return true;
+    *refusal = std::string(admitted.message());
+    return false;
   }
-  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx) {
-    return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                       "this node takes peer calls only with the cluster "
-                                       "secret (--cluster-secret-file)"));
+  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx, const std::string& refusal) {
+    return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, refusal));
   }
 
   template <typename Response>
@@ -183,7 +188,15 @@ absl::Status PeerServer::Start() {
   const std::string where = HostPort(options_.address, options_.port);
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(where, grpc::InsecureServerCredentials(), &selected_port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options_.tls.empty()) {
+    grpc::SslServerCredentialsOptions ssl(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = options_.tls.ca;
+    ssl.pem_key_cert_pairs.push_back({options_.tls.key, options_.tls.cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(where, credentials, &selected_port);
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second node "bind" a port that is

@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "peer/peer_traffic.h"
 #include "service/owner_service.h"
+#include "tls/context.h"
 
 namespace nexus {
 
@@ -45,6 +46,10 @@ struct PeerServerOptions {
   // Counts the RPCs answered (any status) in served_grpc, and with its cluster secret set
   // refuses every call without it (UNAUTHENTICATED, counted); may be null.
   PeerTraffic* traffic = nullptr;
+  // Mutual TLS (--tls-*): the port speaks only TLS and requires a client certificate that
+  // chains to tls.ca (a handshake without one is refused by gRPC, which logs it). Empty:
+  // plaintext.
+  tls::Pem tls;
 };
 
 class PeerServer {

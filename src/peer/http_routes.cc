@@ -20,20 +20,17 @@ class PeerRoutes {
         traffic_(traffic),
         served_(traffic != nullptr ? &traffic->served_http : nullptr) {}
 
-  // Whether `req` carries the cluster secret (or none is configured); if not, answers the
-  // refusal (Unauthenticated).
+  // Whether `req` passes the cluster plane's authentication (PeerTraffic::Admit); if not,
+  // answers the refusal (Unauthenticated).
   bool Admitted(const http::Request& req, http::Responder& respond) const {
-    if (traffic_ == nullptr || traffic_->secret == nullptr) return true;
+    if (traffic_ == nullptr || !traffic_->checks()) return true;
     const std::string* presented = req.Header(auth::kClusterSecretHeader);
-    if (traffic_->Admit(
-            PeerTraffic::kHttp,
-            presented == nullptr ? std::nullopt : std::optional<std::string_view>(*presented),
-            req.remote)) {
-      return true;
-    }
-    respond(Answer(served_, absl::UnauthenticatedError(
-                                "this node takes peer calls only with the cluster secret "
-                                "(--cluster-secret-file)")));
+    absl::Status admitted = traffic_->Admit(
+        PeerTraffic::kHttp, req.peer_certificate_verified,
+        presented == nullptr ? std::nullopt : std::optional<std::string_view>(*presented),
+        req.remote);
+    if (admitted.ok()) return true;
+    respond(Answer(served_, admitted));
     return false;
   }
 

@@ -7,13 +7,22 @@
 
 namespace nexus {
 
-bool PeerTraffic::Admit(Transport transport, std::optional<std::string_view> presented,
-                        std::string_view from) {
-  if (secret == nullptr) return true;
-  const auth::ClusterSecret::Check check = secret->Verify(presented);
-  if (check == auth::ClusterSecret::Check::kOk) return true;
-  const uint64_t n =
-      refused_[transport][check == auth::ClusterSecret::Check::kWrong].fetch_add(1) + 1;
+namespace {
+constexpr std::string_view kReasonNames[] = {"missing", "wrong", "no_certificate"};
+}  // namespace
+
+absl::Status PeerTraffic::Admit(Transport transport, bool certified,
+                                std::optional<std::string_view> presented, std::string_view from) {
+  Reason reason;
+  if (require_certificate && !certified) {
+    reason = kNoCertificate;
+  } else {
+    const auth::ClusterSecret::Check check =
+        secret == nullptr ? auth::ClusterSecret::Check::kOk : secret->Verify(presented);
+    if (check == auth::ClusterSecret::Check::kOk) return absl::OkStatus();
+    reason = check == auth::ClusterSecret::Check::kWrong ? kWrong : kMissing;
+  }
+  const uint64_t n = refused_[transport][reason].fetch_add(1) + 1;
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
@@ -21,12 +30,18 @@ bool PeerTraffic::Admit(Transport transport, std::optional<std::string_view> pre
   if ((last == 0 || now - last >= 10'000) &&
       last_log_ms_[transport].compare_exchange_strong(last, now)) {
     spdlog::warn(
-        "peer: refused a {} call from {}: cluster secret {} ({} refused so far this "
-        "way; nexuscache_peer_auth_refused_total)",
+        "peer: refused a {} call from {}: {} ({} refused so far this way; "
+        "nexuscache_peer_auth_refused_total)",
         transport == kHttp ? "/peer/v1" : "gRPC", std::string(from),
-        std::string(auth::CheckName(check)), n);
+        reason == kNoCertificate ? "no cluster certificate (mutual TLS)"
+                                 : "cluster secret " + std::string(kReasonNames[reason]),
+        n);
   }
-  return false;
+  return absl::UnauthenticatedError(
+      reason == kNoCertificate
+          ? "this node takes peer calls only over mutual TLS with a cluster certificate "
+            "(--tls-cert, --tls-key, --tls-ca)"
+          : "this node takes peer calls only with the cluster secret (--cluster-secret-file)");
 }
 
 void PeerTraffic::ExportMetrics(metrics::Registry& registry) const {
@@ -42,13 +57,14 @@ void PeerTraffic::ExportMetrics(metrics::Registry& registry) const {
       });
   registry.AddCollector(
       "nexuscache_peer_auth_refused_total",
-      "Calls from other nodes (or anyone on the cluster network) refused for their cluster "
-      "secret (--cluster-secret-file), by transport and reason (missing, wrong).",
+      "Calls from other nodes (or anyone on the cluster network) refused by the cluster "
+      "plane's authentication, by transport and reason (missing, wrong: the cluster secret of "
+      "--cluster-secret-file; no_certificate: not over mutual TLS, --tls-*).",
       "counter", {"transport", "reason"}, [this] {
         metrics::Registry::Samples out;
         for (int t = 0; t < 2; ++t) {
-          for (int r = 0; r < 2; ++r) {
-            out.push_back({{t == kHttp ? "http" : "grpc", r == 0 ? "missing" : "wrong"},
+          for (int r = 0; r < kReasons; ++r) {
+            out.push_back({{t == kHttp ? "http" : "grpc", std::string(kReasonNames[r])},
                            static_cast<double>(refused_[t][r].load(std::memory_order_relaxed))});
           }
         }

@@ -23,7 +23,8 @@ std::optional<ForwardTarget> NumericTarget(std::string name, const std::string& 
       .sockaddr = *resolved,
       .deadline = options.deadline,
       .max_response_bytes = static_cast<uint64_t>(options.max_receive_message_bytes),
-      .secret = options.cluster_secret};
+      .secret = options.cluster_secret,
+      .tls = options.tls_context};
 }
 
 int64_t SteadyMillis() {

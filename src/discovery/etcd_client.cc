@@ -26,10 +26,13 @@ namespace {
 // etcd's own metadata key (rpctypes.MetadataRequireLeaderKey): a member that has lost its
 // leader ends the stream with an error instead of silently serving a partitioned view.
 constexpr char kRequireLeaderKey[] = "hasleader";
+// etcd's auth token metadata key (rpctypes.TokenFieldNameGRPC).
+constexpr char kTokenKey[] = "token";
 
 std::string NormalizeEndpoint(std::string endpoint) {
-  constexpr std::string_view kHttp = "http://";
-  if (endpoint.compare(0, kHttp.size(), kHttp) == 0) endpoint.erase(0, kHttp.size());
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (endpoint.compare(0, scheme.size(), scheme) == 0) endpoint.erase(0, scheme.size());
+  }
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   return endpoint;
 }
@@ -73,7 +76,7 @@ std::string EtcdPrefixRangeEnd(const std::string& prefix) {
 // One etcd endpoint: its channel and stubs, shared by the client and every stream on it (a
 // stream keeps it alive after the client is gone).
 struct EtcdEndpoint {
-  explicit EtcdEndpoint(std::string addr) : address(std::move(addr)) {
+  EtcdEndpoint(std::string addr, const EtcdCredentials& credentials) : address(std::move(addr)) {
     grpc::ChannelArguments args;
     // HTTP/2 pings only while calls/streams are open; 10 s stays above etcd's default
     // --grpc-keepalive-min-time (5 s), so etcd never answers with GOAWAY(too_many_pings). A dead
@@ -88,10 +91,23 @@ struct EtcdEndpoint {
     // client's reconnect backoff to a dead endpoint (its first call there would wait ~1 s for the
     // backoff to expire instead of being refused at once).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    if (!credentials.ca_pem.empty()) {
+      creds =
+          grpc::SslCredentials(grpc::SslCredentialsOptions{.pem_root_certs = credentials.ca_pem,
+                                                           .pem_private_key = credentials.key_pem,
+                                                           .pem_cert_chain = credentials.cert_pem});
+    }
+    channel = grpc::CreateCustomChannel(address, creds, args);
     kv = pb::KV::NewStub(channel);
     lease = pb::Lease::NewStub(channel);
     watch = pb::Watch::NewStub(channel);
+    auth = pb::Auth::NewStub(channel);
+  }
+
+  std::string token() const {
+    absl::MutexLock lock(&mu);
+    return auth_token;
   }
 
   const std::string address;
@@ -99,6 +115,11 @@ struct EtcdEndpoint {
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Lease::Stub> lease;
   std::unique_ptr<pb::Watch::Stub> watch;
+  std::unique_ptr<pb::Auth::Stub> auth;
+  // etcd's auth token for this endpoint (tokens of etcd's default "simple" kind are known to
+  // the member that issued them only); empty until authenticated.
+  mutable absl::Mutex mu;
+  std::string auth_token ABSL_GUARDED_BY(mu);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -117,8 +138,48 @@ class EtcdClient::Impl {
   std::shared_ptr<EtcdEndpoint> Endpoint(size_t index) {
     absl::MutexLock lock(&mu_);
     std::shared_ptr<EtcdEndpoint>& ep = endpoints_[index];
-    if (ep == nullptr) ep = std::make_shared<EtcdEndpoint>(options_.endpoints[index]);
+    if (ep == nullptr) {
+      ep = std::make_shared<EtcdEndpoint>(options_.endpoints[index], options_.credentials);
+    }
     return ep;
+  }
+
+  bool uses_auth() const { return !options_.credentials.user.empty(); }
+
+  // Authenticates on `ep` (its token replaces the one it had).
+  absl::Status Authenticate(EtcdEndpoint& ep) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + options_.unary_timeout);
+    ctx.set_wait_for_ready(false);
+    pb::AuthenticateRequest request;
+    request.set_name(options_.credentials.user);
+    request.set_password(options_.credentials.password);
+    pb::AuthenticateResponse response;
+    const grpc::Status status = ep.auth->Authenticate(&ctx, request, &response);
+    if (!status.ok()) return FromGrpc(status, ep.address, "Authenticate");
+    absl::MutexLock lock(&ep.mu);
+    ep.auth_token = response.token();
+    return absl::OkStatus();
+  }
+
+  // A fresh token for a stream on `ep` (a stream keeps the token it started with, which may
+  // have expired since the last unary call); "" without auth or when authenticating failed:
+  // the stream is then refused by etcd and ends with that error.
+  std::string StreamToken(EtcdEndpoint* ep) {
+    if (!uses_auth() || ep == nullptr) return "";
+    if (absl::Status s = Authenticate(*ep); !s.ok()) {
+      spdlog::warn("{}", s.ToString());
+      return "";
+    }
+    return ep->token();
+  }
+
+  // The token to send to `ep` (authenticating first if it has none); "" without auth.
+  absl::StatusOr<std::string> TokenFor(EtcdEndpoint& ep) {
+    if (!uses_auth()) return std::string();
+    if (std::string token = ep.token(); !token.empty()) return token;
+    if (absl::Status s = Authenticate(ep); !s.ok()) return s;
+    return ep.token();
   }
 
   // Runs `call(endpoint, context)` (a blocking stub call) on the last good endpoint, then on the
@@ -133,15 +194,33 @@ class EtcdClient::Impl {
     for (size_t i = 0; i < n; ++i) {
       const size_t index = (start + i) % n;
       const std::shared_ptr<EtcdEndpoint> ep = Endpoint(index);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + options_.unary_timeout);
-      ctx.set_wait_for_ready(false);
-      const grpc::Status status = call(*ep, &ctx);
+      grpc::Status status;
+      // With auth: a second attempt on the same endpoint after an UNAUTHENTICATED answer, with
+      // a fresh token.
+      for (int attempt = 0; attempt < 2; ++attempt) {
+        absl::StatusOr<std::string> token = TokenFor(*ep);
+        if (!token.ok()) {
+          status = grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
+                                std::string(token.status().message()));
+          break;
+        }
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + options_.unary_timeout);
+        ctx.set_wait_for_ready(false);
+        if (!token->empty()) ctx.AddMetadata(kTokenKey, *token);
+        status = call(*ep, &ctx);
+        if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED || !uses_auth()) break;
+        absl::MutexLock lock(&ep->mu);
+        ep->auth_token.clear();
+      }
       if (status.ok()) {
         last_good_.store(index, std::memory_order_relaxed);
         return absl::OkStatus();
       }
-      last = FromGrpc(status, ep->address, method);
+      // (An Authenticate failure already names the endpoint and method.)
+      last = status.error_message().rfind("etcd ", 0) == 0
+                 ? absl::Status(FromGrpcCode(status.error_code()), status.error_message())
+                 : FromGrpc(status, ep->address, method);
       if (!Retryable(status)) return last;
       if (i + 1 < n) spdlog::warn("{}; trying the next etcd endpoint", last.ToString());
     }
@@ -289,12 +368,15 @@ class KeepAliveStream::Impl final
     request_.set_id(lease_id_);
   }
 
+  void set_token(std::string token) { token_ = std::move(token); }
+
   void Start() {
     if (ep_ == nullptr) {
       Finish(absl::FailedPreconditionError("etcd: no endpoints configured"));
       return;
     }
     ctx_.AddMetadata(kRequireLeaderKey, "true");
+    if (!token_.empty()) ctx_.AddMetadata(kTokenKey, token_);
     ep_->lease->async()->LeaseKeepAlive(&ctx_, this);
     AddHold();  // released by the writer thread
     StartRead(&response_);
@@ -406,6 +488,7 @@ class KeepAliveStream::Impl final
   const ResponseCallback on_response_;
   const DoneCallback on_done_;
   grpc::ClientContext ctx_;
+  std::string token_;                    // etcd's auth token, sent at the start; "" without auth
   pb::LeaseKeepAliveRequest request_;    // never changes after construction
   pb::LeaseKeepAliveResponse response_;  // owned by the one outstanding read
 
@@ -429,8 +512,10 @@ const std::string& KeepAliveStream::endpoint() const { return impl_->endpoint();
 std::unique_ptr<KeepAliveStream> EtcdClient::KeepAlive(
     int64_t lease_id, std::chrono::milliseconds interval,
     KeepAliveStream::ResponseCallback on_response, KeepAliveStream::DoneCallback on_done) {
-  auto impl = std::make_unique<KeepAliveStream::Impl>(
-      impl_->PickStreamEndpoint(), lease_id, interval, std::move(on_response), std::move(on_done));
+  std::shared_ptr<EtcdEndpoint> ep = impl_->PickStreamEndpoint();
+  auto impl = std::make_unique<KeepAliveStream::Impl>(ep, lease_id, interval,
+                                                      std::move(on_response), std::move(on_done));
+  impl->set_token(impl_->StreamToken(ep.get()));
   impl->Start();
   return std::unique_ptr<KeepAliveStream>(new KeepAliveStream(std::move(impl)));
 }
@@ -451,12 +536,15 @@ class WatchStream::Impl final
     create->set_start_revision(start_revision);
   }
 
+  void set_token(std::string token) { token_ = std::move(token); }
+
   void Start() {
     if (ep_ == nullptr) {
       Finish(absl::FailedPreconditionError("etcd: no endpoints configured"), 0);
       return;
     }
     ctx_.AddMetadata(kRequireLeaderKey, "true");
+    if (!token_.empty()) ctx_.AddMetadata(kTokenKey, token_);
     ep_->watch->async()->Watch(&ctx_, this);
     StartWrite(&request_);
     StartRead(&response_);
@@ -557,6 +645,7 @@ class WatchStream::Impl final
   const EventsCallback on_events_;
   const DoneCallback on_done_;
   grpc::ClientContext ctx_;
+  std::string token_;  // etcd's auth token, sent at the start; "" without auth
   pb::WatchRequest request_;
   pb::WatchResponse response_;
 
@@ -578,9 +667,10 @@ std::unique_ptr<WatchStream> EtcdClient::WatchPrefix(const std::string& prefix,
                                                      int64_t start_revision,
                                                      WatchStream::EventsCallback on_events,
                                                      WatchStream::DoneCallback on_done) {
-  auto impl =
-      std::make_unique<WatchStream::Impl>(impl_->PickStreamEndpoint(), prefix, start_revision,
-                                          std::move(on_events), std::move(on_done));
+  std::shared_ptr<EtcdEndpoint> ep = impl_->PickStreamEndpoint();
+  auto impl = std::make_unique<WatchStream::Impl>(ep, prefix, start_revision, std::move(on_events),
+                                                  std::move(on_done));
+  impl->set_token(impl_->StreamToken(ep.get()));
   impl->Start();
   return std::unique_ptr<WatchStream>(new WatchStream(std::move(impl)));
 }

@@ -4,8 +4,9 @@
 // api/etcdserverpb/rpc.proto) and covers exactly what membership needs: leases (grant, revoke,
 // keep-alive stream), Put / prefix Range / Delete / Compact, and a prefix watch stream.
 //
-// Endpoints and failover. `endpoints` are "host:port" (an "http://" prefix is accepted and
-// stripped; TLS is not supported). One gRPC channel per endpoint, created on first use and reused
+// Endpoints and failover. `endpoints` are "host:port" (an "http://" or "https://" prefix is
+// accepted and stripped; TLS is on when credentials.ca_pem is set, and etcd's certificate must
+// then carry the endpoint's host). One gRPC channel per endpoint, created on first use and reused
 // by every later call and stream. Each UNARY call gets a deadline of `unary_timeout` per attempt
 // and wait_for_ready(false); on UNAVAILABLE or DEADLINE_EXCEEDED it tries the next endpoint
 // (round robin, starting from the last endpoint that answered, which is remembered), so a call
@@ -18,6 +19,13 @@
 // event loop or a gRPC callback. KeepAlive() and WatchPrefix() block too, while they pick an
 // endpoint (each candidate gets up to unary_timeout to connect); the streams themselves are
 // asynchronous (gRPC callback API) and have NO deadline.
+//
+// Auth. With credentials.user, the client authenticates (etcd's Auth.Authenticate) on an
+// endpoint before its first call there and sends the token with every call and stream (gRPC
+// metadata "token"); a call refused with UNAUTHENTICATED (the token expired, or another
+// member does not know it) authenticates again and is repeated once. A refused password is
+// InvalidArgument "etcd HOST Authenticate: etcdserver: authentication failed, invalid user ID
+// or password", not retried on other endpoints.
 //
 // Streams use the first endpoint that is reachable when they start (trying the last good one
 // first). If none is, the stream is started on the last good endpoint anyway and ends at once
@@ -42,11 +50,25 @@
 
 namespace nexus {
 
+// How to reach a secured etcd (node flags --etcd-ca, --etcd-cert, --etcd-key, --etcd-user,
+// --etcd-password-file).
+struct EtcdCredentials {
+  // PEM text. ca_pem set: TLS, etcd's certificate must chain to it; cert_pem + key_pem: also a
+  // client certificate (for etcd's --client-cert-auth). All empty: plaintext.
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+  // etcd's user/password auth; empty user: none.
+  std::string user;
+  std::string password;
+};
+
 struct EtcdClientOptions {
   // etcd client URLs as host:port, e.g. {"127.0.0.1:2379"}.
   std::vector<std::string> endpoints;
   // Deadline of one attempt of one unary call (and the connect wait of a stream's endpoint).
   std::chrono::milliseconds unary_timeout{2000};
+  EtcdCredentials credentials;
 };
 
 struct LeaseGrant {

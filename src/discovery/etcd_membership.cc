@@ -41,7 +41,8 @@ EtcdMembership::EtcdMembership(EtcdMembershipOptions options, OnChange on_change
     : options_(CapBackoff(std::move(options))),
       on_change_(std::move(on_change)),
       client_(EtcdClientOptions{.endpoints = options_.endpoints,
-                                .unary_timeout = options_.unary_timeout}),
+                                .unary_timeout = options_.unary_timeout,
+                                .credentials = options_.credentials}),
       view_(options_.prefix) {}
 
 EtcdMembership::~EtcdMembership() { Stop(); }

@@ -36,6 +36,7 @@ struct EtcdMembershipOptions {
   MemberInfo self;                     // what this node registers
   int64_t lease_ttl_seconds = 5;
   std::chrono::milliseconds unary_timeout{2000};  // deadline of each unary etcd call
+  EtcdCredentials credentials;                    // TLS and auth (etcd_client.h)
   // Retry cap while etcd is unreachable (never more than a quarter of the lease TTL).
   std::chrono::milliseconds max_backoff{2000};
   std::string prefix = std::string(kNodesPrefix);

@@ -146,6 +146,16 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--etcd", etcd,
                  "etcd endpoints host:port[,host:port...]: membership from etcd (register, "
                  "watch); --peer then only seeds the ring until etcd answers");
+  app.add_option("--etcd-ca", c.etcd_ca,
+                 "TLS to etcd: the CA certificate(s) (PEM) etcd's certificate must chain to");
+  app.add_option("--etcd-cert", c.etcd_cert,
+                 "TLS to etcd: a client certificate (PEM; for etcd's --client-cert-auth), with "
+                 "--etcd-key and --etcd-ca");
+  app.add_option("--etcd-key", c.etcd_key, "TLS to etcd: the key of --etcd-cert (PEM)");
+  app.add_option("--etcd-user", c.etcd_user,
+                 "etcd's user/password auth: the user (password from --etcd-password-file)");
+  app.add_option("--etcd-password-file", c.etcd_password_file,
+                 "etcd's user/password auth: a file whose first line is --etcd-user's password");
   app.add_option("--lease-ttl", c.lease_ttl_seconds, "etcd lease TTL in seconds")
       ->check(CLI::Range(int64_t{1}, int64_t{3600}))
       ->capture_default_str();
@@ -315,6 +325,18 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
         "--tls-ca): without either the node-to-node routes on the same ports (/peer/v1, gRPC) "
         "take writes from anyone, around the tokens (make a secret with: head -c 24 "
         "/dev/urandom | base64 > cluster.secret)");
+  }
+  if (c.etcd_cert.empty() != c.etcd_key.empty()) {
+    return fail("--etcd-cert and --etcd-key go together");
+  }
+  if (!c.etcd_cert.empty() && c.etcd_ca.empty()) {
+    return fail("--etcd-cert needs --etcd-ca (the CA etcd's certificate chains to)");
+  }
+  if (c.etcd_user.empty() != c.etcd_password_file.empty()) {
+    return fail("--etcd-user and --etcd-password-file go together");
+  }
+  if (c.etcd.empty() && (!c.etcd_ca.empty() || !c.etcd_user.empty())) {
+    return fail("--etcd-ca, --etcd-cert, --etcd-user and --etcd-password-file need --etcd");
   }
   if (c.tls_cert.empty() != c.tls_key.empty() || c.tls_cert.empty() != c.tls_ca.empty()) {
     return fail("--tls-cert, --tls-key and --tls-ca go together (all three or none)");

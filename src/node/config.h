@@ -14,10 +14,17 @@
 namespace nexus {
 
 struct Config {
-  std::string name;                      // --name: this node's name in the ring (required)
-  std::vector<MemberInfo> peers;         // --peer: static membership; always includes self
-  std::vector<std::string> etcd;         // --etcd host:port[,...]: live membership from etcd
-  int64_t lease_ttl_seconds = 5;         // --lease-ttl: etcd lease TTL
+  std::string name;               // --name: this node's name in the ring (required)
+  std::vector<MemberInfo> peers;  // --peer: static membership; always includes self
+  std::vector<std::string> etcd;  // --etcd host:port[,...]: live membership from etcd
+  int64_t lease_ttl_seconds = 5;  // --lease-ttl: etcd lease TTL
+  // --etcd-ca (TLS to etcd), --etcd-cert/--etcd-key (a client certificate), --etcd-user and
+  // --etcd-password-file (etcd's user/password auth): files, read at start.
+  std::string etcd_ca;
+  std::string etcd_cert;
+  std::string etcd_key;
+  std::string etcd_user;
+  std::string etcd_password_file;
   uint16_t grpc_port = 8888;             // --port
   uint16_t http_port = 9999;             // --http-port
   std::optional<uint16_t> metrics_port;  // --metrics-port: extra /metrics listener (seed: 9100)

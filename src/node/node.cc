@@ -5,9 +5,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "common/clock.h"
@@ -59,6 +61,7 @@ Node::Node(Config config) : config_(std::move(config)) {
     }
   }
   if (config_.cluster_tls() && init_error_.ok()) init_error_ = LoadClusterTls(&ring_options);
+  if (init_error_.ok()) init_error_ = LoadEtcdCredentials();
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
   ring_options.forward_over_http = config_.forward_over_http;
@@ -237,6 +240,36 @@ absl::Status Node::LoadClusterTls(RingPickerOptions* ring_options) {
   return absl::OkStatus();
 }
 
+absl::Status Node::LoadEtcdCredentials() {
+  for (auto [flag, path, out] : {std::tuple<std::string_view, const std::string*, std::string*>{
+                                     "--etcd-ca", &config_.etcd_ca, &etcd_credentials_.ca_pem},
+                                 {"--etcd-cert", &config_.etcd_cert, &etcd_credentials_.cert_pem},
+                                 {"--etcd-key", &config_.etcd_key, &etcd_credentials_.key_pem}}) {
+    if (path->empty()) continue;
+    absl::StatusOr<std::string> pem = tls::ReadPem(flag, *path);
+    if (!pem.ok()) return pem.status();
+    *out = *std::move(pem);
+  }
+  if (!config_.etcd_user.empty()) {
+    std::ifstream in(config_.etcd_password_file);
+    std::string password;
+    if (!in || !std::getline(in, password)) {
+      return absl::InvalidArgumentError("--etcd-password-file " + config_.etcd_password_file +
+                                        ": cannot be read");
+    }
+    while (!password.empty() && (password.back() == '\r' || password.back() == ' ')) {
+      password.pop_back();
+    }
+    if (password.empty()) {
+      return absl::InvalidArgumentError("--etcd-password-file " + config_.etcd_password_file +
+                                        ": the first line (the password) is empty");
+    }
+    etcd_credentials_.user = config_.etcd_user;
+    etcd_credentials_.password = std::move(password);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Node::Start() {
   if (!init_error_.ok()) return init_error_;
   if (cluster_secret_ != nullptr) {
@@ -319,6 +352,7 @@ absl::Status Node::Start() {
     EtcdMembershipOptions m;
     m.endpoints = config_.etcd;
     m.lease_ttl_seconds = config_.lease_ttl_seconds;
+    m.credentials = etcd_credentials_;
     m.self = {.name = config_.name,
               .grpc = config_.SelfGrpcAddress(),
               .http = config_.SelfHttpAddress(http_->port()),

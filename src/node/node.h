@@ -71,6 +71,9 @@ class Node : private RingPeerPicker::Observer {
   std::shared_ptr<const tls::Context> tls_server_;
   tls::Pem cluster_pem_;
   absl::Status LoadClusterTls(RingPickerOptions* ring_options);
+  // --etcd-ca/-cert/-key and --etcd-user/--etcd-password-file, read at construction.
+  EtcdCredentials etcd_credentials_;
+  absl::Status LoadEtcdCredentials();
   // Counted by both peer fronts, read by metrics_: outlives them all.
   PeerTraffic peer_traffic_;
   metrics::Registry metrics_;

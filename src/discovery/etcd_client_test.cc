@@ -11,9 +11,11 @@
 #include <optional>
 #include <thread>
 
+#include "support/certs.h"
 #include "support/etcd.h"
 #include "support/process.h"
 #include "support/wait.h"
+#include "tls/context.h"
 
 namespace nexus {
 namespace {
@@ -379,6 +381,88 @@ TEST(EtcdClientCrashTest, StreamsEndWhenEtcdDies) {
   watch.reset();
   EXPECT_EQ(ka.done_calls, 1);
   EXPECT_EQ(w.done_calls, 1);
+}
+
+// A secured etcd through the real client: TLS with a client certificate required (etcd's
+// --client-cert-auth), and user/password auth with a token that expires.
+std::string Pem(const std::string& path) {
+  absl::StatusOr<std::string> pem = tls::ReadPem("test", path);
+  EXPECT_TRUE(pem.ok()) << pem.status();
+  return pem.ok() ? *pem : "";
+}
+
+TEST(EtcdClientSecurityTest, TlsWithAClientCertificate) {
+  if (testing::EtcdServer::Binary().empty()) GTEST_SKIP() << "no etcd binary";
+  const std::string certs = testing::MakeCerts("etcd-tls", {"etcd", "node"}, 365, "127.0.0.1");
+  const testing::EtcdSecurity security{.cert = certs + "/etcd.pem",
+                                       .key = certs + "/etcd.key",
+                                       .ca = certs + "/ca.pem",
+                                       .client_cert_auth = true};
+  std::string error;
+  std::unique_ptr<testing::EtcdServer> etcd =
+      testing::EtcdServer::Start(20s, &error, nullptr, &security);
+  ASSERT_NE(etcd, nullptr) << error;
+  const std::string endpoint = "https://" + etcd->endpoint();
+
+  EtcdClient client({.endpoints = {endpoint},
+                     .credentials = {.ca_pem = Pem(certs + "/ca.pem"),
+                                     .cert_pem = Pem(certs + "/node.pem"),
+                                     .key_pem = Pem(certs + "/node.key")}});
+  Recorder rec;
+  auto watch = client.WatchPrefix("/s1/", 0, rec.OnEvents(), rec.OnWatchDone());
+  ASSERT_TRUE(client.Put("/s1/a", "1").ok());
+  absl::StatusOr<RangeResult> range = client.RangePrefix("/s1/");
+  ASSERT_TRUE(range.ok()) << range.status();
+  ASSERT_EQ(range->kvs.size(), 1u);
+  EXPECT_TRUE(WaitFor([&] { return rec.num_events() >= 1; }, 5s)) << "the watch runs over TLS";
+  watch->Stop();
+
+  // Without a client certificate, or in plaintext, etcd refuses the connection.
+  EtcdClient no_cert({.endpoints = {endpoint},
+                      .unary_timeout = 1s,
+                      .credentials = {.ca_pem = Pem(certs + "/ca.pem")}});
+  EXPECT_TRUE(absl::IsUnavailable(no_cert.Put("/s1/b", "2").status()));
+  EtcdClient plain({.endpoints = {etcd->endpoint()}, .unary_timeout = 1s});
+  EXPECT_FALSE(plain.Put("/s1/b", "2").ok());
+  range = client.RangePrefix("/s1/");
+  ASSERT_TRUE(range.ok());
+  EXPECT_EQ(range->kvs.size(), 1u);
+}
+
+TEST(EtcdClientSecurityTest, UserPasswordAuthRenewsAnExpiredTokenAndNamesARefusal) {
+  if (testing::EtcdServer::Binary().empty()) GTEST_SKIP() << "no etcd binary";
+  const testing::EtcdSecurity security{.auth_token_ttl = 1};
+  std::string error;
+  std::unique_ptr<testing::EtcdServer> etcd =
+      testing::EtcdServer::Start(20s, &error, nullptr, &security);
+  ASSERT_NE(etcd, nullptr) << error;
+  ASSERT_TRUE(etcd->EnableAuth("nexus", "s3cret-pw", "/nexuscache/", &error)) << error;
+
+  EtcdClient client(
+      {.endpoints = {etcd->endpoint()}, .credentials = {.user = "nexus", .password = "s3cret-pw"}});
+  absl::StatusOr<LeaseGrant> lease = client.Grant(10);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_TRUE(client.Put("/nexuscache/nodes/a", "1", lease->id).ok());
+  Recorder rec;
+  auto watch = client.WatchPrefix("/nexuscache/", 0, rec.OnEvents(), rec.OnWatchDone());
+  ASSERT_TRUE(client.Put("/nexuscache/nodes/b", "2").ok());
+  EXPECT_TRUE(WaitFor([&] { return rec.num_events() >= 1; }, 5s)) << "the watch has the token";
+  // Outside the role's prefix: refused by etcd's permissions.
+  EXPECT_TRUE(absl::IsPermissionDenied(client.Put("/elsewhere", "x").status()));
+  // The token lives 1 s unused; after that the next call authenticates again by itself.
+  std::this_thread::sleep_for(2500ms);
+  absl::StatusOr<int64_t> after = client.Put("/nexuscache/nodes/c", "3");
+  EXPECT_TRUE(after.ok()) << after.status();
+  watch->Stop();
+
+  EtcdClient wrong(
+      {.endpoints = {etcd->endpoint()}, .credentials = {.user = "nexus", .password = "not-it"}});
+  const absl::Status refused = wrong.Put("/nexuscache/nodes/d", "4").status();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              ::testing::HasSubstr("Authenticate: etcdserver: authentication failed"));
+  EtcdClient anonymous({.endpoints = {etcd->endpoint()}});
+  EXPECT_FALSE(anonymous.Put("/nexuscache/nodes/d", "4").ok());
 }
 
 }  // namespace

@@ -335,7 +335,7 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   if (c.etcd_user.empty() != c.etcd_password_file.empty()) {
     return fail("--etcd-user and --etcd-password-file go together");
   }
-  if (c.etcd.empty() && (!c.etcd_ca.empty() || !c.etcd_user.empty())) {
+  if (etcd.empty() && (!c.etcd_ca.empty() || !c.etcd_user.empty())) {
     return fail("--etcd-ca, --etcd-cert, --etcd-user and --etcd-password-file need --etcd");
   }
   if (c.tls_cert.empty() != c.tls_key.empty() || c.tls_cert.empty() != c.tls_ca.empty()) {

@@ -165,6 +165,28 @@ TEST(ConfigTest, BadFlagsExitTwoWithAUsageLine) {
   }
 }
 
+TEST(ConfigTest, TlsAndEtcdCredentialFlagsGoTogether) {
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<const char*>, std::string>>{
+           {{"--name", "a", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+            "--tls-cert, --tls-key and --tls-ca go together"},
+           {{"--name", "a", "--etcd", "e:2379", "--etcd-cert", "c.pem", "--etcd-ca", "ca.pem"},
+            "--etcd-cert and --etcd-key go together"},
+           {{"--name", "a", "--etcd", "e:2379", "--etcd-cert", "c.pem", "--etcd-key", "k.pem"},
+            "--etcd-cert needs --etcd-ca"},
+           {{"--name", "a", "--etcd", "e:2379", "--etcd-user", "u"},
+            "--etcd-user and --etcd-password-file go together"},
+           {{"--name", "a", "--etcd-ca", "ca.pem"}, "need --etcd"},
+       }) {
+    ParseOutcome o = Parse(args);
+    EXPECT_EQ(o.exit_code, 2) << message;
+    EXPECT_NE(o.message.find(message), std::string::npos) << o.message;
+  }
+  ParseOutcome ok = Parse({"--name", "a", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca",
+                           "--auth-token-file", "tokens"});
+  ASSERT_TRUE(ok.config.has_value()) << ok.message << " (mutual TLS stands in for a secret)";
+  EXPECT_TRUE(ok.config->cluster_tls());
+}
+
 TEST(ConfigTest, HelpExitsZero) {
   ParseOutcome o = Parse({"--help"});
   EXPECT_FALSE(o.config.has_value());

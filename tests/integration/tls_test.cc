@@ -3,7 +3,8 @@
 // serves, forwards over TLS on the event loops and replicates over gRPC with TLS; a call
 // without a certificate, with one from another CA, with an expired one or in plaintext is
 // refused with a logged reason and a metric while the cluster goes on serving; a member with
-// another CA's certificate is cut off while the others serve; bad flags stop the start.
+// another CA's certificate is cut off while the others serve; bad flags stop the start. And
+// membership through a secured etcd: TLS with client certificates and user/password auth.
 // HTTPS clients are real curl (with and without a client certificate) and the real gRPC client
 // (GrpcPeer).
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include "peer/grpc_peer.h"
 #include "support/certs.h"
 #include "support/cluster.h"
+#include "support/etcd.h"
 #include "support/process.h"
 #include "support/wait.h"
 
@@ -35,8 +37,7 @@ struct CurlResult {
 // GET https://NAME:PORT`target` with curl, NAME resolving to 127.0.0.1 (the certificate
 // carries the member name), trusting `ca`, presenting `cert`/`key` when given.
 CurlResult Curl(const std::string& name, uint16_t port, const std::string& target,
-                const std::string& ca, const std::string& cert = "",
-                const std::string& key = "") {
+                const std::string& ca, const std::string& cert = "", const std::string& key = "") {
   const std::string p = std::to_string(port);
   std::string command = "curl -s --max-time 10 -w '\\n%{http_code}' --cacert " + ca +
                         " --resolve " + name + ":" + p + ":127.0.0.1";
@@ -54,8 +55,8 @@ CurlResult Curl(const std::string& name, uint16_t port, const std::string& targe
 }
 
 // A Get over gRPC with the real client, as member `name` is called, with `tls` (empty: none).
-absl::StatusOr<CachedValue> GrpcGet(uint16_t port, const std::string& name,
-                                    const std::string& key, tls::Pem tls) {
+absl::StatusOr<CachedValue> GrpcGet(uint16_t port, const std::string& name, const std::string& key,
+                                    tls::Pem tls) {
   GrpcPeer peer(name, "127.0.0.1:" + std::to_string(port),
                 GrpcPeerOptions{.deadline = seconds(5), .tls = std::move(tls)});
   std::promise<absl::StatusOr<CachedValue>> answer;
@@ -64,16 +65,17 @@ absl::StatusOr<CachedValue> GrpcGet(uint16_t port, const std::string& name,
 }
 
 tls::Pem PemOf(const std::string& dir, const std::string& name, const std::string& ca_dir = "") {
-  absl::StatusOr<tls::Pem> pem = tls::Pem::Read({.cert = dir + "/" + name + ".pem",
-                                                 .key = dir + "/" + name + ".key",
-                                                 .ca = (ca_dir.empty() ? dir : ca_dir) + "/ca.pem"});
+  absl::StatusOr<tls::Pem> pem =
+      tls::Pem::Read({.cert = dir + "/" + name + ".pem",
+                      .key = dir + "/" + name + ".key",
+                      .ca = (ca_dir.empty() ? dir : ca_dir) + "/ca.pem"});
   EXPECT_TRUE(pem.ok()) << pem.status();
   return pem.ok() ? *pem : tls::Pem{};
 }
 
 double Failures(uint16_t port, const std::string& side, const std::string& reason) {
-  const std::string series = "nexuscache_tls_handshake_failures_total{side=\"" + side +
-                             "\",reason=\"" + reason + "\"} ";
+  const std::string series =
+      "nexuscache_tls_handshake_failures_total{side=\"" + side + "\",reason=\"" + reason + "\"} ";
   const std::string metrics = Http(port, "GET", "/metrics").body;
   const size_t at = metrics.find(series);
   return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size()));
@@ -132,28 +134,27 @@ TEST(Tls, AMutualTlsClusterServesAndRefusesCallsWithoutAClusterCertificate) {
   const std::string get = "/peer/v1/get?group=scores&key=" + owned;
 
   // /peer/v1 over HTTPS: a member's certificate is answered...
-  const CurlResult ok = Curl("svc1", http, get, certs + "/ca.pem", certs + "/svc2.pem",
-                             certs + "/svc2.key");
+  const CurlResult ok =
+      Curl("svc1", http, get, certs + "/ca.pem", certs + "/svc2.pem", certs + "/svc2.key");
   EXPECT_EQ(ok.exit_code, 0);
   EXPECT_EQ(ok.out, "mine\n200");
   // ... no certificate, another CA's and an expired one are refused in the handshake.
   EXPECT_NE(Curl("svc1", http, get, certs + "/ca.pem").exit_code, 0);
-  EXPECT_NE(
-      Curl("svc1", http, get, certs + "/ca.pem", rogue + "/svc2.pem", rogue + "/svc2.key")
-          .exit_code,
-      0);
-  EXPECT_NE(Curl("svc1", http, get, certs + "/ca.pem", expired + "/expired.pem",
-                 expired + "/expired.key")
+  EXPECT_NE(Curl("svc1", http, get, certs + "/ca.pem", rogue + "/svc2.pem", rogue + "/svc2.key")
                 .exit_code,
             0);
+  EXPECT_NE(
+      Curl("svc1", http, get, certs + "/ca.pem", expired + "/expired.pem", expired + "/expired.key")
+          .exit_code,
+      0);
   EXPECT_TRUE(WaitFor([&] {
     return Failures(http, "server", "no_certificate") >= 1 &&
            Failures(http, "server", "untrusted") >= 1 && Failures(http, "server", "expired") >= 1;
   })) << Http(http, "GET", "/metrics").body;
   const std::string log = c.node(0).process->Log();
-  for (const char* reason : {"peer did not return a certificate (no_certificate",
-                             "unable to get local issuer certificate (untrusted",
-                             "certificate has expired (expired"}) {
+  for (const char* reason :
+       {"peer did not return a certificate (no_certificate",
+        "unable to get local issuer certificate (untrusted", "certificate has expired (expired"}) {
     EXPECT_NE(log.find(reason), std::string::npos) << reason;
   }
   // In plaintext, with or without the secret header, the routes answer Unauthenticated.
@@ -215,8 +216,12 @@ TEST(Tls, AMemberWithAnotherCasCertificateIsCutOffWhileTheOthersServe) {
 
 // Starts a node with `flags`; expects it to exit with `code` and `message` in its log.
 void ExpectNoStart(const std::vector<std::string>& flags, int code, const std::string& message) {
-  std::vector<std::string> argv = {NexusBinary(), "--name", "svc1", "--port",
-                                   std::to_string(FreePort()), "--http-port",
+  std::vector<std::string> argv = {NexusBinary(),
+                                   "--name",
+                                   "svc1",
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--http-port",
                                    std::to_string(FreePort())};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto p = Process::Start(argv, {}, TempDir() + "/tls-no-start-" + std::to_string(FreePort()));
@@ -233,12 +238,78 @@ TEST(Tls, BadTlsFlagsStopTheStartWithTheirReason) {
                 "--tls-cert, --tls-key and --tls-ca go together");
   ExpectNoStart(TlsFlags(certs, "svc2"), 1,
                 "--tls-cert " + certs + "/svc2.pem: does not carry this node's name 'svc1'");
-  ExpectNoStart({"--tls-cert", certs + "/svc1.pem", "--tls-key", certs + "/svc2.key",
-                 "--tls-ca", certs + "/ca.pem"},
+  ExpectNoStart({"--tls-cert", certs + "/svc1.pem", "--tls-key", certs + "/svc2.key", "--tls-ca",
+                 certs + "/ca.pem"},
                 1, "does not match --tls-cert");
-  ExpectNoStart({"--tls-cert", certs + "/svc1.pem", "--tls-key", certs + "/svc1.key",
-                 "--tls-ca", certs + "/missing.pem"},
+  ExpectNoStart({"--tls-cert", certs + "/svc1.pem", "--tls-key", certs + "/svc1.key", "--tls-ca",
+                 certs + "/missing.pem"},
                 1, "--tls-ca " + certs + "/missing.pem: cannot be read");
+}
+
+TEST(EtcdSecurity, NodesRegisterThroughAnEtcdWithClientCertificatesAndAuth) {
+  if (EtcdServer::Binary().empty()) GTEST_SKIP() << "no etcd binary";
+  const std::string certs =
+      MakeCerts("etcd-sec", {"etcd", "svc1", "svc2", "svc3"}, 365, "127.0.0.1");
+  const EtcdSecurity security{.cert = certs + "/etcd.pem",
+                              .key = certs + "/etcd.key",
+                              .ca = certs + "/ca.pem",
+                              .client_cert_auth = true};
+  std::string error;
+  std::unique_ptr<EtcdServer> etcd = EtcdServer::Start(seconds(20), &error, nullptr, &security);
+  ASSERT_NE(etcd, nullptr) << error;
+  ASSERT_TRUE(etcd->EnableAuth("nexus", "s3cret-pw", "/nexuscache/", &error)) << error;
+  const std::string password = WriteTempFile("etcd.password", "s3cret-pw\n");
+  const std::vector<std::string> etcd_flags = {
+      "--etcd", etcd->endpoint(),       "--etcd-ca", certs + "/ca.pem", "--etcd-user",
+      "nexus",  "--etcd-password-file", password};
+  // The whole secure profile: etcd over TLS with each node's certificate and a password,
+  // mutual TLS between the nodes.
+  Cluster c(2, etcd_flags, /*static_peers=*/false);
+  for (size_t i = 0; i < 2; ++i) {
+    const std::string& name = c.node(i).name;
+    for (const std::string& flag : {std::string("--etcd-cert"), certs + "/" + name + ".pem",
+                                    std::string("--etcd-key"), certs + "/" + name + ".key"}) {
+      c.node(i).argv.push_back(flag);
+    }
+    for (const std::string& flag : TlsFlags(certs, name)) c.node(i).argv.push_back(flag);
+  }
+  ASSERT_TRUE(c.Start(&error)) << error;
+  ASSERT_TRUE(c.RingsHave(2, {0, 1}));
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc2", "e");
+  ASSERT_EQ(
+      Http(c.node(0).http_port, "POST", "/api/set", "key=" + key + "&value=v&expire=5").status,
+      200);
+  EXPECT_EQ(Http(c.node(1).http_port, "GET", "/api/get?key=" + key).body, "value=v\n");
+
+  // A node with a wrong password never registers, and says why.
+  const std::string wrong = WriteTempFile("etcd.wrong", "not-the-password\n");
+  std::vector<std::string> argv = {NexusBinary(),
+                                   "--name",
+                                   "svc3",
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--http-port",
+                                   std::to_string(FreePort()),
+                                   "--etcd",
+                                   etcd->endpoint(),
+                                   "--etcd-ca",
+                                   certs + "/ca.pem",
+                                   "--etcd-cert",
+                                   certs + "/svc3.pem",
+                                   "--etcd-key",
+                                   certs + "/svc3.key",
+                                   "--etcd-user",
+                                   "nexus",
+                                   "--etcd-password-file",
+                                   wrong};
+  auto intruder =
+      Process::Start(argv, {{"IP_ADDRESS", "127.0.0.1"}}, TempDir() + "/etcd-wrong-password.log");
+  ASSERT_NE(intruder, nullptr);
+  EXPECT_TRUE(WaitFor([&] {
+    return intruder->Log().find("authentication failed, invalid user ID or password") !=
+           std::string::npos;
+  })) << intruder->Log();
+  EXPECT_TRUE(c.RingsHave(2, {0, 1}));
 }
 
 }  // namespace

@@ -7,10 +7,11 @@
 
 namespace nexus::testing {
 
-std::string MakeCerts(const std::string& dir, const std::vector<std::string>& names, int days) {
+std::string MakeCerts(const std::string& dir, const std::vector<std::string>& names, int days,
+                      const std::string& ip) {
   const std::string path = TempDir() + "/" + dir;
   std::string command = std::string(NEXUS_SOURCE_DIR) + "/scripts/make-certs --days " +
-                        std::to_string(days) + " " + path;
+                        std::to_string(days) + (ip.empty() ? "" : " --ip " + ip) + " " + path;
   for (const std::string& name : names) command += " " + name;
   command += " >/dev/null";
   if (std::system(command.c_str()) != 0) {

@@ -8,10 +8,10 @@
 namespace nexus::testing {
 
 // Makes (or reuses) the CA in TempDir()/`dir` and a certificate for each of `names`, valid
-// for `days` (negative: expired already). Returns the directory, holding ca.pem and
-// NAME.pem / NAME.key; aborts the test program if openssl fails.
-std::string MakeCerts(const std::string& dir, const std::vector<std::string>& names,
-                      int days = 365);
+// for `days` (negative: expired already), with `ip` as an IP subjectAltName too if given. Returns
+// the directory, holding ca.pem and NAME.pem / NAME.key; aborts the test program if openssl fails.
+std::string MakeCerts(const std::string& dir, const std::vector<std::string>& names, int days = 365,
+                      const std::string& ip = "");
 
 // The node flags --tls-cert, --tls-key, --tls-ca for `name` from `dir` (with `ca_dir`'s CA:
 // by default the same directory's).

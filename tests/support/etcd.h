@@ -14,6 +14,18 @@
 
 namespace nexus::testing {
 
+// A secured etcd: TLS on its client port (etcd's --cert-file, --key-file, --trusted-ca-file;
+// empty cert: plaintext) and its auth's token lifetime.
+struct EtcdSecurity {
+  std::string cert;  // the server's certificate: must carry 127.0.0.1 (make-certs --ip)
+  std::string key;
+  std::string ca;  // the CA clients' certificates chain to
+  // --client-cert-auth: clients must present a certificate of `ca`.
+  bool client_cert_auth = false;
+  // --auth-token-ttl in seconds (0: etcd's default, 300), for token expiry tests.
+  int auth_token_ttl = 0;
+};
+
 class EtcdServer {
  public:
   // The etcd binary to run; empty if it does not exist (tests should GTEST_SKIP then).
@@ -24,9 +36,18 @@ class EtcdServer {
   // (and the tail of etcd's log) in *error. With a `host` of a TestNetwork (which must outlive
   // it), etcd runs in that host's namespace and serves clients on its address (and on the
   // namespace's loopback).
+  // With `security`'s cert, the client port speaks only TLS (health is then checked on a
+  // plaintext --listen-metrics-urls port).
   static std::unique_ptr<EtcdServer> Start(
       std::chrono::milliseconds ready_timeout = std::chrono::seconds(20),
-      std::string* error = nullptr, const NetnsHost* host = nullptr);
+      std::string* error = nullptr, const NetnsHost* host = nullptr,
+      const EtcdSecurity* security = nullptr);
+
+  // Turns on etcd's auth with etcdctl: a root user (password "root-password"), and `user`
+  // with `password` and read-write access to the keys under `prefix`. False (with etcdctl's
+  // output in *error) on failure.
+  bool EnableAuth(const std::string& user, const std::string& password, const std::string& prefix,
+                  std::string* error);
 
   ~EtcdServer();  // Stop()
   EtcdServer(const EtcdServer&) = delete;
@@ -62,6 +83,9 @@ class EtcdServer {
   std::string address_ = "127.0.0.1";
   std::string netns_;  // "" = the test's own
   uint16_t client_port_ = 0;
+  uint16_t health_port_ = 0;  // the client port, or the metrics port under TLS
+  std::string scheme_ = "http";
+  EtcdSecurity tls_;
   uint16_t peer_port_ = 0;
   std::string data_dir_;
   std::string log_path_;

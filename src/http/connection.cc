@@ -270,6 +270,7 @@ void HttpConnection::OnRequest() {
   version_ = decoder_.version();
   req.remote = remote();
   req.peer_certificate_verified = tls_peer_verified();
+  req.tls = tls();
 
   const uint64_t seq = ++seq_;
   Responder respond(ResponderImpl(&loop(), id(), seq));

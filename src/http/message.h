@@ -41,6 +41,7 @@ struct Request {
   // Received over TLS from a client whose certificate chains to the server context's CA (a
   // cluster member, under --tls-*).
   bool peer_certificate_verified = false;
+  bool tls = false;  // received over TLS
 
   // The value of `name` in the form, else in the query, else nullptr (Go's FormValue order).
   const std::string* Param(std::string_view name) const;

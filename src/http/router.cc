@@ -11,6 +11,12 @@ void Router::Handle(std::string method, std::string path, Handler h) {
 }
 
 void Router::Dispatch(Request&& req, Responder respond) const {
+  if (guard_) {
+    if (std::optional<Response> refused = guard_(req); refused.has_value()) {
+      respond(*std::move(refused));
+      return;
+    }
+  }
   const auto route = routes_.find(req.path);
   if (route == routes_.end()) {
     respond(Text(404, "404 page not found\n"));

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,7 +37,13 @@ class Router {
   // (Go's text); known path, other method: 405 "method not allowed\n" with an Allow header.
   void Dispatch(Request&& req, Responder respond) const;
 
+  // A check every request passes before its route (e.g. "client requests over TLS only"): an
+  // answer refuses the request with it, nullopt lets it through. Set before sharing.
+  using Guard = std::function<std::optional<Response>(const Request&)>;
+  void set_guard(Guard guard) { guard_ = std::move(guard); }
+
  private:
+  Guard guard_;
   // path -> method -> handler.
   std::map<std::string, std::map<std::string, Handler, std::less<>>, std::less<>> routes_;
 };

@@ -266,11 +266,11 @@ std::shared_ptr<const tls::Context> TlsContext(tls::Side side, const std::string
                                                tls::HandshakeFailures* failures,
                                                const std::string& ca_dir = "") {
   absl::StatusOr<std::shared_ptr<const tls::Context>> ctx =
-      tls::Context::Create(side,
-                           {.cert = dir + "/" + name + ".pem",
-                            .key = dir + "/" + name + ".key",
-                            .ca = (ca_dir.empty() ? dir : ca_dir) + "/ca.pem"},
-                           "", failures);
+      tls::Context::Create({.side = side,
+                            .files = {.cert = dir + "/" + name + ".pem",
+                                      .key = dir + "/" + name + ".key",
+                                      .ca = (ca_dir.empty() ? dir : ca_dir) + "/ca.pem"},
+                            .failures = failures});
   EXPECT_TRUE(ctx.ok()) << ctx.status();
   return ctx.ok() ? *ctx : nullptr;
 }
@@ -391,8 +391,7 @@ TEST(TlsContextTest, BadFilesAreRefusedWithTheirFlagAndReason) {
   const std::string certs = testing::MakeCerts("io-tls-files", {"svc1", "svc2"});
   auto create = [&](const std::string& cert, const std::string& key, const std::string& ca,
                     const std::string& name) {
-    return tls::Context::Create(tls::Side::kServer, {.cert = cert, .key = key, .ca = ca}, name,
-                                nullptr)
+    return tls::Context::Create({.files = {.cert = cert, .key = key, .ca = ca}, .own_name = name})
         .status();
   };
   const std::string c1 = certs + "/svc1.pem", k1 = certs + "/svc1.key", ca = certs + "/ca.pem";

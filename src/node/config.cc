@@ -255,6 +255,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--tls-ca", c.tls_ca,
                  "Mutual TLS between nodes: the CA certificate(s) (PEM) every node's certificate "
                  "must chain to");
+  app.add_option("--http-tls-cert", c.http_tls_cert,
+                 "TLS for clients on the HTTP port (same port as plaintext): the certificate "
+                 "(PEM), with --http-tls-key");
+  app.add_option("--http-tls-key", c.http_tls_key, "The key of --http-tls-cert (PEM)");
+  app.add_flag("--http-tls-only", c.http_tls_only,
+               "With --http-tls-cert: refuse plaintext client requests on the HTTP port (the "
+               "node-to-node /peer/v1 routes and /healthz excepted)");
   app.add_option("--shutdown-grace-ms", grace_ms, "How long SIGTERM waits for in-flight requests")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
       ->capture_default_str();
@@ -337,6 +344,12 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   }
   if (etcd.empty() && (!c.etcd_ca.empty() || !c.etcd_user.empty())) {
     return fail("--etcd-ca, --etcd-cert, --etcd-user and --etcd-password-file need --etcd");
+  }
+  if (c.http_tls_cert.empty() != c.http_tls_key.empty()) {
+    return fail("--http-tls-cert and --http-tls-key go together");
+  }
+  if (c.http_tls_only && c.http_tls_cert.empty()) {
+    return fail("--http-tls-only needs --http-tls-cert and --http-tls-key");
   }
   if (c.tls_cert.empty() != c.tls_key.empty() || c.tls_cert.empty() != c.tls_ca.empty()) {
     return fail("--tls-cert, --tls-key and --tls-ca go together (all three or none)");

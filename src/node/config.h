@@ -78,6 +78,11 @@ struct Config {
   std::string tls_key;
   std::string tls_ca;
   bool cluster_tls() const { return !tls_cert.empty(); }
+  // --http-tls-cert, --http-tls-key: TLS for clients on the HTTP port (the same port; the first
+  // byte tells); --http-tls-only: plaintext client requests are refused (/peer/v1 excepted).
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  bool http_tls_only = false;
   // --log-level: error, warn, info (the default), debug (membership transitions), trace (also
   // every write, copy, drop and read with its version: for following a key through a failure
   // test, not for production load).

@@ -176,6 +176,9 @@ TEST(ConfigTest, TlsAndEtcdCredentialFlagsGoTogether) {
            {{"--name", "a", "--etcd", "e:2379", "--etcd-user", "u"},
             "--etcd-user and --etcd-password-file go together"},
            {{"--name", "a", "--etcd-ca", "ca.pem"}, "need --etcd"},
+           {{"--name", "a", "--http-tls-cert", "c.pem"},
+            "--http-tls-cert and --http-tls-key go together"},
+           {{"--name", "a", "--http-tls-only"}, "--http-tls-only needs --http-tls-cert"},
        }) {
     ParseOutcome o = Parse(args);
     EXPECT_EQ(o.exit_code, 2) << message;

@@ -62,6 +62,23 @@ Node::Node(Config config) : config_(std::move(config)) {
   }
   if (config_.cluster_tls() && init_error_.ok()) init_error_ = LoadClusterTls(&ring_options);
   if (init_error_.ok()) init_error_ = LoadEtcdCredentials();
+  if (init_error_.ok() && !config_.http_tls_cert.empty()) {
+    // Clients see this certificate; members (SNI tls::kClusterServerName) the cluster's.
+    absl::StatusOr<std::shared_ptr<const tls::Context>> http =
+        tls::Context::Create({.files = {.cert = config_.http_tls_cert,
+                                        .key = config_.http_tls_key,
+                                        .ca = config_.tls_ca},
+                              .cert_flag = "--http-tls-cert",
+                              .key_flag = "--http-tls-key",
+                              .require_client_certificate = false,
+                              .cluster = tls_server_,
+                              .failures = &tls_failures_});
+    if (http.ok()) {
+      http_tls_ = *std::move(http);
+    } else {
+      init_error_ = http.status();
+    }
+  }
   ring_options.vnodes = config_.vnodes;
   ring_options.peer.deadline = config_.peer_timeout;
   ring_options.forward_over_http = config_.forward_over_http;
@@ -225,10 +242,13 @@ void Node::MembersChanged(const std::vector<RingPeerPicker::Joined>& joined) {
 absl::Status Node::LoadClusterTls(RingPickerOptions* ring_options) {
   const tls::Files files{.cert = config_.tls_cert, .key = config_.tls_key, .ca = config_.tls_ca};
   absl::StatusOr<std::shared_ptr<const tls::Context>> server =
-      tls::Context::Create(tls::Side::kServer, files, config_.name, &tls_failures_);
+      tls::Context::Create({.files = files, .own_name = config_.name, .failures = &tls_failures_});
   if (!server.ok()) return server.status();
   absl::StatusOr<std::shared_ptr<const tls::Context>> client =
-      tls::Context::Create(tls::Side::kClient, files, config_.name, &tls_failures_);
+      tls::Context::Create({.side = tls::Side::kClient,
+                            .files = files,
+                            .own_name = config_.name,
+                            .failures = &tls_failures_});
   if (!client.ok()) return client.status();
   absl::StatusOr<tls::Pem> pem = tls::Pem::Read(files);
   if (!pem.ok()) return pem.status();
@@ -289,6 +309,10 @@ absl::Status Node::Start() {
         config_.auth_metrics ? "needs a token" : "open",
         config_.auth_dashboard ? "needs a token" : "open");
   }
+  if (http_tls_ != nullptr) {
+    spdlog::info("tls: clients may use TLS on the HTTP port ({}){}", config_.http_tls_cert,
+                 config_.http_tls_only ? "; plaintext client requests are refused" : "");
+  }
   if (config_.cluster_tls()) {
     spdlog::info(
         "tls: node-to-node calls use mutual TLS ({}; CA {}); peer calls without a cluster "
@@ -312,7 +336,19 @@ absl::Status Node::Start() {
   http_options.port = config_.http_port;
   http_options.threads = config_.threads;
   http_options.max_connections = config_.max_connections;
-  http_options.tls = tls_server_;
+  http_options.tls = http_tls_ != nullptr ? http_tls_ : tls_server_;
+  if (config_.http_tls_only) {
+    router->set_guard([](const http::Request& req) -> std::optional<http::Response> {
+      // (/peer/v1 has the cluster plane's own authentication; /healthz says nothing secret and
+      // is what plain probes ask.)
+      if (req.tls || req.path.rfind("/peer/v1/", 0) == 0 || req.path == "/healthz") {
+        return std::nullopt;
+      }
+      return http::Text(400,
+                        "this port takes client requests over TLS only (--http-tls-only): use "
+                        "https://\n");
+    });
+  }
   // Room for the largest value plus the form encoding around it (up to 3 bytes per byte).
   http_options.max_body_bytes = config_.max_value_bytes * 3 + config_.max_key_bytes * 3 + 4096;
   http_ = std::make_unique<http::Server>(http_options, router);

@@ -69,6 +69,8 @@ class Node : private RingPeerPicker::Observer {
   // and the files' text for gRPC (null / empty without it).
   tls::HandshakeFailures tls_failures_;
   std::shared_ptr<const tls::Context> tls_server_;
+  // --http-tls-*: the HTTP port's context for clients (null without it).
+  std::shared_ptr<const tls::Context> http_tls_;
   tls::Pem cluster_pem_;
   absl::Status LoadClusterTls(RingPickerOptions* ring_options);
   // --etcd-ca/-cert/-key and --etcd-user/--etcd-password-file, read at construction.

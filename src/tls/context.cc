@@ -111,59 +111,86 @@ absl::StatusOr<Pem> Pem::Read(const Files& files) {
   return pem;
 }
 
-absl::StatusOr<std::shared_ptr<const Context>> Context::Create(Side side, const Files& files,
-                                                               std::string_view own_name,
-                                                               HandshakeFailures* failures) {
+absl::StatusOr<std::shared_ptr<const Context>> Context::Create(ContextOptions options) {
   std::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write(), not send(MSG_NOSIGNAL)
   ERR_clear_error();
+  const Files& files = options.files;
+  const Side side = options.side;
+  if ((side == Side::kClient || options.require_client_certificate) && files.ca.empty()) {
+    return absl::InvalidArgumentError(options.ca_flag + " is needed");
+  }
   for (const auto& [flag, path] :
-       {std::pair<std::string_view, const std::string&>{"--tls-cert", files.cert},
-        {"--tls-key", files.key},
-        {"--tls-ca", files.ca}}) {
-    if (!Readable(path)) return FileError(flag, path, "cannot be read");
+       {std::pair<const std::string&, const std::string&>{options.cert_flag, files.cert},
+        {options.key_flag, files.key},
+        {options.ca_flag, files.ca}}) {
+    if (&path != &files.ca || !path.empty()) {
+      if (!Readable(path)) return FileError(flag, path, "cannot be read");
+    }
   }
   SSL_CTX* ctx = SSL_CTX_new(side == Side::kServer ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return absl::InternalError("tls: " + TakeErrors("SSL_CTX_new failed"));
-  auto context = std::shared_ptr<Context>(new Context(side, ctx, failures));
+  auto context = std::shared_ptr<Context>(
+      new Context(side, ctx, options.failures, std::move(options.cluster)));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
   // Output buffers grow and move between writes (std::string), and a write may be partial.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) {
-    return FileError("--tls-cert", files.cert,
+    return FileError(options.cert_flag, files.cert,
                      "not a usable certificate: " + TakeErrors("cannot load"));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1 &&
       ERR_GET_REASON(ERR_peek_error()) != X509_R_KEY_VALUES_MISMATCH) {
-    return FileError("--tls-key", files.key, "not a usable key: " + TakeErrors("cannot load"));
+    return FileError(options.key_flag, files.key, "not a usable key: " + TakeErrors("cannot load"));
   }
   if (ERR_peek_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
     TakeErrors("");
-    return FileError("--tls-key", files.key, "does not match --tls-cert " + files.cert);
+    return FileError(options.key_flag, files.key,
+                     "does not match " + options.cert_flag + " " + files.cert);
   }
-  if (SSL_CTX_load_verify_locations(ctx, files.ca.c_str(), nullptr) != 1) {
-    return FileError("--tls-ca", files.ca,
+  if (!files.ca.empty() && SSL_CTX_load_verify_locations(ctx, files.ca.c_str(), nullptr) != 1) {
+    return FileError(options.ca_flag, files.ca,
                      "holds no usable CA certificate: " + TakeErrors("cannot load"));
   }
   X509* own = SSL_CTX_get0_certificate(ctx);
   if (X509_cmp_current_time(X509_get0_notAfter(own)) <= 0) {
-    return FileError("--tls-cert", files.cert, "has expired");
+    return FileError(options.cert_flag, files.cert, "has expired");
   }
+  const std::string& own_name = options.own_name;
   if (!own_name.empty() &&
       X509_check_host(own, own_name.data(), own_name.size(), 0, nullptr) != 1) {
-    return FileError("--tls-cert", files.cert,
-                     "does not carry this node's name '" + std::string(own_name) +
+    return FileError(options.cert_flag, files.cert,
+                     "does not carry this node's name '" + own_name +
                          "' (peers check it: add it as a DNS subjectAltName)");
   }
-  SSL_CTX_set_verify(
-      ctx,
-      side == Side::kServer ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
-      nullptr);
+  int verify = SSL_VERIFY_PEER;
+  if (side == Side::kServer) {
+    if (files.ca.empty()) {
+      verify = SSL_VERIFY_NONE;
+    } else if (options.require_client_certificate) {
+      verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    }
+  }
+  SSL_CTX_set_verify(ctx, verify, nullptr);
+  if (side == Side::kServer && context->cluster_ != nullptr) {
+    SSL_CTX_set_tlsext_servername_callback(ctx, &Context::OnServerName);
+    SSL_CTX_set_tlsext_servername_arg(ctx, context.get());
+  }
   return std::shared_ptr<const Context>(std::move(context));
 }
 
 Context::~Context() { SSL_CTX_free(ctx_); }
+
+int Context::OnServerName(SSL* ssl, int*, void* arg) {
+  const auto* self = static_cast<const Context*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (name != nullptr && std::string_view(name) == kClusterServerName) {
+    SSL_set_SSL_CTX(ssl, self->cluster_->ctx_);
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(self->cluster_->ctx_), nullptr);
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
 
 SSL* Context::NewSession(int fd, std::string_view server_name, std::string* error) const {
   SSL* ssl = SSL_new(ctx_);
@@ -180,7 +207,7 @@ SSL* Context::NewSession(int fd, std::string_view server_name, std::string* erro
   const std::string name(server_name);
   SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (name.empty() || SSL_set1_host(ssl, name.c_str()) != 1 ||
-      SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) {
+      SSL_set_tlsext_host_name(ssl, kClusterServerName) != 1) {
     SSL_free(ssl);
     *error = "cannot check the name '" + name + "': " + TakeErrors("not a host name");
     return nullptr;

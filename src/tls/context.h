@@ -2,12 +2,18 @@
 // sides of a node-to-node connection, the sessions made from them, and the count of the
 // handshakes they refused.
 //
-// Rules (docs/security.md): TLS 1.2 or later. A server requires a client certificate that
-// chains to the CA file (mutual TLS). A client verifies that the server's certificate chains
-// to the CA file and carries the name of the member it meant to call as a DNS subjectAltName
-// (or, without any, as the common name): a certificate stolen from one member cannot
-// impersonate another. The CA file may hold several CAs (a rotation: old and new). Creating a
-// context ignores SIGPIPE process-wide, since OpenSSL writes to its sockets with write().
+// Rules (docs/security.md): TLS 1.2 or later. A cluster server requires a client certificate
+// that chains to the CA file (mutual TLS). A client verifies that the server's certificate
+// chains to the CA file and carries the name of the member it meant to call as a DNS
+// subjectAltName (or, without any, as the common name): a certificate stolen from one member
+// cannot impersonate another. The CA file may hold several CAs (a rotation: old and new).
+// Creating a context ignores SIGPIPE process-wide, since OpenSSL writes with write().
+//
+// The client HTTP port's own certificate (--http-tls-cert): a server context that does not
+// require a client certificate (one that is presented is verified against the CA file, when
+// given: a member's). Clients of the cluster plane name kClusterServerName in their SNI; a
+// client-port context given the cluster's server context switches such handshakes to it, so
+// members see the cluster certificate (and must present theirs) on the same port.
 //
 // Sessions: NewSession gives an SSL bound to a non-blocking socket; io::BufferedSocket drives
 // it (io/connection.h). A refused handshake is classified (FailureReason) and counted in the
@@ -68,15 +74,35 @@ class HandshakeFailures {
   std::array<std::array<std::atomic<int64_t>, static_cast<int>(Failure::kCount)>, 2> last_log_ms_{};
 };
 
+// The SNI a cluster client sends (a name under the reserved .invalid TLD: no client of the
+// HTTP port uses it by accident). The name check is separate (the member's name).
+inline constexpr char kClusterServerName[] = "cluster.nexuscache.invalid";
+
+class Context;
+struct ContextOptions {
+  Side side = Side::kServer;
+  Files files;  // files.ca may be empty for a server that does not verify clients
+  // The flags the files came from, for error messages.
+  std::string cert_flag = "--tls-cert";
+  std::string key_flag = "--tls-key";
+  std::string ca_flag = "--tls-ca";
+  // When not empty, the certificate must carry it (the member name peers will check).
+  std::string own_name;
+  // Server: a client certificate chaining to files.ca is required; false: verified when one is
+  // presented (and files.ca is set), else not asked for.
+  bool require_client_certificate = true;
+  // Server: the context a handshake naming kClusterServerName switches to (may be null).
+  std::shared_ptr<const Context> cluster;
+  // Counts refused handshakes (may be null); must outlive the context.
+  HandshakeFailures* failures = nullptr;
+};
+
 class Context {
  public:
-  // Loads and checks the files: each readable PEM, the key matching the certificate, the CA
-  // file holding at least one certificate. `own_name`, when not empty, must be carried by the
-  // certificate (the member name peers will check). Errors name the flag's file and the
-  // problem. `failures` (may be null) counts refused handshakes; it must outlive the context.
-  static absl::StatusOr<std::shared_ptr<const Context>> Create(Side side, const Files& files,
-                                                               std::string_view own_name,
-                                                               HandshakeFailures* failures);
+  // Loads and checks the files: each readable PEM, the key matching the certificate and not
+  // expired, the CA file holding at least one certificate, own_name carried. Errors name the
+  // flag, the file and the problem.
+  static absl::StatusOr<std::shared_ptr<const Context>> Create(ContextOptions options);
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -91,11 +117,14 @@ class Context {
   std::string Refused(SSL* ssl, int ssl_error, std::string_view remote) const;
 
  private:
-  Context(Side side, SSL_CTX* ctx, HandshakeFailures* failures)
-      : side_(side), ctx_(ctx), failures_(failures) {}
+  Context(Side side, SSL_CTX* ctx, HandshakeFailures* failures,
+          std::shared_ptr<const Context> cluster)
+      : side_(side), ctx_(ctx), failures_(failures), cluster_(std::move(cluster)) {}
+  static int OnServerName(SSL* ssl, int* alert, void* arg);
   const Side side_;
   SSL_CTX* const ctx_;
   HandshakeFailures* const failures_;
+  const std::shared_ptr<const Context> cluster_;
 };
 
 // The PEM text of `path`, for APIs that take certificates as text (gRPC). Errors name `flag`.

@@ -34,14 +34,17 @@ struct CurlResult {
   std::string out;     // the body, then the status code on the last line
 };
 
-// GET https://NAME:PORT`target` with curl, NAME resolving to 127.0.0.1 (the certificate
-// carries the member name), trusting `ca`, presenting `cert`/`key` when given.
+// GET (or with `post`, POST that form to) https://NAME:PORT`target` with curl, NAME resolving to
+// 127.0.0.1 (the certificate carries the member name), trusting `ca`, presenting `cert`/`key` when
+// given.
 CurlResult Curl(const std::string& name, uint16_t port, const std::string& target,
-                const std::string& ca, const std::string& cert = "", const std::string& key = "") {
+                const std::string& ca, const std::string& cert = "", const std::string& key = "",
+                const std::string& post = "") {
   const std::string p = std::to_string(port);
   std::string command = "curl -s --max-time 10 -w '\\n%{http_code}' --cacert " + ca +
                         " --resolve " + name + ":" + p + ":127.0.0.1";
   if (!cert.empty()) command += " --cert " + cert + " --key " + key;
+  if (!post.empty()) command += " --data '" + post + "'";
   command += " 'https://" + name + ":" + p + target + "' 2>&1";
   CurlResult r;
   FILE* pipe = popen(command.c_str(), "r");
@@ -212,6 +215,54 @@ TEST(Tls, AMemberWithAnotherCasCertificateIsCutOffWhileTheOthersServe) {
   EXPECT_TRUE(WaitFor([&] { return Failures(http, "client", "untrusted") >= 1; }));
   EXPECT_NE(c.node(0).process->Log().find("tls: the handshake with peer svc3"), std::string::npos);
   EXPECT_EQ(Http(c.node(1).http_port, "GET", "/api/get?key=" + good).body, "value=ok\n");
+}
+
+// GET https://NAME:PORT`target` as a client of the HTTP port (no client certificate).
+CurlResult Https(const std::string& name, uint16_t port, const std::string& target,
+                 const std::string& ca) {
+  return Curl(name, port, target, ca);
+}
+
+TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
+  const std::string certs = MakeCerts("tls4", {"svc1", "svc2", "svc3"});
+  // The client port's certificate comes from another CA (a public one, say) and another name.
+  const std::string pub = MakeCerts("tls4-public", {"cache.example"});
+  const std::vector<std::string> http_tls = {"--http-tls-cert", pub + "/cache.example.pem",
+                                             "--http-tls-key", pub + "/cache.example.key"};
+  Cluster c(3, http_tls);
+  AddTls(c, certs);
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc3", "h");
+  // Over HTTPS through svc1: forwarded to svc3, whose HTTP port shows members the cluster
+  // certificate (SNI) and clients the public one.
+  CurlResult set = Curl("cache.example", c.node(0).http_port, "/api/set", pub + "/ca.pem", "", "",
+                        "key=" + key + "&value=secret&expire=5");
+  EXPECT_EQ(set.exit_code, 0) << set.out;
+  for (size_t i = 0; i < 3; ++i) {
+    const CurlResult got =
+        Https("cache.example", c.node(i).http_port, "/api/get?key=" + key, pub + "/ca.pem");
+    EXPECT_EQ(got.out, "value=secret\n\n200") << i;
+  }
+  EXPECT_GT(MetricSum(c.node(2).http_port, "nexuscache_peer_requests_served_total"), 0);
+  EXPECT_EQ(MetricSum(c.node(0).http_port, "nexuscache_tls_handshake_failures_total"), 0);
+  // Plaintext clients are still served (no --http-tls-only).
+  EXPECT_EQ(Http(c.node(1).http_port, "GET", "/api/get?key=" + key).body, "value=secret\n");
+
+  // --http-tls-only: plaintext client requests are refused with the reason.
+  Cluster only(1, {"--http-tls-cert", pub + "/cache.example.pem", "--http-tls-key",
+                   pub + "/cache.example.key", "--http-tls-only"});
+  ASSERT_TRUE(only.Start(&error)) << error;  // (/healthz stays plaintext for probes)
+  const HttpResult plain =
+      Http(only.node(0).http_port, "POST", "/api/set", "key=a&value=b&expire=5");
+  EXPECT_EQ(plain.status, 400);
+  EXPECT_EQ(plain.body,
+            "this port takes client requests over TLS only (--http-tls-only): use https://\n");
+  EXPECT_EQ(Http(only.node(0).http_port, "GET", "/api/get?key=a").status, 400);
+  const CurlResult secure =
+      Https("cache.example", only.node(0).http_port, "/api/get?key=a", pub + "/ca.pem");
+  EXPECT_EQ(secure.exit_code, 0);
+  EXPECT_EQ(secure.out.substr(secure.out.size() - 3), "404") << secure.out;  // not found: no a
 }
 
 // Starts a node with `flags`; expects it to exit with `code` and `message` in its log.

@@ -90,8 +90,10 @@ bool Cluster::Ready(NodeHandle& n) {
         return false;
       }
       // (401: the node needs a read token for /api/ring, --auth-reads; a node of another
-      // test would not have this one's token file either.)
-      ours = r.status == 200 || r.status == 401;
+      // test would not have this one's token file either. 400 for --http-tls-only: it takes
+      // no plaintext client requests.)
+      ours = r.status == 200 || r.status == 401 ||
+             (r.status == 400 && r.body.find("--http-tls-only") != std::string::npos);
     }
     if (ours &&
         Http(n.http_port, "GET", "/healthz", "", std::chrono::milliseconds(500)).status == 200) {

@@ -12,6 +12,9 @@
 - deploy/k8s: yamllint, the objects and fields the issue names, memory limit >= cache budgets,
   and `kubectl kustomize` renders when kubectl is installed.
 - deploy/prometheus: `promtool check config`, `check rules`, `test rules`.
+- the secure profiles (docker-compose.secure.yml, deploy/k8s-secure): with certificates made
+  by scripts/make-certs, every credential a node flag names is a mounted file that exists,
+  each node gets its own certificate, and every flag is one nexuscache knows (--help).
 Nothing here needs a Docker daemon or a Kubernetes cluster.
 """
 import os
@@ -19,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import yaml
@@ -100,6 +104,107 @@ class Compose(unittest.TestCase):
         self.assertEqual(targets, ["svc1:9101", "svc2:9101", "svc3:9101"])
 
 
+def known_flags():
+    out = subprocess.run([NEXUS_BIN, "--help"], capture_output=True, text=True, timeout=30)
+    return set(re.findall(r"(--[a-z][a-z0-9-]*)", out.stdout))
+
+
+def flags_in(args):
+    return [a.split("=")[0] for a in args if a.startswith("--")]
+
+
+class SecureCompose(unittest.TestCase):
+    def test_the_secure_profile_mounts_every_credential_it_names(self):
+        with tempfile.TemporaryDirectory() as secure:
+            made = run(os.path.join(SRC, "scripts/make-certs"), secure, "etcd", "svc1", "svc2",
+                       "svc3")
+            self.assertEqual(made.returncode, 0, made.stderr)
+            with open(os.path.join(secure, "tokens"), "w") as f:
+                f.write("write 0123456789abcdef\n")
+            env = dict(os.environ, NEXUS_SECURE_DIR=secure)
+            files = ["-f", "docker-compose.yml", "-f", "docker-compose.secure.yml"]
+            resolved = subprocess.run(["docker-compose", *files, "config"], cwd=SRC, env=env,
+                                      capture_output=True, text=True, timeout=120)
+            self.assertEqual(resolved.returncode, 0, resolved.stderr)
+            config = yaml.safe_load(resolved.stdout)
+            secrets = {name: s["file"] for name, s in config["secrets"].items()}
+            for name, path in secrets.items():
+                self.assertTrue(os.path.exists(path), f"secret {name}: {path}")
+            known = known_flags()
+            services = config["services"]
+            etcd = services["etcd"]["command"]
+            self.assertIn("--client-cert-auth", etcd)
+            self.assertIn("--listen-client-urls=https://0.0.0.0:2379", etcd)
+            for i in (1, 2, 3):
+                svc = f"svc{i}"
+                s = services[svc]
+                args = s["command"]
+                mounted = {x if isinstance(x, str) else x["source"] for x in s["secrets"]}
+                for flag in flags_in(args):
+                    self.assertIn(flag, known, f"{svc}: {flag}")
+                for flag in ("--tls-cert", "--tls-key", "--tls-ca", "--etcd-ca", "--etcd-cert",
+                             "--etcd-key", "--auth-token-file"):
+                    path = args[args.index(flag) + 1]
+                    self.assertTrue(path.startswith("/run/secrets/"), f"{svc} {flag} {path}")
+                    self.assertIn(path[len("/run/secrets/"):], mounted, f"{svc} {flag}")
+                # Its own certificate: the name peers check.
+                cert = args[args.index("--tls-cert") + 1][len("/run/secrets/"):]
+                self.assertEqual(secrets[cert], os.path.join(secure, f"{svc}.pem"))
+
+
+class SecureKubernetes(unittest.TestCase):
+    def test_the_secure_overlay_mounts_every_credential_it_names(self):
+        d = os.path.join(SRC, "deploy/k8s-secure")
+        with open(os.path.join(d, "kustomization.yaml")) as f:
+            kustomization = yaml.safe_load(f)
+        self.assertEqual(kustomization["resources"], ["../k8s"])
+        (generator,) = kustomization["secretGenerator"]
+        files = {os.path.basename(p) for p in generator["files"]}
+        (patch,) = load_all(os.path.join(d, kustomization["patches"][0]["path"]))
+        pod = patch["spec"]["template"]["spec"]
+        self.assertEqual(pod["securityContext"]["fsGroup"], 10001)
+        (volume,) = pod["volumes"]
+        self.assertEqual(volume["secret"]["secretName"], generator["name"])
+        c = pod["containers"][0]
+        (mount,) = c["volumeMounts"]
+        self.assertEqual(mount["name"], volume["name"])
+        base = load_all(os.path.join(SRC, "deploy/k8s/statefulset.yaml"))[0]
+        base_c = base["spec"]["template"]["spec"]["containers"][0]
+        # The patch replaces the args: it must keep the base's.
+        self.assertEqual(c["args"][: len(base_c["args"])], base_c["args"])
+        known = known_flags()
+        replicas = base["spec"]["replicas"]
+        for arg in c["args"]:
+            self.assertIn(arg.split("=")[0], known, arg)
+            value = arg.split("=", 1)[1]
+            if value.startswith(mount["mountPath"] + "/"):
+                for n in range(replicas):
+                    name = value[len(mount["mountPath"]) + 1:].replace("$(POD_NAME)",
+                                                                         f"nexuscache-{n}")
+                    self.assertIn(name, files, arg)
+
+    def test_the_secure_overlay_renders_with_made_certificates(self):
+        if shutil.which("kubectl") is None:
+            self.skipTest("kubectl not installed")
+        with tempfile.TemporaryDirectory() as tmp:
+            for d in ("k8s", "k8s-secure"):
+                shutil.copytree(os.path.join(SRC, "deploy", d), os.path.join(tmp, d))
+            certs = os.path.join(tmp, "k8s-secure/certs")
+            made = run(os.path.join(SRC, "scripts/make-certs"), certs, "nexuscache-0",
+                       "nexuscache-1", "nexuscache-2")
+            self.assertEqual(made.returncode, 0, made.stderr)
+            with open(os.path.join(certs, "tokens"), "w") as f:
+                f.write("write 0123456789abcdef\n")
+            out = run("kubectl", "kustomize", os.path.join(tmp, "k8s-secure"))
+            self.assertEqual(out.returncode, 0, out.stderr)
+            docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+            secret = next(d for d in docs if d["kind"] == "Secret")
+            self.assertIn("nexuscache-2.key", secret["data"])
+            sts = next(d for d in docs if d["kind"] == "StatefulSet")
+            volume = sts["spec"]["template"]["spec"]["volumes"][0]
+            self.assertEqual(volume["secret"]["secretName"], secret["metadata"]["name"])
+
+
 class Dockerfile(unittest.TestCase):
     def setUp(self):
         with open(os.path.join(SRC, "deploy/Dockerfile")) as f:
@@ -148,7 +253,9 @@ class Kubernetes(unittest.TestCase):
 
     def test_yamllint(self):
         lint = run("yamllint", "-d", "{extends: relaxed, rules: {line-length: {max: 160}}}",
-                   "-s", "deploy/k8s", "docker-compose.yml", "deploy/prometheus",
+                   "-s", "deploy/k8s", "deploy/k8s-secure", "docker-compose.yml",
+                   "docker-compose.secure.yml",
+                   "deploy/prometheus",
                    "deploy/grafana/provisioning")
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
 

@@ -138,6 +138,7 @@ bool BufferedSocket::AdvanceTls() {
     if (!BeginTls()) return false;
   }
   ERR_clear_error();
+  errno = 0;  // (SSL_ERROR_SYSCALL leaves errno as the failed call set it, or as it was)
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     tls_state_ = TlsState::kOn;
@@ -165,6 +166,7 @@ bool BufferedSocket::AdvanceTls() {
 
 BufferedSocket::ReadResult BufferedSocket::ReadTls(size_t want) {
   ERR_clear_error();
+  errno = 0;
   const int n =
       SSL_read(ssl_, in_.get() + end_, static_cast<int>(std::min<size_t>(want, INT32_MAX)));
   if (n > 0) {
@@ -208,6 +210,7 @@ std::string BufferedSocket::read_error_text() const {
 int BufferedSocket::FlushTls() {
   while (out_sent_ < out_.size()) {
     ERR_clear_error();
+    errno = 0;
     const size_t chunk = std::min(out_.size() - out_sent_, kTlsWriteChunk);
     const int n = SSL_write(ssl_, out_.data() + out_sent_, static_cast<int>(chunk));
     if (n > 0) {

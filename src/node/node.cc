@@ -71,6 +71,8 @@ Node::Node(Config config) : config_(std::move(config)) {
                               .cert_flag = "--http-tls-cert",
                               .key_flag = "--http-tls-key",
                               .require_client_certificate = false,
+                              // clients: many connections, mostly idle
+                              .release_idle_buffers = true,
                               .cluster = tls_server_,
                               .failures = &tls_failures_});
     if (http.ok()) {

@@ -135,6 +135,7 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Create(ContextOptions op
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
   // Output buffers grow and move between writes (std::string), and a write may be partial.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (options.release_idle_buffers) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) {
     return FileError(options.cert_flag, files.cert,

@@ -91,6 +91,9 @@ struct ContextOptions {
   // Server: a client certificate chaining to files.ca is required; false: verified when one is
   // presented (and files.ca is set), else not asked for.
   bool require_client_certificate = true;
+  // Release a connection's record buffers while it is idle (SSL_MODE_RELEASE_BUFFERS): less
+  // memory per idle connection (many clients), an allocation per busy read.
+  bool release_idle_buffers = false;
   // Server: the context a handshake naming kClusterServerName switches to (may be null).
   std::shared_ptr<const Context> cluster;
   // Counts refused handshakes (may be null); must outlive the context.

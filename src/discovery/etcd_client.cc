@@ -42,6 +42,14 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& endpoint, c
                       "etcd " + endpoint + " " + method + ": " + status.error_message());
 }
 
+// An answer that says the auth token is no good: expired or unknown to this member
+// (UNAUTHENTICATED), or older than a change of users or roles (ErrAuthOldRevision).
+bool StaleToken(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+          status.error_message().find("revision of auth store is old") != std::string::npos);
+}
+
 bool Retryable(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -195,13 +203,14 @@ class EtcdClient::Impl {
       const size_t index = (start + i) % n;
       const std::shared_ptr<EtcdEndpoint> ep = Endpoint(index);
       grpc::Status status;
-      // With auth: a second attempt on the same endpoint after an UNAUTHENTICATED answer, with
-      // a fresh token.
+      absl::Status auth_failed;
+      // With auth: a second attempt on the same endpoint, with a fresh token, after an answer
+      // that says the token is no good (expired, unknown to this member, or issued before a
+      // change of users or roles: etcd's ErrAuthOldRevision).
       for (int attempt = 0; attempt < 2; ++attempt) {
         absl::StatusOr<std::string> token = TokenFor(*ep);
         if (!token.ok()) {
-          status = grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
-                                std::string(token.status().message()));
+          auth_failed = token.status();
           break;
         }
         grpc::ClientContext ctx;
@@ -209,19 +218,20 @@ class EtcdClient::Impl {
         ctx.set_wait_for_ready(false);
         if (!token->empty()) ctx.AddMetadata(kTokenKey, *token);
         status = call(*ep, &ctx);
-        if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED || !uses_auth()) break;
+        if (!uses_auth() || !StaleToken(status)) break;
         absl::MutexLock lock(&ep->mu);
         ep->auth_token.clear();
       }
-      if (status.ok()) {
+      if (auth_failed.ok() && status.ok()) {
         last_good_.store(index, std::memory_order_relaxed);
         return absl::OkStatus();
       }
-      // (An Authenticate failure already names the endpoint and method.)
-      last = status.error_message().rfind("etcd ", 0) == 0
-                 ? absl::Status(FromGrpcCode(status.error_code()), status.error_message())
-                 : FromGrpc(status, ep->address, method);
-      if (!Retryable(status)) return last;
+      // (An Authenticate failure names the endpoint and method already.)
+      last = !auth_failed.ok() ? auth_failed : FromGrpc(status, ep->address, method);
+      const bool next_endpoint = !auth_failed.ok() ? absl::IsUnavailable(auth_failed) ||
+                                                         absl::IsDeadlineExceeded(auth_failed)
+                                                   : Retryable(status);
+      if (!next_endpoint) return last;
       if (i + 1 < n) spdlog::warn("{}; trying the next etcd endpoint", last.ToString());
     }
     return last;

@@ -23,7 +23,8 @@
 // Auth. With credentials.user, the client authenticates (etcd's Auth.Authenticate) on an
 // endpoint before its first call there and sends the token with every call and stream (gRPC
 // metadata "token"); a call refused with UNAUTHENTICATED (the token expired, or another
-// member does not know it) authenticates again and is repeated once. A refused password is
+// member does not know it) or with "revision of auth store is old" (users or roles changed
+// since the token was issued) authenticates again and is repeated once. A refused password is
 // InvalidArgument "etcd HOST Authenticate: etcdserver: authentication failed, invalid user ID
 // or password", not retried on other endpoints.
 //

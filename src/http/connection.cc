@@ -253,7 +253,7 @@ bool HttpConnection::Read() {
       }
       break;
     case ReadResult::kError:
-      spdlog::debug("http: reading from {}: {}", remote(), io::ErrnoText(read_error()));
+      spdlog::debug("http: reading from {}: {}", remote(), read_error_text());
       break;
   }
   CloseNow();

@@ -75,9 +75,9 @@ absl::Status BufferedSocket::Connect(const SocketAddress& address) {
 
 void BufferedSocket::OnEvents(uint32_t events) {
   if (fd_ < 0) return;
-  if (connecting_) {
+  if (connecting_ && tls_state_ != TlsState::kHandshake) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    if (tls_state_ != TlsState::kHandshake) {  // the TCP connect finished
+    {  // the TCP connect finished
       if (const int err = ConnectError(fd_); err != 0) {
         CloseSocket();
         return OnConnectFailed(err);
@@ -179,9 +179,8 @@ BufferedSocket::ReadResult BufferedSocket::ReadTls(size_t want) {
     case SSL_ERROR_WANT_READ:
       readable_ = false;
       return ReadResult::kDrained;
-    case SSL_ERROR_WANT_WRITE:  // (no renegotiation; a key update's answer) wait for EPOLLOUT
-      readable_ = false;
-      writable_ = false;
+    case SSL_ERROR_WANT_WRITE:  // (no renegotiation; a key update's answer) wait for EPOLLOUT,
+      writable_ = false;        // then read again (readable_ stays: no EPOLLIN edge may come)
       return ReadResult::kDrained;
     case SSL_ERROR_ZERO_RETURN:
       readable_ = false;
@@ -195,9 +194,10 @@ BufferedSocket::ReadResult BufferedSocket::ReadTls(size_t want) {
       readable_ = false;
       read_error_ = EPROTO;
       // Over TLS 1.3 a server refuses a client's certificate after the client's handshake
-      // ended: the refusal arrives as an alert on the first read.
-      tls_error_ = !tls_read_any_ ? tls_context_->Refused(ssl_, err, tls_who_)
-                                  : tls::TakeErrors("TLS error");
+      // ended: the refusal arrives as an alert on the client's first read.
+      tls_error_ = !tls_read_any_ && tls_context_->side() == tls::Side::kClient
+                       ? tls_context_->Refused(ssl_, err, tls_who_)
+                       : tls::TakeErrors("TLS error");
       return ReadResult::kError;
   }
 }

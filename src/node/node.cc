@@ -63,11 +63,10 @@ Node::Node(Config config) : config_(std::move(config)) {
   if (config_.cluster_tls() && init_error_.ok()) init_error_ = LoadClusterTls(&ring_options);
   if (init_error_.ok()) init_error_ = LoadEtcdCredentials();
   if (init_error_.ok() && !config_.http_tls_cert.empty()) {
-    // Clients see this certificate; members (SNI tls::kClusterServerName) the cluster's.
+    // Clients see this certificate; members (SNI tls::kClusterServerName) the cluster's. No
+    // CA: clients are not asked for a certificate (members are, in the cluster's context).
     absl::StatusOr<std::shared_ptr<const tls::Context>> http =
-        tls::Context::Create({.files = {.cert = config_.http_tls_cert,
-                                        .key = config_.http_tls_key,
-                                        .ca = config_.tls_ca},
+        tls::Context::Create({.files = {.cert = config_.http_tls_cert, .key = config_.http_tls_key},
                               .cert_flag = "--http-tls-cert",
                               .key_flag = "--http-tls-key",
                               .require_client_certificate = false,
@@ -279,9 +278,7 @@ absl::Status Node::LoadEtcdCredentials() {
       return absl::InvalidArgumentError("--etcd-password-file " + config_.etcd_password_file +
                                         ": cannot be read");
     }
-    while (!password.empty() && (password.back() == '\r' || password.back() == ' ')) {
-      password.pop_back();
-    }
+    if (!password.empty() && password.back() == '\r') password.pop_back();
     if (password.empty()) {
       return absl::InvalidArgumentError("--etcd-password-file " + config_.etcd_password_file +
                                         ": the first line (the password) is empty");

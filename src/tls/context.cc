@@ -136,6 +136,16 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Create(ContextOptions op
   // Output buffers grow and move between writes (std::string), and a write may be partial.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (options.release_idle_buffers) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  if (side == Side::kServer) {
+    // No session resumption: connections are long-lived, and a resumed session would skip the
+    // client-certificate check of a context switched to by SNI. (Without a session id
+    // context, OpenSSL fails every resumption attempt of a verifying server.)
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    static constexpr unsigned char kSessionContext[] = "nexuscache";
+    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+  }
 
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) {
     return FileError(options.cert_flag, files.cert,
@@ -189,6 +199,7 @@ int Context::OnServerName(SSL* ssl, int*, void* arg) {
   if (name != nullptr && std::string_view(name) == kClusterServerName) {
     SSL_set_SSL_CTX(ssl, self->cluster_->ctx_);
     SSL_set_verify(ssl, SSL_CTX_get_verify_mode(self->cluster_->ctx_), nullptr);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);  // (a member's connection is busy)
   }
   return SSL_TLSEXT_ERR_OK;
 }

@@ -246,6 +246,21 @@ TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
   }
   EXPECT_GT(MetricSum(c.node(2).http_port, "nexuscache_peer_requests_served_total"), 0);
   EXPECT_EQ(MetricSum(c.node(0).http_port, "nexuscache_tls_handshake_failures_total"), 0);
+  // A client that opens one connection after another (each may offer to resume the last
+  // session: browsers, libcurl, proxies do) gets each answered.
+  const std::string p = std::to_string(c.node(1).http_port);
+  const std::string url = "https://cache.example:" + p + "/api/get?key=" + key;
+  FILE* pipe =
+      popen(("curl -s -H 'Connection: close' --cacert " + pub + "/ca.pem --resolve " +
+             "cache.example:" + p + ":127.0.0.1 '" + url + "' '" + url + "' '" + url + "' 2>&1")
+                .c_str(),
+            "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string three;
+  std::array<char, 1024> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) three.append(buf.data(), n);
+  EXPECT_EQ(pclose(pipe), 0);
+  EXPECT_EQ(three, "value=secret\nvalue=secret\nvalue=secret\n");
   // Plaintext clients are still served (no --http-tls-only).
   EXPECT_EQ(Http(c.node(1).http_port, "GET", "/api/get?key=" + key).body, "value=secret\n");
 

@@ -324,7 +324,8 @@ absl::Status Node::Start() {
                                       .node_name = config_.name,
                                       .metrics_text = [this] { return metrics_.Render(); },
                                       .traffic = &peer_traffic_,
-                                      .tls = cluster_pem_});
+                                      .tls = cluster_pem_,
+                                      .tls_verifier = tls_server_});
   if (absl::Status s = grpc_->Start(); !s.ok()) return s;
 
   auto router = std::make_shared<http::Router>();

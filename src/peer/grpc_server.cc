@@ -172,6 +172,51 @@ class PeerServer::Service final : public nexuscachepb::NexusCache::CallbackServi
   std::atomic<uint64_t>* const served_;  // may be null
 };
 
+namespace {
+
+// gRPC's TLS server hands a client's certificate chain to this verifier instead of verifying
+// it itself, so a refusal (another CA, expired) is counted and logged like the HTTP port's
+// (tls::Context::VerifyPeerChain).
+class CountingVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit CountingVerifier(std::shared_ptr<const tls::Context> context)
+      : context_(std::move(context)) {}
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    const grpc::string_ref leaf = request->peer_cert();
+    const grpc::string_ref chain = request->peer_cert_full_chain();
+    const absl::Status s =
+        context_->VerifyPeerChain(std::string_view(leaf.data(), leaf.size()),
+                                  std::string_view(chain.data(), chain.size()), "a gRPC client");
+    *sync_status = s.ok()
+                       ? grpc::Status::OK
+                       : grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
+    return true;  // answered synchronously
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  const std::shared_ptr<const tls::Context> context_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::ServerCredentials> PeerServer::TlsCredentials() const {
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      options_.tls.ca,
+      std::vector<grpc::experimental::IdentityKeyCertPair>{
+          {.private_key = options_.tls.key, .certificate_chain = options_.tls.cert}});
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  // Asked for, verified by CountingVerifier; a client without one is refused per call.
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  tls.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<CountingVerifier>(
+          options_.tls_verifier));
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
 struct PeerServer::Running {
   std::unique_ptr<grpc::Server> server;
 };
@@ -189,13 +234,7 @@ absl::Status PeerServer::Start() {
   grpc::ServerBuilder builder;
   int selected_port = 0;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (!options_.tls.empty()) {
-    grpc::SslServerCredentialsOptions ssl(
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    ssl.pem_root_certs = options_.tls.ca;
-    ssl.pem_key_cert_pairs.push_back({options_.tls.key, options_.tls.cert});
-    credentials = grpc::SslServerCredentials(ssl);
-  }
+  if (!options_.tls.empty()) credentials = TlsCredentials();
   builder.AddListeningPort(where, credentials, &selected_port);
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);

@@ -30,6 +30,10 @@
 #include "service/owner_service.h"
 #include "tls/context.h"
 
+namespace grpc {
+class ServerCredentials;
+}  // namespace grpc
+
 namespace nexus {
 
 struct PeerServerOptions {
@@ -46,10 +50,12 @@ struct PeerServerOptions {
   // Counts the RPCs answered (any status) in served_grpc, and with its cluster secret set
   // refuses every call without it (UNAUTHENTICATED, counted); may be null.
   PeerTraffic* traffic = nullptr;
-  // Mutual TLS (--tls-*): the port speaks only TLS and requires a client certificate that
-  // chains to tls.ca (a handshake without one is refused by gRPC, which logs it). Empty:
-  // plaintext.
+  // Mutual TLS (--tls-*): the port speaks only TLS with this certificate and key, and a
+  // client's certificate is verified by `tls_verifier` (the cluster's server context: the CA,
+  // and the count and log of refusals, tls/context.h). A client without a certificate gets
+  // through the handshake and has every call refused (PeerTraffic::Admit). Empty: plaintext.
   tls::Pem tls;
+  std::shared_ptr<const tls::Context> tls_verifier;
 };
 
 class PeerServer {
@@ -72,6 +78,8 @@ class PeerServer {
 
  private:
   class Service;
+  // The port's credentials under mutual TLS (options_.tls).
+  std::shared_ptr<grpc::ServerCredentials> TlsCredentials() const;
 
   const PeerServerOptions options_;
   std::atomic<uint16_t> port_{0};

@@ -1,6 +1,7 @@
 #include "tls/context.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -30,6 +31,19 @@ absl::Status FileError(std::string_view flag, const std::string& path, std::stri
 // The reason of an alert the other side sent (OpenSSL reports alert N as reason 1000 + N).
 bool IsAlert(int reason) {
   return reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
+}
+
+// The reason label of a certificate that did not verify (X509_V_ERR_*).
+Failure VerifyFailure(long error) {
+  switch (error) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return Failure::kExpired;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+      return Failure::kWrongName;
+    default:
+      return Failure::kUntrusted;
+  }
 }
 
 }  // namespace
@@ -236,17 +250,7 @@ std::string Context::Refused(SSL* ssl, int ssl_error, std::string_view remote) c
       verify != X509_V_OK) {
     TakeErrors("");
     detail = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
-    switch (verify) {
-      case X509_V_ERR_CERT_HAS_EXPIRED:
-      case X509_V_ERR_CERT_NOT_YET_VALID:
-        failure = Failure::kExpired;
-        break;
-      case X509_V_ERR_HOSTNAME_MISMATCH:
-        failure = Failure::kWrongName;
-        break;
-      default:
-        failure = Failure::kUntrusted;
-    }
+    failure = VerifyFailure(verify);
   } else if (ssl_error == SSL_ERROR_SSL) {
     if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
       failure = Failure::kNoCertificate;
@@ -262,6 +266,43 @@ std::string Context::Refused(SSL* ssl, int ssl_error, std::string_view remote) c
   }
   if (failures_ != nullptr) failures_->Count(side_, failure, detail, remote);
   return detail;
+}
+
+absl::Status Context::VerifyPeerChain(std::string_view pem_leaf, std::string_view pem_chain,
+                                      std::string_view remote) const {
+  auto refuse = [&](Failure failure, const std::string& detail) {
+    if (failures_ != nullptr) failures_->Count(side_, failure, detail, remote);
+    return absl::UnauthenticatedError(detail);
+  };
+  if (pem_leaf.empty()) return refuse(Failure::kNoCertificate, "no client certificate");
+  ERR_clear_error();
+  BIO* bio = BIO_new_mem_buf(pem_leaf.data(), static_cast<int>(pem_leaf.size()));
+  X509* leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  STACK_OF(X509)* rest = sk_X509_new_null();
+  bio = BIO_new_mem_buf(pem_chain.data(), static_cast<int>(pem_chain.size()));
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) sk_X509_push(rest, cert);
+  BIO_free(bio);
+  ERR_clear_error();  // (the read past the last certificate)
+  int verified = 0;
+  int error = X509_V_ERR_UNSPECIFIED;
+  if (leaf != nullptr) {
+    X509_STORE_CTX* check = X509_STORE_CTX_new();
+    if (check != nullptr &&
+        X509_STORE_CTX_init(check, SSL_CTX_get_cert_store(ctx_), leaf, rest) == 1) {
+      X509_STORE_CTX_set_purpose(check, X509_PURPOSE_SSL_CLIENT);
+      verified = X509_verify_cert(check);
+      error = X509_STORE_CTX_get_error(check);
+    }
+    X509_STORE_CTX_free(check);
+  }
+  X509_free(leaf);
+  sk_X509_pop_free(rest, X509_free);
+  ERR_clear_error();
+  if (verified == 1) return absl::OkStatus();
+  if (leaf == nullptr) return refuse(Failure::kOther, "the client certificate is not PEM");
+  return refuse(VerifyFailure(error),
+                std::string("certificate verify failed: ") + X509_verify_cert_error_string(error));
 }
 
 }  // namespace nexus::tls

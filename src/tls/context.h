@@ -119,6 +119,13 @@ class Context {
   // returns a one-line reason, e.g. "certificate verify failed: certificate has expired".
   std::string Refused(SSL* ssl, int ssl_error, std::string_view remote) const;
 
+  // For a TLS stack that asks us to verify (gRPC's server, peer/grpc_server.cc): the PEM
+  // certificate a client presented (empty: none), with `pem_chain` (any order, may hold the
+  // leaf too) as intermediates, against the CA file, as a client certificate. A refusal is
+  // Unauthenticated with the reason, counted and logged like a refused handshake.
+  absl::Status VerifyPeerChain(std::string_view pem_leaf, std::string_view pem_chain,
+                               std::string_view remote) const;
+
  private:
   Context(Side side, SSL_CTX* ctx, HandshakeFailures* failures,
           std::shared_ptr<const Context> cluster)
@@ -133,10 +140,11 @@ class Context {
 // The PEM text of `path`, for APIs that take certificates as text (gRPC). Errors name `flag`.
 absl::StatusOr<std::string> ReadPem(std::string_view flag, const std::string& path);
 
-// The three files as text, for gRPC's credentials (all empty: no TLS).
+// The three files as text, for gRPC's credentials (no CA: no TLS; a client without cert and
+// key presents no certificate).
 struct Pem {
   std::string cert, key, ca;
-  bool empty() const { return cert.empty(); }
+  bool empty() const { return ca.empty(); }
   static absl::StatusOr<Pem> Read(const Files& files);
 };
 

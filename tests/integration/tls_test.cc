@@ -179,7 +179,20 @@ TEST(Tls, AMutualTlsClusterServesAndRefusesCallsWithoutAClusterCertificate) {
   ASSERT_TRUE(with.ok()) << with.status();
   EXPECT_EQ(with->data, "mine");
   EXPECT_FALSE(GrpcGet(grpc, "svc1", owned, {}).ok());
+  // Another CA's, an expired or no certificate: refused in the handshake, counted and logged
+  // like the HTTP port's refusals.
+  const double untrusted = Failures(http, "server", "untrusted");
+  const double expired_before = Failures(http, "server", "expired");
   EXPECT_FALSE(GrpcGet(grpc, "svc1", owned, PemOf(rogue, "svc2", certs)).ok());
+  EXPECT_FALSE(GrpcGet(grpc, "svc1", owned, PemOf(expired, "expired", certs)).ok());
+  EXPECT_EQ(Failures(http, "server", "untrusted"), untrusted + 1);
+  EXPECT_EQ(Failures(http, "server", "expired"), expired_before + 1);
+  tls::Pem ca_only = PemOf(certs, "svc2");
+  ca_only.cert.clear();
+  ca_only.key.clear();
+  const double no_certificate = Failures(http, "server", "no_certificate");
+  EXPECT_FALSE(GrpcGet(grpc, "svc1", owned, ca_only).ok());
+  EXPECT_EQ(Failures(http, "server", "no_certificate"), no_certificate + 1);
 
   // Nothing refused changed anything, and the cluster goes on serving.
   for (size_t i = 0; i < 3; ++i) {

@@ -189,8 +189,8 @@ Node::Node(Config config) : config_(std::move(config)) {
       "nexuscache_tls_handshake_failures_total",
       "TLS handshakes of the cluster plane (--tls-*) that failed, by side (server: a connection "
       "to this node's HTTP port refused; client: this node's connection to a member) and reason "
-      "(no_certificate, untrusted, expired, wrong_name, refused_by_peer, not_tls, other). The "
-      "gRPC port's refusals are in gRPC's log only.",
+      "(no_certificate, untrusted, expired, wrong_name, refused_by_peer, not_tls, other); the "
+      "gRPC port's refusals count as server too.",
       "counter", {"side", "reason"}, [failures = &tls_failures_] {
         metrics::Registry::Samples out;
         for (tls::Side side : {tls::Side::kServer, tls::Side::kClient}) {

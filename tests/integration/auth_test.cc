@@ -47,20 +47,7 @@ std::string RingAddress(uint16_t port, const std::string& member) {
 // Runs a node with `flags` that must not start: expects exit code `code` and `message` in its
 // log.
 void ExpectNoStart(const std::vector<std::string>& flags, int code, const std::string& message) {
-  std::vector<std::string> argv = {NEXUSCACHE_BIN,
-                                   "--name",
-                                   "svc1",
-                                   "--port",
-                                   std::to_string(FreePort()),
-                                   "--http-port",
-                                   std::to_string(FreePort())};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  auto p = Process::Start(argv, {}, TempDir() + "/no-start-" + std::to_string(FreePort()) + ".log");
-  ASSERT_NE(p, nullptr);
-  int exit_code = 0;
-  ASSERT_TRUE(p->WaitExit(seconds(10), &exit_code));
-  EXPECT_EQ(exit_code, code);
-  EXPECT_NE(p->Log().find(message), std::string::npos) << p->Log();
+  EXPECT_EQ(StartFails(flags, code, message), "");
 }
 
 TEST(Auth, WithoutTokensTheSeedsFlowsWorkAndSetPeerOnlyReAddsKnownMembers) {
@@ -266,22 +253,7 @@ TEST(ClusterSecret, OnlyCallsWithTheSecretReachTheOwnerOverEitherTransport) {
   ASSERT_TRUE(c.Start(&error)) << error;
   // The cluster works: writes and reads through every node reach the owners (HTTP
   // forwarding), hot keys reach every node (gRPC).
-  for (int i = 0; i < 30; ++i) {
-    const std::string key = "k" + std::to_string(i);
-    ASSERT_EQ(Http(c.node(i % 3).http_port, "POST", "/api/set",
-                   "key=" + key + "&value=v" + std::to_string(i) + "&expire=5")
-                  .status,
-              200)
-        << key;
-  }
-  ASSERT_EQ(
-      Http(c.node(0).http_port, "POST", "/api/set", "key=hot&value=h&expire=5&hot=true").status,
-      200);
-  for (int i = 0; i < 30; ++i) {
-    const std::string key = "k" + std::to_string(i);
-    EXPECT_EQ(Http(c.node((i + 1) % 3).http_port, "GET", "/api/get?key=" + key).body,
-              "value=v" + std::to_string(i) + "\n");
-  }
+  EXPECT_EQ(ServesThroughEveryNode(c), "");
   EXPECT_GT(MetricSum(c.node(0).http_port, "nexuscache_peer_requests_served_total"), 0);
 
   const uint16_t grpc = c.node(0).grpc_port, http = c.node(0).http_port;

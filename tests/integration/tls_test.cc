@@ -103,24 +103,8 @@ TEST(Tls, AMutualTlsClusterServesAndRefusesCallsWithoutAClusterCertificate) {
 
   // Writes through every node reach their owners (HTTP forwarding over TLS), reads through
   // the others find them, a hot key reaches every node (replication).
-  for (int i = 0; i < 30; ++i) {
-    const std::string key = "k" + std::to_string(i);
-    ASSERT_EQ(Http(c.node(i % 3).http_port, "POST", "/api/set",
-                   "key=" + key + "&value=v" + std::to_string(i) + "&expire=5")
-                  .status,
-              200)
-        << key;
-  }
-  ASSERT_EQ(
-      Http(c.node(0).http_port, "POST", "/api/set", "key=hot&value=h&expire=5&hot=true").status,
-      200);
-  for (int i = 0; i < 30; ++i) {
-    const std::string key = "k" + std::to_string(i);
-    EXPECT_EQ(Http(c.node((i + 1) % 3).http_port, "GET", "/api/get?key=" + key).body,
-              "value=v" + std::to_string(i) + "\n");
-  }
+  EXPECT_EQ(ServesThroughEveryNode(c), "");
   for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(Http(c.node(i).http_port, "GET", "/api/get?key=hot").body, "value=h\n");
     EXPECT_GT(MetricSum(c.node(i).http_port, "nexuscache_peer_requests_served_total"), 0);
     EXPECT_EQ(MetricSum(c.node(i).http_port, "nexuscache_tls_handshake_failures_total"), 0);
   }
@@ -293,22 +277,8 @@ TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
   EXPECT_EQ(secure.out.substr(secure.out.size() - 3), "404") << secure.out;  // not found: no a
 }
 
-// Starts a node with `flags`; expects it to exit with `code` and `message` in its log.
 void ExpectNoStart(const std::vector<std::string>& flags, int code, const std::string& message) {
-  std::vector<std::string> argv = {NexusBinary(),
-                                   "--name",
-                                   "svc1",
-                                   "--port",
-                                   std::to_string(FreePort()),
-                                   "--http-port",
-                                   std::to_string(FreePort())};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  auto p = Process::Start(argv, {}, TempDir() + "/tls-no-start-" + std::to_string(FreePort()));
-  ASSERT_NE(p, nullptr);
-  int exit_code = 0;
-  ASSERT_TRUE(p->WaitExit(seconds(10), &exit_code));
-  EXPECT_EQ(exit_code, code);
-  EXPECT_NE(p->Log().find(message), std::string::npos) << p->Log();
+  EXPECT_EQ(StartFails(flags, code, message), "");
 }
 
 TEST(Tls, BadTlsFlagsStopTheStartWithTheirReason) {

@@ -173,4 +173,49 @@ bool Cluster::Restart(size_t i, std::string* failure) {
   return true;
 }
 
+std::string ServesThroughEveryNode(Cluster& c) {
+  const size_t n = c.size();
+  for (size_t i = 0; i < 30; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const HttpResult r = Http(c.node(i % n).http_port, "POST", "/api/set",
+                              "key=" + key + "&value=v" + std::to_string(i) + "&expire=5");
+    if (r.status != 200) return "set " + key + ": " + std::to_string(r.status) + " " + r.body;
+  }
+  const HttpResult hot =
+      Http(c.node(0).http_port, "POST", "/api/set", "key=hot&value=h&expire=5&hot=true");
+  if (hot.status != 200) return "hot set: " + std::to_string(hot.status) + " " + hot.body;
+  for (size_t i = 0; i < 30; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const std::string body = Http(c.node((i + 1) % n).http_port, "GET", "/api/get?key=" + key).body;
+    if (body != "value=v" + std::to_string(i) + "\n") return "get " + key + ": " + body;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const std::string body = Http(c.node(i).http_port, "GET", "/api/get?key=hot").body;
+    if (body != "value=h\n") return "hot get on " + c.node(i).name + ": " + body;
+  }
+  return "";
+}
+
+std::string StartFails(const std::vector<std::string>& flags, int code,
+                       const std::string& message) {
+  std::vector<std::string> argv = {NexusBinary(),
+                                   "--name",
+                                   "svc1",
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--http-port",
+                                   std::to_string(FreePort())};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto p = Process::Start(argv, {}, TempDir() + "/no-start-" + std::to_string(FreePort()) + ".log");
+  if (p == nullptr) return "could not start the process";
+  int exit_code = 0;
+  if (!p->WaitExit(std::chrono::seconds(10), &exit_code)) return "still running after 10 s";
+  if (exit_code != code) {
+    return "exit code " + std::to_string(exit_code) + ", not " + std::to_string(code) + "; log:\n" +
+           p->Log();
+  }
+  if (p->Log().find(message) == std::string::npos) return "no '" + message + "' in:\n" + p->Log();
+  return "";
+}
+
 }  // namespace nexus::testing

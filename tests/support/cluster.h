@@ -64,4 +64,12 @@ class Cluster {
 // measure another build with the same tests).
 std::string NexusBinary();
 
+// Whether the cluster serves: 30 writes through every node reach their owners, reads through
+// the others find them, a hot key reaches every node. "" if so, else the first thing wrong.
+std::string ServesThroughEveryNode(Cluster& c);
+
+// Starts a node (svc1, free ports) with `flags` and expects it to exit with `code` and
+// `message` in its log: "" if it did, else what happened.
+std::string StartFails(const std::vector<std::string>& flags, int code, const std::string& message);
+
 }  // namespace nexus::testing

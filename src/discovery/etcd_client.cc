@@ -43,11 +43,14 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& endpoint, c
 }
 
 // An answer that says the auth token is no good: expired or unknown to this member
-// (UNAUTHENTICATED), or older than a change of users or roles (ErrAuthOldRevision).
+// (UNAUTHENTICATED), older than a change of users or roles (ErrAuthOldRevision), or missing
+// where auth was enabled since (ErrUserEmpty).
 bool StaleToken(const grpc::Status& status) {
-  return status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-         (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
-          status.error_message().find("revision of auth store is old") != std::string::npos);
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) return true;
+  const std::string& m = status.error_message();
+  return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+         (m.find("revision of auth store is old") != std::string::npos ||
+          m.find("user name is empty") != std::string::npos);
 }
 
 bool Retryable(const grpc::Status& status) {
@@ -117,6 +120,10 @@ struct EtcdEndpoint {
     absl::MutexLock lock(&mu);
     return auth_token;
   }
+  bool no_auth() const {
+    absl::MutexLock lock(&mu);
+    return auth_off;
+  }
 
   const std::string address;
   std::shared_ptr<grpc::Channel> channel;
@@ -128,6 +135,9 @@ struct EtcdEndpoint {
   // the member that issued them only); empty until authenticated.
   mutable absl::Mutex mu;
   std::string auth_token ABSL_GUARDED_BY(mu);
+  // The endpoint answered that its auth is not enabled: calls go without a token (until a
+  // call is refused for the lack of one: see StaleToken).
+  bool auth_off ABSL_GUARDED_BY(mu) = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -164,9 +174,20 @@ class EtcdClient::Impl {
     request.set_password(options_.credentials.password);
     pb::AuthenticateResponse response;
     const grpc::Status status = ep.auth->Authenticate(&ctx, request, &response);
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+        status.error_message().find("authentication is not enabled") != std::string::npos) {
+      // The user and password are not needed here: calls go without a token.
+      absl::MutexLock lock(&ep.mu);
+      if (!std::exchange(ep.auth_off, true)) {
+        spdlog::warn("etcd {}: auth is not enabled; calls go without --etcd-user's token",
+                     ep.address);
+      }
+      return absl::OkStatus();
+    }
     if (!status.ok()) return FromGrpc(status, ep.address, "Authenticate");
     absl::MutexLock lock(&ep.mu);
     ep.auth_token = response.token();
+    ep.auth_off = false;
     return absl::OkStatus();
   }
 
@@ -185,7 +206,7 @@ class EtcdClient::Impl {
   // The token to send to `ep` (authenticating first if it has none); "" without auth.
   absl::StatusOr<std::string> TokenFor(EtcdEndpoint& ep) {
     if (!uses_auth()) return std::string();
-    if (std::string token = ep.token(); !token.empty()) return token;
+    if (std::string token = ep.token(); !token.empty() || ep.no_auth()) return token;
     if (absl::Status s = Authenticate(ep); !s.ok()) return s;
     return ep.token();
   }
@@ -221,6 +242,7 @@ class EtcdClient::Impl {
         if (!uses_auth() || !StaleToken(status)) break;
         absl::MutexLock lock(&ep->mu);
         ep->auth_token.clear();
+        ep->auth_off = false;
       }
       if (auth_failed.ok() && status.ok()) {
         last_good_.store(index, std::memory_order_relaxed);

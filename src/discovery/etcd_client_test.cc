@@ -383,6 +383,19 @@ TEST(EtcdClientCrashTest, StreamsEndWhenEtcdDies) {
   EXPECT_EQ(w.done_calls, 1);
 }
 
+TEST_F(EtcdClientTest, AUserForAnEtcdWithoutAuthIsNotNeeded) {
+  // (etcd answers Authenticate with "authentication is not enabled": calls go without a token.)
+  EtcdClient client(
+      {.endpoints = {etcd_->endpoint()}, .credentials = {.user = "nexus", .password = "unused"}});
+  absl::StatusOr<int64_t> put = client.Put("/t9/a", "1");
+  EXPECT_TRUE(put.ok()) << put.status();
+  Recorder rec;
+  auto watch = client.WatchPrefix("/t9/", 0, rec.OnEvents(), rec.OnWatchDone());
+  ASSERT_TRUE(client.Put("/t9/b", "2").ok());
+  EXPECT_TRUE(WaitFor([&] { return rec.num_events() >= 1; }, 5s));
+  watch->Stop();
+}
+
 // A secured etcd through the real client: TLS with a client certificate required (etcd's
 // --client-cert-auth), and user/password auth with a token that expires.
 std::string Pem(const std::string& path) {

@@ -375,6 +375,14 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
     start = comma + 1;
     if (endpoint.empty()) continue;
     if (endpoint.rfind("http://", 0) == 0) endpoint = endpoint.substr(7);
+    if (endpoint.rfind("https://", 0) == 0) {
+      if (c.etcd_ca.empty()) {
+        return fail("--etcd entry '" + endpoint +
+                    "' is https: TLS to etcd needs --etcd-ca (the CA etcd's certificate "
+                    "chains to)");
+      }
+      endpoint = endpoint.substr(8);
+    }
     const size_t colon = endpoint.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
       return fail("--etcd entry '" + endpoint + "' must be HOST:PORT");

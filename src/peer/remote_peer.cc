@@ -149,16 +149,16 @@ void RemotePeer::GetOrPeek(std::string_view group, std::string_view key, bool pe
 }
 
 void RemotePeer::Set(std::string_view group, std::string_view key, std::string_view value,
-                     int64_t ttl_ms, bool hot, StatusCallback done) {
+                     Expiry expiry, bool hot, StatusCallback done) {
   Forwarder* f = shared_->ForwarderForCall();
-  if (f == nullptr) return shared_->grpc->Set(group, key, value, ttl_ms, hot, std::move(done));
+  if (f == nullptr) return shared_->grpc->Set(group, key, value, expiry, hot, std::move(done));
   shared_->counter.Started();
-  f->Set(*shared_->target, group, key, value, ttl_ms, hot,
+  f->Set(*shared_->target, group, key, value, expiry, hot,
          [shared = shared_, group = std::string(group), key = std::string(key),
-          value = std::string(value), ttl_ms, hot, done = std::move(done)](absl::Status s) mutable {
+          value = std::string(value), expiry, hot, done = std::move(done)](absl::Status s) mutable {
            shared->counter.Finished(CallCounter::kSet, s);
            if (shared->RetryOverGrpc(s)) {
-             return shared->grpc->Set(group, key, value, ttl_ms, hot, std::move(done));
+             return shared->grpc->Set(group, key, value, expiry, hot, std::move(done));
            }
            done(std::move(s));
          });

@@ -56,7 +56,7 @@ class RemotePeer final : public Peer {
 
   void Get(std::string_view group, std::string_view key, ValueCallback done) override;
   void Peek(std::string_view group, std::string_view key, ValueCallback done) override;
-  void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
+  void Set(std::string_view group, std::string_view key, std::string_view value, Expiry expiry,
            bool hot, StatusCallback done) override;
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override;
   void Replicate(std::string_view group, const Replica& replica, StatusCallback done) override;

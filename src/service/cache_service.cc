@@ -158,13 +158,15 @@ absl::StatusOr<Group*> CacheService::Resolve(std::string_view group, std::string
 }
 
 absl::StatusOr<Group*> CacheService::ResolveSet(std::string_view group, std::string_view key,
-                                                std::string_view value, int64_t ttl_ms) const {
+                                                std::string_view value, Expiry expiry) const {
   if (absl::Status s = CheckKey(key); !s.ok()) return s;
   if (value.size() > options_.max_value_bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat("value longer than ", options_.max_value_bytes, " bytes"));
   }
-  if (ttl_ms < 1 || ttl_ms > options_.max_ttl_ms) {
+  if (!expiry.is_ttl()) {
+    if (expiry.deadline <= 0) return absl::InvalidArgumentError("invalid expire time");
+  } else if (expiry.ttl_ms < 1 || expiry.ttl_ms > options_.max_ttl_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("the TTL must be between 1 ms and ", options_.max_ttl_ms, " ms"));
   }

@@ -10,7 +10,8 @@
 //           NotFound "no such group: G" (IsNoSuchGroup; any other NotFound is a miss); the
 //           group's errors (a peer down: Unavailable; the origin failing: its error).
 //   Set     the same for the key, ResourceExhausted "value longer than N bytes",
-//           InvalidArgument for a TTL outside 1 ms .. max_ttl_ms.
+//           InvalidArgument for a TTL outside 1 ms .. max_ttl_ms (a fixed deadline, exact
+//           and without jitter, is the front's to bound: RESP's EX/PX/EXAT/PXAT).
 //   Delete  as Get.
 //   SetPeer InvalidArgument "peer is not allow empty!" / a name with ',', '=', '/' or spaces.
 //
@@ -91,7 +92,7 @@ class CacheService {
   void Get(const Caller& caller, std::string_view group, std::string_view key, Done done);
   template <typename Done>  // void(absl::Status)
   void Set(const Caller& caller, std::string_view group, std::string_view key,
-           std::string_view value, int64_t ttl_ms, bool hot, Done done);
+           std::string_view value, Expiry expiry, bool hot, Done done);
   template <typename Done>  // void(absl::Status)
   void Delete(const Caller& caller, std::string_view group, std::string_view key, Done done);
   // Adds member `name` at `address`. Empty `address`: where this node knows the member (its
@@ -176,7 +177,7 @@ class CacheService {
                                  bool check_length) const;
   // The same for a set.
   absl::StatusOr<Group*> ResolveSet(std::string_view group, std::string_view key,
-                                    std::string_view value, int64_t ttl_ms) const;
+                                    std::string_view value, Expiry expiry) const;
 
   const CacheServiceOptions options_;
   GroupRegistry* const groups_;
@@ -216,18 +217,18 @@ void CacheService::Get(const Caller& caller, std::string_view group, std::string
 
 template <typename Done>
 void CacheService::Set(const Caller& caller, std::string_view group, std::string_view key,
-                       std::string_view value, int64_t ttl_ms, bool hot, Done done) {
+                       std::string_view value, Expiry expiry, bool hot, Done done) {
   Call call(this, caller.protocol, Op::kSet);
   if (absl::Status s = Check(caller, auth::Role::kWrite, "set"); !s.ok()) {
     call.Finish(Outcome::kError);
     return done(std::move(s));
   }
-  absl::StatusOr<Group*> g = ResolveSet(group, key, value, ttl_ms);
+  absl::StatusOr<Group*> g = ResolveSet(group, key, value, expiry);
   if (!g.ok()) {
     call.Finish(Outcome::kError);
     return done(g.status());
   }
-  (*g)->Set(key, value, ttl_ms, hot,
+  (*g)->Set(key, value, expiry, hot,
             [call = std::move(call), done = std::move(done)](absl::Status s) mutable {
               call.Finish(s.ok() ? Outcome::kOk : Outcome::kError);
               done(std::move(s));

@@ -26,7 +26,7 @@ class UnusedPeer : public Peer {
   void Peek(std::string_view, std::string_view, ValueCallback done) override {
     done(absl::UnimplementedError("not used"));
   }
-  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
+  void Set(std::string_view, std::string_view, std::string_view, Expiry, bool,
            StatusCallback done) override {
     done(absl::UnimplementedError("not used"));
   }
@@ -54,10 +54,13 @@ class RecordingPeer final : public Peer {
     if (copy) return done(CachedValue{.data = *copy, .deadline = 42});
     done(absl::NotFoundError("no copy"));
   }
-  void Set(std::string_view group, std::string_view key, std::string_view value, int64_t ttl_ms,
+  void Set(std::string_view group, std::string_view key, std::string_view value, Expiry expiry,
            bool hot, StatusCallback done) override {
     calls.push_back("set " + std::string(group) + " " + std::string(key) + "=" +
-                    std::string(value) + " ttl=" + std::to_string(ttl_ms) + (hot ? " hot" : ""));
+                    std::string(value) +
+                    (expiry.is_ttl() ? " ttl=" + std::to_string(expiry.ttl_ms)
+                                     : " at=" + std::to_string(expiry.deadline)) +
+                    (hot ? " hot" : ""));
     done(absl::OkStatus());
   }
   void Delete(std::string_view group, std::string_view key, StatusCallback done) override {
@@ -82,7 +85,7 @@ class UnreachablePeer final : public Peer {
  public:
   void Get(std::string_view, std::string_view, ValueCallback done) override { done(Down()); }
   void Peek(std::string_view, std::string_view, ValueCallback done) override { done(Down()); }
-  void Set(std::string_view, std::string_view, std::string_view, int64_t, bool,
+  void Set(std::string_view, std::string_view, std::string_view, Expiry, bool,
            StatusCallback done) override {
     done(Down());
   }

@@ -21,10 +21,10 @@ inline absl::StatusOr<CachedValue> GetSync(Group& group, std::string_view key) {
 }
 
 inline absl::Status SetSync(Group& group, std::string_view key, std::string_view value,
-                            int64_t ttl_ms, bool hot) {
+                            Expiry expiry, bool hot) {
   absl::Notification finished;
   absl::Status out;
-  group.Set(key, value, ttl_ms, hot, [&](absl::Status s) {
+  group.Set(key, value, expiry, hot, [&](absl::Status s) {
     out = std::move(s);
     finished.Notify();
   });

@@ -3,8 +3,8 @@
 // one loop by the kernel and kept there) serving http::HttpConnections (http/connection.h,
 // which describes the protocol behaviour). Deadlines are checked every 50 ms, their precision.
 //
-// To serve HTTP next to another protocol on the same loops, use io::EventLoops with
-// HttpConnections() directly.
+// Another protocol may share the server's loops (Listen before Start: the node's RESP port), so
+// what it forwards shares the loops' forwarder pools; --max-connections counts every listener.
 //
 // Thread-safety: Start, Stop, port and active_connections may be called from any thread except
 // the server's own threads (Stop from a handler would wait for itself). Start succeeds at most
@@ -57,6 +57,13 @@ class Server {
   // UnavailableError("http: cannot listen on 0.0.0.0:9999: Address already in use (bind)");
   // never throws.
   [[nodiscard]] absl::Status Start();
+
+  // Before Start: also serve address:port with `factory` (another protocol) on these loops.
+  // Returns the bound port (port 0 picks one); errors as Start's.
+  absl::StatusOr<uint16_t> Listen(const std::string& address, uint16_t port,
+                                  std::shared_ptr<io::ConnectionFactory> factory) {
+    return loops_.Listen(address, port, std::move(factory));
+  }
 
   // The bound port (useful with port 0); 0 before a successful Start.
   uint16_t port() const { return port_.load(); }

@@ -119,12 +119,16 @@ absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     scale = 1;
   } else if (unit == "m") {
     scale = 60'000;
+  } else if (unit == "h") {
+    scale = 3'600'000;
+  } else if (unit == "d") {
+    scale = 86'400'000;
   }
   int64_t n = 0;
   if (digits == 0 || digits > 9 || scale == 0 ||
       std::from_chars(text.data(), text.data() + digits, n).ec != std::errc()) {
     return absl::InvalidArgumentError("'" + std::string(text) +
-                                      "' is not a duration (e.g. 10s, 500ms, 2m)");
+                                      "' is not a duration (e.g. 10s, 500ms, 2m, 1h, 30d)");
   }
   return std::chrono::milliseconds(n * scale);
 }
@@ -134,6 +138,8 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   std::string peers, etcd, cache_bytes = "64M", hot_cache_bytes = "16M";
   std::string handoff_rate = "64M", drain_timeout = "10s", advertise, version_skew = "60s";
   int metrics_port = 0;
+  int resp_port = 0;
+  std::string max_ttl = "0";
   int64_t default_ttl_minutes = 60, jitter_cap_seconds = 180;
   int64_t peer_timeout_ms = c.peer_timeout.count(), origin_timeout_ms = c.origin_timeout.count();
   int64_t grace_ms = c.shutdown_grace.count();
@@ -162,6 +168,13 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   app.add_option("--port", c.grpc_port, "gRPC port for peers")->capture_default_str();
   app.add_option("--http-port", c.http_port, "HTTP API port")->capture_default_str();
   app.add_option("--metrics-port", metrics_port, "Extra port serving only /metrics (0 = none)");
+  app.add_option("--resp-port", resp_port,
+                 "Port of the Redis protocol (redis-cli, every Redis client), on the HTTP "
+                 "port's threads (0 = off)");
+  app.add_option("--max-ttl", max_ttl,
+                 "Keys written over RESP without an expiry, or a longer one, expire after this "
+                 "(\"30d\", \"12h\", \"3600s\"; 0 = never, as in Redis)")
+      ->capture_default_str();
   app.add_option("--bind", c.bind_address, "Address to listen on")->capture_default_str();
   app.add_option("--log-level", c.log_level,
                  "error, warn, info, debug (membership transitions) or trace (every write, copy "
@@ -286,6 +299,8 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
 
   c.metrics_port = metrics_port > 0 ? std::optional<uint16_t>(metrics_port) : std::nullopt;
   if (metrics_port < 0 || metrics_port > 65535) return fail("--metrics-port out of range");
+  c.resp_port = resp_port > 0 ? std::optional<uint16_t>(resp_port) : std::nullopt;
+  if (resp_port < 0 || resp_port > 65535) return fail("--resp-port out of range");
   if (c.name.empty() || c.name.find_first_of(",= /") != std::string::npos ||
       !std::all_of(c.name.begin(), c.name.end(), [](char ch) { return ch > ' ' && ch < 127; })) {
     return fail("--name must be non-empty printable ASCII without ',', '=', '/' or spaces");
@@ -308,6 +323,9 @@ ParseOutcome ParseCommandLine(int argc, const char* const* argv, const char* env
   auto drain = ParseDuration(drain_timeout);
   if (!drain.ok()) return fail("--drain-timeout " + std::string(drain.status().message()));
   c.drain_timeout = *drain;
+  auto ttl_cap = ParseDuration(max_ttl);
+  if (!ttl_cap.ok()) return fail("--max-ttl " + std::string(ttl_cap.status().message()));
+  c.max_ttl = *ttl_cap;
   auto skew = ParseDuration(version_skew);
   if (!skew.ok()) return fail("--max-version-skew " + std::string(skew.status().message()));
   c.max_version_skew = *skew;

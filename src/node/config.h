@@ -28,6 +28,11 @@ struct Config {
   uint16_t grpc_port = 8888;             // --port
   uint16_t http_port = 9999;             // --http-port
   std::optional<uint16_t> metrics_port;  // --metrics-port: extra /metrics listener (seed: 9100)
+  // --resp-port: the Redis protocol (node/resp_api.h) on the HTTP port's loops; unset: off.
+  std::optional<uint16_t> resp_port;
+  // --max-ttl: keys written over RESP without an expiry (or a longer one) expire after this
+  // ("30d", "3600s"; 0 = never, Redis's semantics).
+  std::chrono::milliseconds max_ttl{0};
   std::string bind_address = "0.0.0.0";  // --bind: address the listeners bind
   std::string ip_address = "127.0.0.1";  // env IP_ADDRESS: the address peers dial to reach us
   // --advertise HOST:PORT[/HTTP_PORT]: what peers dial instead (a node behind a proxy or NAT);
@@ -93,7 +98,7 @@ struct Config {
   std::string SelfHttpAddress(uint16_t bound_port) const;
 };
 
-// Parses a duration: "10s", "500ms", "2m"; a plain number is seconds.
+// Parses a duration: "10s", "500ms", "2m", "1h", "30d"; a plain number is seconds.
 absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 // Parses a byte size: "1048576", "64K", "64M", "1G" (powers of 1024; "KiB"/"MB" forms too).

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
@@ -173,14 +174,18 @@ Node::Node(Config config) : config_(std::move(config)) {
   ExportGroupMetrics(groups_, metrics_);
   picker_->ExportMetrics(metrics_);
   metrics::ExportProcessMetrics(metrics_);
-  metrics_.AddGauge("nexuscache_http_connections",
-                    "Open connections on the HTTP port (clients and peers forwarding).", [this] {
-                      const http::Server* s = http_ready_.load(std::memory_order_acquire);
-                      return s == nullptr ? 0.0 : static_cast<double>(s->active_connections());
-                    });
+  metrics_.AddGauge(
+      "nexuscache_http_connections",
+      "Open connections on the HTTP port (clients and peers forwarding) and the RESP port.",
+      [this] {
+        const http::Server* s = http_ready_.load(std::memory_order_acquire);
+        return s == nullptr ? 0.0 : static_cast<double>(s->active_connections());
+      });
   metrics_.AddCounterFn(
       "nexuscache_http_connections_refused_total",
-      "Connections to the HTTP port closed at once because --max-connections were open.", [this] {
+      "Connections to the HTTP or RESP port closed at once because --max-connections were "
+      "open.",
+      [this] {
         const http::Server* s = http_ready_.load(std::memory_order_acquire);
         return s == nullptr ? 0.0 : static_cast<double>(s->refused_connections());
       });
@@ -352,6 +357,24 @@ absl::Status Node::Start() {
   // Room for the largest value plus the form encoding around it (up to 3 bytes per byte).
   http_options.max_body_bytes = config_.max_value_bytes * 3 + config_.max_key_bytes * 3 + 4096;
   http_ = std::make_unique<http::Server>(http_options, router);
+  if (config_.resp_port) {
+    resp_api_ = std::make_shared<RespApi>(
+        RespApiOptions{.max_ttl_ms = config_.max_ttl.count(), .port = *config_.resp_port},
+        service_.get(), picker_.get());
+    resp::ConnectionOptions resp_options;
+    // An argument longer than any key or value cannot be a valid one: refused as it arrives.
+    resp_options.limits.max_bulk_bytes = std::max(config_.max_value_bytes, config_.max_key_bytes);
+    resp_options.limits.max_command_bytes =
+        std::max<size_t>(64 << 20, 2 * config_.max_value_bytes + (64 << 10));
+    resp_options.tls = http_tls_;  // the client-facing certificate (clients need none)
+    absl::StatusOr<uint16_t> bound =
+        http_->Listen(config_.bind_address, *config_.resp_port,
+                      resp::RespConnections(std::move(resp_options), resp_api_));
+    if (!bound.ok()) {
+      grpc_->Stop(std::chrono::milliseconds(0));
+      return bound.status();
+    }
+  }
   if (absl::Status s = http_->Start(); !s.ok()) {
     grpc_->Stop(std::chrono::milliseconds(0));
     return s;
@@ -433,8 +456,9 @@ absl::Status Node::Start() {
     members += (members.empty() ? "" : ", ") + name + "=" + address;
   }
   spdlog::info(
-      "nexuscache {} serving group '{}': http :{} grpc :{}{} members [{}]{} loader {}",
+      "nexuscache {} serving group '{}': http :{} grpc :{}{}{} members [{}]{} loader {}",
       config_.name, config_.group, http_->port(), grpc_->port(),
+      config_.resp_port ? " resp :" + std::to_string(*config_.resp_port) : "",
       config_.metrics_port ? " metrics :" + std::to_string(*config_.metrics_port) : "", members,
       config_.etcd.empty() ? "" : " (etcd: live membership)",
       config_.demo_data ? "demo-data" : (config_.origin.empty() ? "none" : config_.origin));

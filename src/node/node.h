@@ -24,6 +24,7 @@
 #include "metrics/metrics.h"
 #include "node/api.h"
 #include "node/config.h"
+#include "node/resp_api.h"
 #include "peer/grpc_server.h"
 #include "peer/ring_picker.h"
 #include "service/cache_service.h"
@@ -91,6 +92,7 @@ class Node : private RingPeerPicker::Observer {
   std::unique_ptr<Api> api_;
   std::unique_ptr<PeerServer> grpc_;
   std::unique_ptr<http::Server> http_;
+  std::shared_ptr<RespApi> resp_api_;  // --resp-port: its commands, on http_'s loops
   std::atomic<const http::Server*> http_ready_{nullptr};  // http_ once started (metrics)
   std::unique_ptr<http::Server> metrics_http_;
   std::unique_ptr<ExpirySweeper> sweeper_;

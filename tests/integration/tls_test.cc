@@ -46,15 +46,8 @@ CurlResult Curl(const std::string& name, uint16_t port, const std::string& targe
   if (!cert.empty()) command += " --cert " + cert + " --key " + key;
   if (!post.empty()) command += " --data '" + post + "'";
   command += " 'https://" + name + ":" + p + target + "' 2>&1";
-  CurlResult r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const ShellResult r = RunShell(command);
+  return {r.exit_code, r.out};
 }
 
 // A Get over gRPC with the real client, as member `name` is called, with `tls` (empty: none).

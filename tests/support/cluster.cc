@@ -26,6 +26,7 @@ void Cluster::AssignPorts() {
     n.name = "svc" + std::to_string(i + 1);
     n.http_port = FreePort();
     n.grpc_port = FreePort();
+    n.resp_port = FreePort();
     // NAME=HOST:GRPC_PORT/HTTP_PORT: forwarding over HTTP, as with etcd membership.
     peers += (peers.empty() ? "" : ",") + n.name + "=" + Address(n) + ":" +
              std::to_string(n.grpc_port) + "/" + std::to_string(n.http_port);
@@ -41,6 +42,8 @@ void Cluster::BuildArgv(NodeHandle& n, const std::string& peers) {
             std::to_string(n.grpc_port),
             "--http-port",
             std::to_string(n.http_port),
+            "--resp-port",
+            std::to_string(n.resp_port),
             "--bind",
             network_ != nullptr ? "0.0.0.0" : "127.0.0.1",
             "--threads",
@@ -65,6 +68,7 @@ int Cluster::AddNode(std::string* failure) {
   }
   n.http_port = FreePort();
   n.grpc_port = FreePort();
+  n.resp_port = FreePort();
   BuildArgv(n, "");
   nodes_.push_back(std::move(n));
   NodeHandle& added = nodes_.back();

@@ -18,6 +18,7 @@ struct NodeHandle {
   std::string netns;
   uint16_t http_port = 0;
   uint16_t grpc_port = 0;
+  uint16_t resp_port = 0;  // every node serves RESP too (--resp-port)
   std::unique_ptr<Process> process;
   std::vector<std::string> argv;
   // The logs of this node's earlier processes (Restart), for failure reports.

@@ -200,6 +200,18 @@ HttpResult ParseResponse(const std::string& raw) {
   return r;
 }
 
+ShellResult RunShell(const std::string& command) {
+  ShellResult r;
+  FILE* pipe = popen(("exec </dev/null; " + command).c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 std::string RawExchange(uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout,
                         bool half_close) {
   const int fd = ConnectLoopback(port, timeout);

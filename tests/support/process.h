@@ -66,6 +66,14 @@ std::string HttpRequestText(uint16_t port, const std::string& method, const std:
 HttpResult HttpWithHeaders(uint16_t port, const std::string& method, const std::string& target,
                            const std::string& body, const std::vector<std::string>& headers);
 
+// Runs `command` with sh, stdin from /dev/null unless the command redirects it; what it wrote
+// to stdout (add 2>&1 for stderr) and its exit code (-1 if it did not exit normally).
+struct ShellResult {
+  int exit_code = -1;
+  std::string out;
+};
+ShellResult RunShell(const std::string& command);
+
 // Sends raw bytes, then reads until the server closes or `timeout`; returns what was read.
 std::string RawExchange(uint16_t port, const std::string& bytes,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),

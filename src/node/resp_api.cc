@@ -65,9 +65,12 @@ std::optional<int64_t> ParseInteger(std::string_view s) {
 void ReplyError(Writer& out, const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kUnauthenticated:
-      return out.Error(status.message().find("token is not") != std::string_view::npos
-                           ? "WRONGPASS invalid username-password pair or user is disabled."
-                           : "NOAUTH Authentication required.");
+      if (status.message() == "invalid token") {
+        return out.Error("WRONGPASS invalid username-password pair or user is disabled.");
+      }
+      // Redis's text first (clients look at the code), then which role is needed.
+      return out.Error(
+          absl::StrCat("NOAUTH Authentication required (", status.message(), ": AUTH <token>)."));
     case absl::StatusCode::kPermissionDenied:
       return out.Error(absl::StrCat("NOPERM ", status.message()));
     default:

@@ -3,9 +3,11 @@
 // crossing between RESP and HTTP on different nodes, hot keys included.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/cluster.h"
@@ -183,6 +185,60 @@ TEST_F(RespCluster, KeysCrossBetweenRespAndHttpOnOtherNodesHotKeysIncluded) {
     ASSERT_TRUE(cluster_.node(i).process->WaitExit(std::chrono::seconds(5), &code));
   }
   EXPECT_EQ(CliOne(2, "GET celebrity"), "star\n");
+}
+
+TEST_F(RespCluster, EverySplitOfAPipelineGetsTheSameReplies) {
+  const std::string a = KeyOwnedBy(cluster_.node(0).http_port, "svc2", "p");
+  const std::string b = KeyOwnedBy(cluster_.node(0).http_port, "svc3", "q");
+  auto bulk = [](const std::string& s) {
+    return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
+  };
+  const std::string pipeline =
+      "*3\r\n" + bulk("SET") + bulk(a) + bulk("va\r\nl") +  // a value with CRLF in it
+      "*3\r\n" + bulk("SET") + bulk(b) + bulk("w") + "PING\r\n" + "*4\r\n" + bulk("MGET") +
+      bulk(a) + bulk(b) + bulk("none") + "GET " + b + "\r\n" + "*3\r\n" + bulk("EXISTS") + bulk(a) +
+      bulk("none") + "ECHO \"x y\"\r\n";
+  const std::string expected =
+      "+OK\r\n+OK\r\n+PONG\r\n*3\r\n$5\r\nva\r\nl\r\n$1\r\nw\r\n$-1\r\n"
+      "$1\r\nw\r\n:1\r\n$3\r\nx y\r\n";
+  const int lines = static_cast<int>(std::count(expected.begin(), expected.end(), '\n'));
+  const uint16_t port = cluster_.node(0).resp_port;
+  for (size_t cut = 0; cut <= pipeline.size(); ++cut) {
+    LineClient client(port);
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.Send(std::string_view(pipeline).substr(0, cut)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // (two reads on the server)
+    ASSERT_TRUE(client.Send(std::string_view(pipeline).substr(cut)));
+    ASSERT_EQ(client.ReadLines(lines), expected) << "split at byte " << cut;
+  }
+}
+
+TEST(RespAuth, TokensApplyOverResp) {
+  const std::string tokens =
+      WriteTempFile("resp_tokens", "read rtok-0123456789\nwrite wtok-0123456789\n");
+  Cluster c(2, {"--auth-token-file", tokens, "--cluster-secret-file", ClusterSecretFile()});
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  const std::string cli = "redis-cli --no-auth-warning -p " + std::to_string(c.node(0).resp_port);
+  // Reads stay open (--auth-reads=false); writes need the write role.
+  EXPECT_EQ(RunShell(cli + " GET k 2>&1").out, "\n");
+  EXPECT_EQ(RunShell(cli + " SET k v 2>&1").out,
+            "NOAUTH Authentication required (set needs a token with the write role: AUTH "
+            "<token>).\n\n");
+  EXPECT_EQ(RunShell(cli + " -a nope SET k v 2>&1").out,
+            "AUTH failed: WRONGPASS invalid username-password pair or user is disabled.\nNOAUTH "
+            "Authentication required (set needs a token with the write role: AUTH <token>).\n\n");
+  EXPECT_EQ(RunShell(cli + " -a rtok-0123456789 SET k v 2>&1").out,
+            "NOPERM the token's role read may not set (it needs write)\n\n");
+  EXPECT_EQ(RunShell(cli + " -a wtok-0123456789 SET k v 2>&1").out, "OK\n");
+  // HELLO's AUTH, and a token for the whole connection.
+  EXPECT_EQ(RunShell("printf 'HELLO 2 AUTH default wtok-0123456789\\nSET k2 v2\\nGET k2\\n' | " +
+                     cli + " 2>&1 | tail -n 2")
+                .out,
+            "OK\nv2\n");
+  EXPECT_GE(MetricSum(c.node(0).http_port,
+                      "nexuscache_auth_refused_total{protocol=\"resp\",reason=\"missing\"}"),
+            2);
 }
 
 }  // namespace

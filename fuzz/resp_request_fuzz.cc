@@ -81,7 +81,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const Outcome whole = Parse(bytes, 0, limits);
   const Outcome split = Parse(bytes, piece, limits);
-  if (whole.commands != split.commands) Fail("whole and split commands differ");
+  if (whole.commands != split.commands) {
+    for (const Outcome* o : {&whole, &split}) {
+      std::fprintf(stderr, "%s (pieces of %zu):\n", o == &whole ? "whole" : "split", piece);
+      for (const auto& c : o->commands) {
+        std::string line;
+        for (const std::string& a : c) line += "[" + a + "]";
+        std::fprintf(stderr, "  %s\n", line.c_str());
+      }
+      std::fprintf(stderr, "  error '%s'\n", o->error.c_str());
+    }
+    Fail("whole and split commands differ");
+  }
   if (whole.error != split.error) {
     // A line limit is met earlier or later depending on where the bytes stop: an incomplete
     // line over the limit fails as soon as it is too long, a complete one only when checked.

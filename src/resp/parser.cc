@@ -154,8 +154,10 @@ void Parser::BeginCommand() {
 bool Parser::FindLine(std::string_view in, size_t from, size_t* cr, const char* too_long) {
   const size_t p = in.find('\r', std::max(from, scanned_));
   if (p == std::string_view::npos || p + 1 >= in.size()) {
+    // (A '\r' whose '\n' has not arrived ends the line as far as its length goes, as when
+    // the whole line is there.)
     scanned_ = p == std::string_view::npos ? in.size() : p;
-    if (in.size() - from > limits_.max_line_bytes) Fail(std::string("Protocol error: ") + too_long);
+    if (scanned_ - from > limits_.max_line_bytes) Fail(std::string("Protocol error: ") + too_long);
     return false;
   }
   if (p - from > limits_.max_line_bytes) {

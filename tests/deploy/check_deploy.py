@@ -72,10 +72,12 @@ class Compose(unittest.TestCase):
                     out.add((int(host), int(container)))
             return out
 
-        for i, (http, grpc, metrics) in enumerate([(9999, 8881, 9101), (9998, 8882, 9102),
-                                                   (9997, 8883, 9103)], start=1):
+        for i, (http, resp, grpc, metrics) in enumerate(
+                [(9999, 6379, 8881, 9101), (9998, 6380, 8882, 9102), (9997, 6381, 8883, 9103)],
+                start=1):
             svc = f"svc{i}"
-            self.assertEqual(published(svc), {(http, 9999), (grpc, 8888), (metrics, 9101)}, svc)
+            self.assertEqual(published(svc),
+                             {(http, 9999), (resp, 6379), (grpc, 8888), (metrics, 9101)}, svc)
             s = services[svc]
             self.assertEqual(s["build"]["dockerfile"], "deploy/Dockerfile")
             # A fixed IP on the compose network (event loops forward to IPs, not names).
@@ -86,6 +88,7 @@ class Compose(unittest.TestCase):
             self.assertEqual(args[args.index("--name") + 1], svc)
             self.assertEqual(args[args.index("--etcd") + 1], "etcd:2379")
             self.assertEqual(args[args.index("--metrics-port") + 1], "9101")
+            self.assertEqual(args[args.index("--resp-port") + 1], "6379")
         self.assertEqual(published("prometheus"), {(9090, 9090)})
         self.assertEqual(published("grafana"), {(3000, 3000)})
         env = services["grafana"]["environment"]

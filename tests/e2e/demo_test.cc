@@ -12,10 +12,11 @@ namespace nexus::testing {
 namespace {
 
 TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
-  std::vector<uint16_t> http, grpc;
+  std::vector<uint16_t> http, grpc, resp;
   for (int i = 0; i < 3; ++i) {
     http.push_back(FreePort());
     grpc.push_back(FreePort());
+    resp.push_back(FreePort());
   }
   const uint16_t etcd_client = FreePort(), etcd_peer = FreePort(), prometheus = FreePort();
   auto join = [](const std::vector<uint16_t>& ports) {
@@ -27,6 +28,7 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
       {{"NEXUS_BIN", NexusBinary()},
        {"DEMO_HTTP_PORTS", join(http)},
        {"DEMO_GRPC_PORTS", join(grpc)},
+       {"DEMO_RESP_PORTS", join(resp)},
        {"DEMO_ETCD_PORTS", std::to_string(etcd_client) + " " + std::to_string(etcd_peer)},
        {"DEMO_PROM_PORT", std::to_string(prometheus)}},
       TempDir() + "/demo.log");
@@ -58,6 +60,9 @@ TEST(DemoScript, StartsThreeNodesServesTheSeedFlowAndStopsThemAll) {
   EXPECT_EQ(Http(http[2], "GET", "/api/get?key=popular").body, "value=Hot Data!\n");
   EXPECT_EQ(Http(http[1], "GET", "/api/get?key=popular").body, "value=Hot Data!\n");
   EXPECT_EQ(Http(http[1], "GET", "/api/get?key=Tom").body, "value=630\n");
+  // The Redis protocol on every node, as the instructions say.
+  EXPECT_NE(demo->Log().find("redis-cli -p " + std::to_string(resp[0])), std::string::npos);
+  EXPECT_EQ(RawExchange(resp[2], "GET Tom\r\nQUIT\r\n"), "$3\r\n630\r\n+OK\r\n");
 
   // The demo's Prometheus comes up and answers.
   bool prometheus_ready = false;

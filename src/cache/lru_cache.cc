@@ -18,6 +18,7 @@ CacheStats& CacheStats::operator+=(const CacheStats& o) {
   evictions += o.evictions;
   expirations += o.expirations;
   items += o.items;
+  tombstones += o.tombstones;
   bytes += o.bytes;
   return *this;
 }
@@ -105,6 +106,7 @@ void LruCache::Remove(Entry* e, Index::iterator it) {
   Unlink(e);
   index_.erase(it);
   entry_bytes_ -= e->charge();
+  tombstones_ -= e->tombstone;
   std::free(e);
 }
 
@@ -177,6 +179,7 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
       if (!value.empty()) std::memcpy(old->data() + old->key_size, value.data(), value.size());
       old->value_size = static_cast<uint32_t>(value.size());
       old->deadline = deadline;
+      tombstones_ += static_cast<size_t>(meta.tombstone) - old->tombstone;
       old->tombstone = meta.tombstone;
       if (versioned) std::memcpy(old + 1, &meta.version, kVersionSize);
       if (head()->next != old) {
@@ -205,6 +208,7 @@ StoreResult LruCache::Set(KeyRef key, std::string_view value, UnixMillis deadlin
   index_.insert(e);
   PushFront(e);
   entry_bytes_ += charge;
+  tombstones_ += e->tombstone;
   EvictToFit();
   // The new entry is the most recently used: eviction takes it only if it alone is too large.
   return index_.contains(key) ? StoreResult::kStored : StoreResult::kTooLarge;
@@ -296,6 +300,7 @@ CacheStats LruCache::stats() const {
   s.evictions = evictions_;
   s.expirations = expirations_;
   s.items = items();
+  s.tombstones = tombstones_;
   s.bytes = bytes();
   return s;
 }

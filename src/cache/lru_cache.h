@@ -76,7 +76,8 @@ struct CacheStats {
   uint64_t misses = 0;       // includes lookups that found only an expired entry
   uint64_t evictions = 0;    // dropped to make room (LRU)
   uint64_t expirations = 0;  // dropped because the deadline passed (lazily, swept or evicted)
-  uint64_t items = 0;
+  uint64_t items = 0;        // entries, tombstones included
+  uint64_t tombstones = 0;   // of them: removals remembered until their deadline
   uint64_t bytes = 0;
 
   CacheStats& operator+=(const CacheStats& o);
@@ -210,6 +211,7 @@ class LruCache {
   // the LRU end), [1..kMaxCrawls] the open crawls' (head() = walk finished, null = slot free).
   Entry* cursors_[1 + kMaxCrawls];
   size_t entry_bytes_ = 0;
+  size_t tombstones_ = 0;  // entries with the tombstone flag (CacheStats::tombstones)
   uint64_t evictions_ = 0;
   uint64_t expirations_ = 0;
 

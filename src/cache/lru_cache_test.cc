@@ -34,6 +34,21 @@ TEST_F(LruCacheTest, GetReturnsWhatSetStored) {
 
 // Found by fuzz/http_request_fuzz: an empty value as a default string_view (null data())
 // went to memcpy, undefined behaviour even for 0 bytes (UBSan: nonnull argument).
+TEST_F(LruCacheTest, TombstonesAreCountedAsTheyComeAndGo) {
+  LruCache c(1 << 20, &clock_);
+  c.Set(MakeKeyRef("a"), "1", kNoDeadline, {.version = 1});
+  c.Set(MakeKeyRef("b"), "", kNoDeadline, {.version = 2, .tombstone = true});
+  EXPECT_EQ(c.stats().items, 2u);
+  EXPECT_EQ(c.stats().tombstones, 1u);
+  c.Set(MakeKeyRef("a"), "", kNoDeadline, {.version = 3, .tombstone = true});  // in place
+  EXPECT_EQ(c.stats().tombstones, 2u);
+  c.Set(MakeKeyRef("b"), "a longer value than before", kNoDeadline, {.version = 4});  // moved
+  EXPECT_EQ(c.stats().tombstones, 1u);
+  c.Erase(MakeKeyRef("a"));
+  EXPECT_EQ(c.stats().tombstones, 0u);
+  EXPECT_EQ(c.stats().items, 1u);
+}
+
 TEST_F(LruCacheTest, AnEmptyValueWithNullDataIsStoredAndRewritten) {
   LruCache c(1 << 20, &clock_);
   EXPECT_EQ(c.Set(MakeKeyRef("k"), std::string_view(), kNoDeadline), StoreResult::kStored);

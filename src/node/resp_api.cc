@@ -428,7 +428,7 @@ struct RespCommands {
     const GroupStats stats = (*g)->stats();
     if (main != nullptr) *main = stats.main;
     if (all != nullptr) *all = stats;
-    return stats.main.items;
+    return stats.main.items - stats.main.tombstones;  // (deleted keys are remembered a while)
   }
   static void DbSize(Ctx& c) {
     if (absl::Status s = c.api->service_->Authorize(c.caller(), CacheService::Access::kRead);

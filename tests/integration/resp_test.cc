@@ -100,6 +100,17 @@ TEST_F(RespCluster, AScriptedRedisCliSessionGetsRedisReplies) {
             "a b\n");
 }
 
+TEST_F(RespCluster, Resp3AfterHelloThree) {
+  // redis-cli -3 sends HELLO 3 first; nulls, maps and verbatim strings come back in RESP3.
+  const std::string key = KeyOwnedBy(cluster_.node(0).http_port, "svc2", "r3");
+  const ShellResult r =
+      Cli(0, "SET " + key + " v\nMGET " + key + " none\nHELLO\nCLIENT INFO\n", "-3");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("OK\nv\n\nserver redis\nversion 7.0.0\nproto 3\n"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(" db=0 resp=3"), std::string::npos) << r.out;
+}
+
 TEST_F(RespCluster, PythonsRedisClientPipelinesAndMultiKeyCommandsAcrossOwners) {
   const std::string script = R"PY(
 import sys, redis

@@ -224,6 +224,20 @@ TEST_F(RespCluster, EverySplitOfAPipelineGetsTheSameReplies) {
   }
 }
 
+TEST(RespOverGrpc, ExactExpiriesReachTheOwnerOverGrpcToo) {
+  // --forward grpc: the fixed deadline travels in SetRequest.deadline_ms, not as a TTL.
+  Cluster c(2, {"--forward", "grpc"});
+  std::string error;
+  ASSERT_TRUE(c.Start(&error)) << error;
+  const std::string key = KeyOwnedBy(c.node(0).http_port, "svc2", "g");
+  const std::string cli = "redis-cli -p " + std::to_string(c.node(0).resp_port) + " ";
+  EXPECT_EQ(RunShell(cli + "SET " + key + " v EX 100").out, "OK\n");
+  EXPECT_EQ(RunShell(cli + "TTL " + key).out, "100\n");  // exact: no jitter
+  EXPECT_EQ(RunShell(cli + "SET " + key + " v").out, "OK\n");
+  EXPECT_EQ(RunShell(cli + "TTL " + key).out, "-1\n");  // no expiry
+  EXPECT_GE(MetricSum(c.node(0).http_port, "nexuscache_peer_requests_total"), 4);
+}
+
 TEST(RespAuth, TokensApplyOverResp) {
   const std::string tokens =
       WriteTempFile("resp_tokens", "read rtok-0123456789\nwrite wtok-0123456789\n");

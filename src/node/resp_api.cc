@@ -606,6 +606,16 @@ struct RespCommands {
           w.Ok();
         });
   }
+  // The reply of a command that counts keys (DEL, EXISTS): how many results are true, or the
+  // first error.
+  static void CountTrue(Writer& w, std::vector<absl::StatusOr<bool>>& results) {
+    int64_t n = 0;
+    for (const auto& r : results) {
+      if (!r.ok()) return ReplyError(w, r.status());
+      n += *r ? 1 : 0;
+    }
+    w.Integer(n);
+  }
   // DEL/UNLINK key...: the number of keys that existed. Each key is looked up, then deleted
   // (the count is not atomic with the delete: a write between the two is not counted).
   static void Del(Ctx& c) {
@@ -627,14 +637,7 @@ struct RespCommands {
                                       });
               });
         },
-        [](Writer& w, std::vector<absl::StatusOr<bool>>& results) {
-          int64_t n = 0;
-          for (const auto& r : results) {
-            if (!r.ok()) return ReplyError(w, r.status());
-            n += *r ? 1 : 0;
-          }
-          w.Integer(n);
-        });
+        CountTrue);
   }
   static void Exists(Ctx& c) {
     RespApi* api = c.api;
@@ -649,14 +652,7 @@ struct RespCommands {
                                done(r.status());
                              });
         },
-        [](Writer& w, std::vector<absl::StatusOr<bool>>& results) {
-          int64_t n = 0;
-          for (const auto& r : results) {
-            if (!r.ok()) return ReplyError(w, r.status());
-            n += *r ? 1 : 0;
-          }
-          w.Integer(n);
-        });
+        CountTrue);
   }
   static void Ttl(Ctx& c, bool seconds) {
     Lookup(c, c.args[1], [seconds](Writer& w, const CachedValue* v) {

@@ -87,6 +87,25 @@ TEST(ConfigTest, AdvertisedAddressesReplaceTheOnesPeersDial) {
   }
 }
 
+TEST(ConfigTest, RespPortAndMaxTtl) {
+  ParseOutcome off = Parse({"--name", "svc1"});
+  ASSERT_TRUE(off.config) << off.message;
+  EXPECT_FALSE(off.config->resp_port.has_value());  // off unless given
+  EXPECT_EQ(off.config->max_ttl.count(), 0);        // Redis's: no expiry means none
+  ParseOutcome on = Parse({"--name", "svc1", "--resp-port", "6379", "--max-ttl", "30d"});
+  ASSERT_TRUE(on.config) << on.message;
+  EXPECT_EQ(on.config->resp_port, 6379);
+  EXPECT_EQ(on.config->max_ttl.count(), 30LL * 86'400'000);
+  EXPECT_EQ(Parse({"--name", "svc1", "--max-ttl", "12h"}).config->max_ttl.count(),
+            12LL * 3'600'000);
+  ParseOutcome bad = Parse({"--name", "svc1", "--resp-port", "70000"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.message.find("--resp-port out of range"), std::string::npos) << bad.message;
+  bad = Parse({"--name", "svc1", "--max-ttl", "soon"});
+  EXPECT_NE(bad.message.find("--max-ttl 'soon' is not a duration"), std::string::npos)
+      << bad.message;
+}
+
 TEST(ConfigTest, LogLevel) {
   EXPECT_EQ(Parse({"--name", "a"}).config->log_level, "info");
   EXPECT_EQ(Parse({"--name", "a", "--log-level", "trace"}).config->log_level, "trace");

@@ -33,6 +33,8 @@ struct Expiry {
   }
   static Expiry Never() { return At(kNoDeadline); }
   bool is_ttl() const { return ttl_ms != 0; }
+  // A positive TTL, or a deadline after the epoch.
+  bool valid() const { return is_ttl() ? ttl_ms > 0 : deadline > 0; }
 
   int64_t ttl_ms = 0;       // > 0: a TTL (0: `deadline` applies)
   UnixMillis deadline = 0;  // when ttl_ms is 0: the absolute deadline (unix ms)

@@ -247,9 +247,7 @@ void Group::LoadFromLoader(const std::string& key, Flight<CachedValue>::Done fd)
 void Group::Set(std::string_view key, std::string_view value, Expiry expiry, bool hot,
                 StatusCallback done) {
   if (absl::Status s = ValidateKey(key); !s.ok()) return done(s);
-  if (expiry.is_ttl() ? expiry.ttl_ms <= 0 : expiry.deadline <= 0) {
-    return done(absl::InvalidArgumentError("ttl must be positive"));
-  }
+  if (!expiry.valid()) return done(absl::InvalidArgumentError("ttl must be positive"));
   std::shared_ptr<Peer> owner = peers_->PickPeer(key);
   if (options_.replicas <= 1) {
     if (owner == nullptr) return SetLocal(key, value, expiry, hot, std::move(done));
@@ -296,8 +294,8 @@ absl::Status Group::MayWriteAsPrimary(std::string_view key) const {
 void Group::SetLocal(std::string_view key, std::string_view value, Expiry expiry, bool hot,
                      StatusCallback done) {
   if (absl::Status s = MayWriteAsPrimary(key); !s.ok()) return done(s);
+  if (!expiry.valid()) return done(absl::InvalidArgumentError("ttl must be positive"));
   if (!expiry.is_ttl()) return StoreLocal(key, value, expiry.deadline, hot, std::move(done));
-  if (expiry.ttl_ms <= 0) return done(absl::InvalidArgumentError("ttl must be positive"));
   store_.Write(key, value, jitter_.Deadline(clock_->NowMillis(), expiry.ttl_ms), hot,
                std::move(done));
 }

@@ -360,7 +360,7 @@ absl::Status Node::Start() {
   if (config_.resp_port) {
     resp_api_ = std::make_shared<RespApi>(
         RespApiOptions{.max_ttl_ms = config_.max_ttl.count(), .port = *config_.resp_port},
-        service_.get(), picker_.get());
+        service_.get(), picker_.get(), &SystemClock::Get());
     resp::ConnectionOptions resp_options;
     // An argument longer than any key or value cannot be a valid one: refused as it arrives.
     resp_options.limits.max_bulk_bytes = std::max(config_.max_value_bytes, config_.max_key_bytes);

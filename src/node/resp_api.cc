@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <charconv>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/ascii.h"
 
 namespace nexus {
 namespace {
@@ -32,11 +32,8 @@ struct RespSession final : resp::SessionData {
 };
 
 RespSession& Data(Session& session) { return static_cast<RespSession&>(*session.data); }
-
-UnixMillis NowMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+const RespSession& Data(const Session& session) {
+  return static_cast<const RespSession&>(*session.data);
 }
 
 std::string Lower(std::string_view s) {
@@ -45,30 +42,12 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// A decimal integer as Redis reads one ("value is not an integer or out of range" otherwise).
-std::optional<int64_t> ParseInteger(std::string_view s) {
-  int64_t v = 0;
-  if (s.empty() || s.size() > 20 || s[0] == '+') return std::nullopt;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 // The one place a status becomes a RESP error: Redis's codes where Redis has one.
 void ReplyError(Writer& out, const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kUnauthenticated:
-      if (status.message() == "invalid token") {
-        return out.Error("WRONGPASS invalid username-password pair or user is disabled.");
-      }
-      // Redis's text first (clients look at the code), then which role is needed.
+      // (Never "invalid token": AUTH keeps only valid identities.) Redis's text first, clients
+      // look at the code, then which role is needed.
       return out.Error(
           absl::StrCat("NOAUTH Authentication required (", status.message(), ": AUTH <token>)."));
     case absl::StatusCode::kPermissionDenied:
@@ -111,35 +90,26 @@ struct RespCommands {
   // The expiry of a write, from its options or the default (Redis's: none), capped by
   // --max-ttl. nullopt: the deadline already passed (the write is a delete).
   static std::optional<Expiry> ExpiryOf(const RespApi& api, std::optional<UnixMillis> at) {
-    const UnixMillis now = NowMillis();
+    const UnixMillis now = api.clock_->NowMillis();
     UnixMillis deadline = at.value_or(kNoDeadline);
     if (api.options_.max_ttl_ms > 0) deadline = std::min(deadline, now + api.options_.max_ttl_ms);
     if (deadline <= now) return std::nullopt;
     return Expiry::At(deadline);
   }
 
-  // Writes `value` with `expiry`, replying +OK (or `ok_reply` when set) or the error.
+  // Writes `value` with `expiry`, replying +OK or the error.
   static void Write(Ctx& c, std::string_view key, std::string_view value,
                     std::optional<Expiry> expiry, bool hot) {
-    if (!expiry) {
-      // Redis stores it and it is gone at once: the key is deleted.
-      return c.api->service_->Delete(c.caller(), {}, key,
-                                     [reply = std::move(c.reply)](absl::Status s) mutable {
-                                       if (s.ok())
-                                         reply.out().Ok();
-                                       else
-                                         ReplyError(reply.out(), s);
-                                       reply.Send();
-                                     });
-    }
-    c.api->service_->Set(c.caller(), {}, key, value, *expiry, hot,
-                         [reply = std::move(c.reply)](absl::Status s) mutable {
-                           if (s.ok())
-                             reply.out().Ok();
-                           else
-                             ReplyError(reply.out(), s);
-                           reply.Send();
-                         });
+    auto ok_or_error = [reply = std::move(c.reply)](absl::Status s) mutable {
+      if (s.ok())
+        reply.out().Ok();
+      else
+        ReplyError(reply.out(), s);
+      reply.Send();
+    };
+    // Without an expiry left, Redis stores the key and it is gone at once: a delete.
+    if (!expiry) return c.api->service_->Delete(c.caller(), {}, key, std::move(ok_or_error));
+    c.api->service_->Set(c.caller(), {}, key, value, *expiry, hot, std::move(ok_or_error));
   }
 
   // Looks `key` up and answers with `encode(value or nullptr)`, or the error.
@@ -201,10 +171,10 @@ struct RespCommands {
     c.reply.Send(/*close=*/true);
   }
   static void Select(Ctx& c) {
-    const std::optional<int64_t> db = ParseInteger(c.args[1]);
-    if (!db)
+    int64_t db = 0;
+    if (!resp::ParseInteger(c.args[1], &db))
       c.out().Error("ERR value is not an integer or out of range");
-    else if (*db != 0)
+    else if (db != 0)
       c.out().Error("ERR DB index is out of range");
     else
       c.out().Ok();
@@ -238,16 +208,16 @@ struct RespCommands {
   static void Hello(Ctx& c) {
     int protocol = c.session.protocol;
     if (c.args.size() >= 2) {
-      const std::optional<int64_t> v = ParseInteger(c.args[1]);
-      if (!v) {
+      int64_t v = 0;
+      if (!resp::ParseInteger(c.args[1], &v)) {
         c.out().Error("ERR Protocol version is not an integer or out of range");
         return c.reply.Send();
       }
-      if (*v != 2 && *v != 3) {
+      if (v != 2 && v != 3) {
         c.out().Error("NOPROTO unsupported protocol version");
         return c.reply.Send();
       }
-      protocol = static_cast<int>(*v);
+      protocol = static_cast<int>(v);
     }
     std::optional<std::string> name;
     for (size_t i = 2; i < c.args.size(); ++i) {
@@ -529,18 +499,18 @@ struct RespCommands {
       if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !expiry_given &&
           i + 1 < c.args.size()) {
         expiry_given = true;
-        const std::optional<int64_t> n = ParseInteger(c.args[++i]);
-        if (!n) {
+        int64_t n = 0;
+        if (!resp::ParseInteger(c.args[++i], &n)) {
           c.out().Error("ERR value is not an integer or out of range");
           return c.reply.Send();
         }
         const bool seconds = opt == "ex" || opt == "exat";
-        if (*n <= 0 || (seconds && *n > kNoDeadline / 1000) || (!seconds && *n > kNoDeadline / 2)) {
+        if (n <= 0 || (seconds && n > kNoDeadline / 1000) || (!seconds && n > kNoDeadline / 2)) {
           c.out().Error("ERR invalid expire time in 'set' command");
           return c.reply.Send();
         }
-        const int64_t ms = seconds ? *n * 1000 : *n;
-        at = (opt == "ex" || opt == "px") ? NowMillis() + ms : ms;
+        const int64_t ms = seconds ? n * 1000 : n;
+        at = (opt == "ex" || opt == "px") ? c.api->clock_->NowMillis() + ms : ms;
         continue;
       }
       c.out().Error("ERR syntax error");
@@ -550,28 +520,27 @@ struct RespCommands {
   }
   // SETEX key seconds value / PSETEX key milliseconds value
   static void SetEx(Ctx& c, bool seconds) {
-    const std::optional<int64_t> n = ParseInteger(c.args[2]);
-    if (!n) {
+    int64_t n = 0;
+    if (!resp::ParseInteger(c.args[2], &n)) {
       c.out().Error("ERR value is not an integer or out of range");
       return c.reply.Send();
     }
-    if (*n <= 0 || *n > kNoDeadline / 2000) {
+    if (n <= 0 || n > kNoDeadline / 2000) {
       c.out().Error(
           absl::StrCat("ERR invalid expire time in '", seconds ? "setex" : "psetex", "' command"));
       return c.reply.Send();
     }
-    Write(c, c.args[1], c.args[3], ExpiryOf(*c.api, NowMillis() + (seconds ? *n * 1000 : *n)),
-          false);
+    Write(c, c.args[1], c.args[3],
+          ExpiryOf(*c.api, c.api->clock_->NowMillis() + (seconds ? n * 1000 : n)), false);
   }
   static void MGet(Ctx& c) {
     RespApi* api = c.api;
     const Caller caller = c.caller();
-    const std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
     FanOut<std::optional<std::string>>(
         c, 1, 1,
         [&](size_t i, auto done) {
           api->service_->Get(
-              caller, {}, keys[i - 1],
+              caller, {}, c.args[i],
               [done = std::move(done)](absl::StatusOr<CachedValue> r) mutable {
                 // Like Redis: anything but a value (a miss, an error) is nil.
                 done(r.ok() ? std::optional<std::string>(std::move(r->data)) : std::nullopt);
@@ -595,9 +564,7 @@ struct RespCommands {
     FanOut<absl::Status>(
         c, 1, 2,
         [&](size_t i, auto done) {
-          api->service_->Set(
-              caller, {}, c.args[i], c.args[i + 1], *expiry, false,
-              [done = std::move(done)](absl::Status s) mutable { done(std::move(s)); });
+          api->service_->Set(caller, {}, c.args[i], c.args[i + 1], *expiry, false, std::move(done));
         },
         [](Writer& w, std::vector<absl::Status>& results) {
           for (const absl::Status& s : results) {
@@ -655,10 +622,10 @@ struct RespCommands {
         CountTrue);
   }
   static void Ttl(Ctx& c, bool seconds) {
-    Lookup(c, c.args[1], [seconds](Writer& w, const CachedValue* v) {
+    Lookup(c, c.args[1], [seconds, clock = c.api->clock_](Writer& w, const CachedValue* v) {
       if (v == nullptr) return w.Integer(-2);
       if (v->deadline == kNoDeadline) return w.Integer(-1);
-      const int64_t ms = std::max<int64_t>(0, v->deadline - NowMillis());
+      const int64_t ms = std::max<int64_t>(0, v->deadline - clock->NowMillis());
       w.Integer(seconds ? (ms + 500) / 1000 : ms);
     });
   }
@@ -732,8 +699,9 @@ const RespApi::Command* RespCommands::Find(std::string_view name) {
   return it == index->end() ? nullptr : it->second;
 }
 
-RespApi::RespApi(RespApiOptions options, CacheService* service, ClusterView* cluster)
-    : options_(options), service_(service), cluster_(cluster) {}
+RespApi::RespApi(RespApiOptions options, CacheService* service, ClusterView* cluster,
+                 const Clock* clock)
+    : options_(options), service_(service), cluster_(cluster), clock_(clock) {}
 
 void RespApi::Open(Session& session) {
   auto data = std::make_unique<RespSession>();
@@ -744,8 +712,7 @@ void RespApi::Open(Session& session) {
 
 void RespApi::Track(const Session& session) {
   absl::MutexLock lock(&clients_mu_);
-  clients_[session.id] = {session.remote, Data(const_cast<Session&>(session)).name,
-                          session.connected, session.protocol};
+  clients_[session.id] = {session.remote, Data(session).name, session.connected, session.protocol};
 }
 
 void RespApi::Closed(Session& session) {

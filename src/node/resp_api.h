@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "resp/connection.h"
 #include "service/cache_service.h"
 #include "service/cluster_view.h"
@@ -39,7 +40,8 @@ struct RespApiOptions {
 
 class RespApi final : public resp::Handler {
  public:
-  RespApi(RespApiOptions options, CacheService* service, ClusterView* cluster);
+  // `clock`: the wall clock expiries are fixed by and TTL reads against (a test's fake).
+  RespApi(RespApiOptions options, CacheService* service, ClusterView* cluster, const Clock* clock);
 
   void Open(resp::Session& session) override;
   void Closed(resp::Session& session) override;
@@ -60,6 +62,7 @@ class RespApi final : public resp::Handler {
   const RespApiOptions options_;
   CacheService* const service_;
   ClusterView* const cluster_;
+  const Clock* const clock_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   mutable absl::Mutex clients_mu_;
   std::map<uint64_t, Client> clients_ ABSL_GUARDED_BY(clients_mu_);

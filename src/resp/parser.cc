@@ -4,28 +4,10 @@
 #include <cctype>
 #include <utility>
 
+#include "common/parse.h"
+
 namespace nexus::resp {
 namespace {
-
-// A decimal integer as Redis's string2ll reads it: an optional '-', digits, nothing else.
-bool ParseInt(std::string_view s, int64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  size_t i = 0;
-  const bool negative = s[0] == '-';
-  if (negative && ++i == s.size()) return false;
-  uint64_t v = 0;
-  for (; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c < '0' || c > '9') return false;
-    const uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  const uint64_t limit = negative ? uint64_t{1} << 63 : (uint64_t{1} << 63) - 1;
-  if (v > limit) return false;
-  *out = negative ? static_cast<int64_t>(~v + 1) : static_cast<int64_t>(v);
-  return true;
-}
 
 bool IsSpace(char c) {
   return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f';
@@ -39,6 +21,10 @@ int HexValue(char c) {
 }
 
 }  // namespace
+
+bool ParseInteger(std::string_view text, int64_t* out) {
+  return text.size() <= 20 && ParseInt(text, out);
+}
 
 bool SplitInline(std::string_view line, std::vector<std::string>* words) {
   const size_t end = line.size();
@@ -205,7 +191,7 @@ Parser::Fed Parser::Feed(std::string_view input) {
         return phase_ == Phase::kFailed ? Fed{State::kError, 0} : Fed{State::kNeedMore, skipped};
       }
       int64_t n = 0;
-      if (in[cr + 1] != '\n' || !ParseInt(in.substr(1, cr - 1), &n) ||
+      if (in[cr + 1] != '\n' || !ParseInteger(in.substr(1, cr - 1), &n) ||
           n > static_cast<int64_t>(limits_.max_args)) {
         return Fail("Protocol error: invalid multibulk length");
       }
@@ -232,7 +218,7 @@ Parser::Fed Parser::Feed(std::string_view input) {
           return phase_ == Phase::kFailed ? Fed{State::kError, 0} : Fed{State::kNeedMore, skipped};
         }
         int64_t length = 0;
-        if (in[cr + 1] != '\n' || !ParseInt(in.substr(pos_ + 1, cr - pos_ - 1), &length) ||
+        if (in[cr + 1] != '\n' || !ParseInteger(in.substr(pos_ + 1, cr - pos_ - 1), &length) ||
             length < 0 || static_cast<uint64_t>(length) > limits_.max_bulk_bytes) {
           return Fail("Protocol error: invalid bulk length");
         }

@@ -88,6 +88,10 @@ class Parser {
   std::string error_;
 };
 
+// A decimal integer as a RESP count or a command's numeric argument: an optional '-' and digits,
+// at most 20 characters (Redis's LONG_STR_SIZE), nothing else; false on overflow.
+bool ParseInteger(std::string_view text, int64_t* out);
+
 // Splits an inline command line as Redis's sdssplitargs does; false for unbalanced quotes.
 bool SplitInline(std::string_view line, std::vector<std::string>* words);
 

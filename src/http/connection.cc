@@ -330,23 +330,11 @@ void HttpConnection::Discard() {
   }
 }
 
-class HttpConnectionFactory final : public io::ConnectionFactory {
- public:
-  explicit HttpConnectionFactory(std::shared_ptr<const Shared> shared)
-      : shared_(std::move(shared)) {}
-  std::unique_ptr<io::Connection> Create(io::Loop& loop, int, std::string remote) override {
-    return std::make_unique<HttpConnection>(&loop, std::move(remote), shared_);
-  }
-
- private:
-  const std::shared_ptr<const Shared> shared_;
-};
-
 }  // namespace
 
 std::shared_ptr<io::ConnectionFactory> HttpConnections(ProtocolOptions options,
                                                        std::shared_ptr<const Router> router) {
-  return std::make_shared<HttpConnectionFactory>(
+  return std::make_shared<io::ConnectionsOf<HttpConnection, std::shared_ptr<const Shared>>>(
       std::make_shared<const Shared>(Shared{std::move(options), std::move(router)}));
 }
 

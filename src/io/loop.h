@@ -76,6 +76,21 @@ class ConnectionFactory {
   virtual std::unique_ptr<Connection> Create(Loop& loop, int fd, std::string remote) = 0;
 };
 
+// The factory of a protocol whose connections are `Conn(Loop*, std::string remote, State)`, all
+// sharing one immutable `State` (typically a shared_ptr to options and a router or handler).
+// Instantiate it where Conn is complete (the protocol's .cc).
+template <typename Conn, typename State>
+class ConnectionsOf final : public ConnectionFactory {
+ public:
+  explicit ConnectionsOf(State state) : state_(std::move(state)) {}
+  std::unique_ptr<Connection> Create(Loop& loop, int, std::string remote) override {
+    return std::make_unique<Conn>(&loop, std::move(remote), state_);
+  }
+
+ private:
+  const State state_;
+};
+
 // The connections of all the loops of a server, counted so that a stop can wait for them.
 class ConnectionCount {
  public:

@@ -329,16 +329,7 @@ class LineConnection final : public io::Connection {
   bool waiting_ = false;
 };
 
-class LineConnections final : public io::ConnectionFactory {
- public:
-  explicit LineConnections(std::shared_ptr<RemotePeer> peer) : peer_(std::move(peer)) {}
-  std::unique_ptr<io::Connection> Create(io::Loop& loop, int, std::string remote) override {
-    return std::make_unique<LineConnection>(&loop, std::move(remote), peer_);
-  }
-
- private:
-  const std::shared_ptr<RemotePeer> peer_;
-};
+using LineConnections = io::ConnectionsOf<LineConnection, std::shared_ptr<RemotePeer>>;
 
 // Sends `lines` on a new connection to `port` and reads until `answers` lines came back.
 std::string LineExchange(uint16_t port, const std::string& lines, int answers) {

@@ -311,25 +311,9 @@ void RespConnection::FlushOutput() {
   if ((closing_ || loop().draining()) && pending_.empty()) CloseNow();
 }
 
-namespace {
-
-class RespConnectionFactory final : public io::ConnectionFactory {
- public:
-  explicit RespConnectionFactory(std::shared_ptr<const Shared> shared)
-      : shared_(std::move(shared)) {}
-  std::unique_ptr<io::Connection> Create(io::Loop& loop, int, std::string remote) override {
-    return std::make_unique<RespConnection>(&loop, std::move(remote), shared_);
-  }
-
- private:
-  const std::shared_ptr<const Shared> shared_;
-};
-
-}  // namespace
-
 std::shared_ptr<io::ConnectionFactory> RespConnections(ConnectionOptions options,
                                                        std::shared_ptr<Handler> handler) {
-  return std::make_shared<RespConnectionFactory>(
+  return std::make_shared<io::ConnectionsOf<RespConnection, std::shared_ptr<const Shared>>>(
       std::make_shared<const Shared>(Shared{std::move(options), std::move(handler)}));
 }
 
